@@ -1,0 +1,38 @@
+# The README's two commands: `make demo` and `make test`. Both bootstrap .venv on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# torch/torchvision are pinned first so pip takes the locally cached wheels where they exist.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= dev,ros
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
+
+.PHONY: venv sysdeps test lint demo clean
+
+$(STAMP): pyproject.toml
+	@bash .ci/sysdeps.sh
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+sysdeps:
+	@bash .ci/sysdeps.sh
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/robot-offrl demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

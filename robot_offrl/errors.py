@@ -1,0 +1,17 @@
+"""Error types shared across the stations.
+
+Every error a user can fix (bad store, bad config, bad observation) derives from ``UserError`` so
+the command line prints it as one clear line instead of a traceback, while real bugs still raise.
+"""
+
+
+class UserError(Exception):
+    """Something the user can fix; the message says what and, where possible, how."""
+
+
+class ConfigError(UserError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class ObservationError(UserError, ValueError):
+    """An observation does not match the schema (missing key, wrong shape or dtype, NaN)."""
