@@ -1,0 +1,1 @@
+"""The trainer: devices, AMP, checkpoints, resume, logging and DDP around one Agent."""
