@@ -192,11 +192,14 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file '{path}' is missing")
     with path.open("rb") as fh:
-        head = fh.read(2)
-    if head[:1] == b"\x80" or head == b"PK":
-        raise CheckpointError(
-            f"'{path}' holds a pickle/torch.save payload; robot-offrl only loads safetensors and never unpickles"
-        )
+        head = fh.read(9)
+    # A safetensors file starts with an 8-byte header length followed by a JSON object.
+    if len(head) < 9 or head[8:9] != b"{":
+        if head[:1] == b"\x80" or head[:2] == b"PK":
+            raise CheckpointError(
+                f"'{path}' holds a pickle/torch.save payload; robot-offrl only loads safetensors and never unpickles"
+            )
+        raise CheckpointError(f"'{path}' is not a safetensors file")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
