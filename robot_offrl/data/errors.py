@@ -1,0 +1,57 @@
+"""Errors raised by the episode store.
+
+They all derive from ``StoreError`` (a ``UserError``) so the command line prints one clear line, and each
+message names the store, episode and key involved and says what to do about it.
+"""
+
+from __future__ import annotations
+
+from robot_offrl.errors import UserError
+
+
+class StoreError(UserError):
+    """Anything wrong with an episode store or the data offered to it."""
+
+
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """The path or URL holds no episode store."""
+
+
+class StoreExistsError(StoreError, FileExistsError):
+    """Creating a store where one (or any other file) already exists."""
+
+
+class StoreCorruptError(StoreError):
+    """The store's metadata cannot be parsed or contradicts itself."""
+
+
+class StoreVersionError(StoreError):
+    """The store's format version is newer than this code, or has no migration path."""
+
+
+class StoreReadOnlyError(StoreError):
+    """A write was attempted on a store opened with ``mode="r"``."""
+
+
+class SchemaError(StoreError, ValueError):
+    """A schema description (keys, action space) is malformed, or two schemas disagree."""
+
+
+class EpisodeValidationError(StoreError, ValueError):
+    """An episode's data disagrees with the schema; carries the episode and key it is about."""
+
+    def __init__(self, message: str, *, episode: int | str | None = None, key: str | None = None) -> None:
+        where = []
+        if episode is not None:
+            where.append(f"episode {episode}")
+        if key is not None:
+            where.append(f"key '{key}'")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + message)
+        self.detail = message
+        self.episode = episode
+        self.key = key
+
+
+class EpisodeIndexError(StoreError, IndexError):
+    """An episode number that the store does not hold."""

@@ -1,0 +1,517 @@
+"""The episode store: one zarr v3 group that every station writes through one writer and reads through one reader.
+
+On disk (see docs/dataset.md)::
+
+    STORE/zarr.json            root group; attributes: format, format_version, schema, created_by, ...
+    STORE/obs/<key>/           (T_total, *shape) arrays, all episodes concatenated along time
+    STORE/actions/             (T_total, A) float32
+    STORE/index/zarr.json      the episode index: the commit record and the single source of truth
+
+An append writes the arrays first and the index last. The index names how many steps are committed;
+anything in the arrays past that is an interrupted append, ignored on open and cut by ``repair``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from robot_offrl import __version__
+from robot_offrl.data.backend import Location, recover_interrupted_swap
+from robot_offrl.data.episode import Episode, EpisodeMeta, check_attrs_json
+from robot_offrl.data.errors import (
+    EpisodeIndexError,
+    SchemaError,
+    StoreCorruptError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+    StoreReadOnlyError,
+)
+from robot_offrl.data.layout import (
+    ACTIONS_ARRAY,
+    INDEX_GROUP,
+    chunk_keys,
+    create_arrays,
+    obs_path,
+)
+from robot_offrl.data.migrations import upgrade_attrs
+from robot_offrl.data.schema import FORMAT_NAME, FORMAT_VERSION, StoreSchema, check_source, check_success
+from robot_offrl.data.stats import ACTIONS_KEY, NormStats, compute_stats
+from robot_offrl.data.validate import check_episode
+
+Mode = Literal["r", "r+", "a"]
+SplitName = Literal["train", "val"]
+
+
+class UncommittedDataWarning(UserWarning):
+    """The arrays hold steps past the last committed episode: an append was interrupted."""
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class EpisodeStore:
+    """Reader and writer of one episode store. Single writer at a time; any number of readers."""
+
+    def __init__(self, location: Location, mode: Mode, *, durable: bool = True) -> None:
+        # Use EpisodeStore.create / EpisodeStore.open; this only loads an existing, checked store.
+        self.location = location
+        self.mode: Mode = mode
+        self.durable = durable
+        self.written_format_version = FORMAT_VERSION
+        self._load()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def create(
+        cls,
+        path_or_url: str | Any,
+        schema: StoreSchema,
+        *,
+        overwrite: bool = False,
+        durable: bool = True,
+    ) -> EpisodeStore:
+        """A new, empty store. Refuses an existing path unless ``overwrite`` (which deletes it)."""
+        import zarr
+
+        if not isinstance(schema, StoreSchema):
+            raise SchemaError(f"schema must be a StoreSchema, got {type(schema).__name__}")
+        location = Location.parse(path_or_url)
+        if location.exists() and not overwrite:
+            raise StoreExistsError(
+                f"{location}: already exists; open it with EpisodeStore.open(..., mode='r+') to add "
+                "episodes, or pick another path"
+            )
+        attrs = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "schema": schema.to_dict(),
+            "created_by": f"robot-offrl {__version__}",
+            "created_at": _now(),
+        }
+        store = location.zarr_store(read_only=False)
+        root = zarr.open_group(store=store, mode="w" if overwrite else "w-", attributes=attrs)
+        create_arrays(root, schema.obs, schema.action.dim)
+        root.create_group(INDEX_GROUP, attributes=_index_attrs([], 0, 0, 0))
+        if durable:
+            keys = ["zarr.json", f"{INDEX_GROUP}/zarr.json", f"{ACTIONS_ARRAY}/zarr.json", "obs/zarr.json"]
+            keys += [f"{obs_path(k)}/zarr.json" for k in schema.obs_keys]
+            location.fsync_keys(keys)
+        return cls(location, "r+", durable=durable)
+
+    @classmethod
+    def open(
+        cls,
+        path_or_url: str | Any,
+        mode: Mode = "r",
+        *,
+        schema: StoreSchema | None = None,
+        durable: bool = True,
+    ) -> EpisodeStore:
+        """Open an existing store (``"r"``, ``"r+"``) or create-or-open (``"a"``, needs ``schema``)."""
+        if mode not in ("r", "r+", "a"):
+            raise StoreError(f"mode {mode!r} is not 'r', 'r+' or 'a'")
+        location = Location.parse(path_or_url)
+        recover_interrupted_swap(location)
+        if mode == "a":
+            if not location.exists():
+                if schema is None:
+                    raise StoreNotFoundError(f"{location}: does not exist; pass schema= to create it")
+                return cls.create(location.url, schema, durable=durable)
+            mode = "r+"
+        if not location.exists():
+            raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL)")
+        opened = cls(location, mode, durable=durable)
+        if schema is not None:
+            diffs = opened.schema.differences(schema)
+            if diffs:
+                raise SchemaError(f"{location}: existing store has a different schema: {'; '.join(diffs)}")
+        return opened
+
+    def _load(self) -> None:
+        import zarr
+
+        where = str(self.location)
+        raw_attrs = self.location.read_json("zarr.json").get("attributes") or {}
+        attrs, written = upgrade_attrs(dict(raw_attrs), where)
+        self.written_format_version = written
+        try:
+            self.schema = StoreSchema.from_dict(attrs["schema"])
+        except KeyError as err:
+            raise StoreCorruptError(f"{where}: root attributes lack the schema; the store is damaged") from err
+        except SchemaError as err:
+            raise StoreCorruptError(f"{where}: stored schema is invalid: {err}") from err
+        index_json = self.location.read_json(f"{INDEX_GROUP}/zarr.json")
+        try:
+            self._root = zarr.open_group(store=self.location.zarr_store(read_only=self.mode == "r"), mode=self.mode)
+        except Exception as err:  # zarr raises many types for damaged metadata
+            raise StoreCorruptError(f"{where}: zarr cannot open the root group ({err})") from err
+        if written != FORMAT_VERSION and self.mode != "r":
+            self._root.attrs.put(attrs)
+            self._sync(["zarr.json"])
+        self._attrs = attrs
+        self._load_index(index_json.get("attributes") or {})
+        self._arrays: dict[str, Any] = {}
+        for spec in self.schema.obs:
+            self._arrays[spec.name] = self._open_array(obs_path(spec.name))
+        self._arrays[ACTIONS_KEY] = self._open_array(ACTIONS_ARRAY)
+        self._check_arrays()
+
+    def _open_array(self, path: str) -> Any:
+        try:
+            return self._root[path]
+        except KeyError as err:
+            raise StoreCorruptError(
+                f"{self.location}: array '{path}' is missing although the schema lists it; the store is damaged"
+            ) from err
+        except Exception as err:
+            raise StoreCorruptError(f"{self.location}: array '{path}' cannot be opened ({err})") from err
+
+    def _load_index(self, index_attrs: Mapping[str, Any]) -> None:
+        try:
+            records = list(index_attrs["episodes"])
+            self._num_steps = int(index_attrs["num_steps"])
+            self._next_uid = int(index_attrs["next_uid"])
+            self._generation = int(index_attrs["generation"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise StoreCorruptError(f"{self.location}: the episode index is malformed ({err})") from err
+        self._episodes = [EpisodeMeta.from_record(i, r) for i, r in enumerate(records)]
+        end = self._episodes[-1].end if self._episodes else 0
+        if end != self._num_steps:
+            raise StoreCorruptError(
+                f"{self.location}: the episode index says {self._num_steps} steps but its episodes end at {end}"
+            )
+
+    def _check_arrays(self) -> None:
+        excess = 0
+        for key, array in self._arrays.items():
+            spec = None if key == ACTIONS_KEY else self.schema.key(key)
+            want_shape = (self.schema.action.dim,) if spec is None else spec.shape
+            want_dtype = "float32" if spec is None else spec.dtype
+            if tuple(array.shape[1:]) != want_shape or str(array.dtype) != want_dtype:
+                raise StoreCorruptError(
+                    f"{self.location}: array '{key}' is {array.dtype}{list(array.shape[1:])} per step but the "
+                    f"schema says {want_dtype}{list(want_shape)}"
+                )
+            if array.shape[0] < self._num_steps:
+                raise StoreCorruptError(
+                    f"{self.location}: array '{key}' holds {array.shape[0]} steps but {self._num_steps} are "
+                    "committed; committed data is missing (restore from a backup)"
+                )
+            excess = max(excess, array.shape[0] - self._num_steps)
+        self.uncommitted_steps = int(excess)
+        if excess:
+            warnings.warn(
+                f"{self.location}: ignoring {excess} uncommitted steps after the last committed episode "
+                "(an append was interrupted); run `robot-offrl data repair` to remove them",
+                UncommittedDataWarning,
+                stacklevel=3,
+            )
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # DataLoader workers get a fresh read-only handle instead of a copy of zarr's async state.
+        return (_reopen_readonly, (self.location.url,))
+
+    def __enter__(self) -> EpisodeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"EpisodeStore({self.location.url!r}, mode={self.mode!r}, episodes={self.num_episodes})"
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def url(self) -> str:
+        return self.location.url
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """Store-level attributes (format, schema, created_by, split, cached stats) as JSON."""
+        return dict(self._attrs)
+
+    @property
+    def episodes(self) -> list[EpisodeMeta]:
+        return list(self._episodes)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self._episodes)
+
+    @property
+    def num_steps(self) -> int:
+        return self._num_steps
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever episodes are added or removed; cached statistics carry it."""
+        return self._generation
+
+    def episode(self, index: int) -> EpisodeMeta:
+        return self._episodes[self._check_index(index)]
+
+    def _check_index(self, index: int) -> int:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise EpisodeIndexError(f"episode index {index!r} is not an integer")
+        if not 0 <= index < len(self._episodes):
+            raise EpisodeIndexError(
+                f"{self.location}: episode {index} does not exist (the store has {len(self._episodes)} "
+                f"episodes, 0..{len(self._episodes) - 1})"
+            )
+        return int(index)
+
+    def obs_array(self, key: str) -> Any:
+        """The zarr array of one observation key; committed steps are ``[:store.num_steps]``."""
+        if key not in self.schema.obs_keys:
+            raise StoreError(f"{self.location}: observation key '{key}' is not in the store ({self.schema.obs_keys})")
+        return self._arrays[key]
+
+    def action_array(self) -> Any:
+        return self._arrays[ACTIONS_KEY]
+
+    def read_episode(self, index: int) -> Episode:
+        meta = self.episode(index)
+        sl = slice(meta.start, meta.end)
+        obs = {k: np.asarray(self._arrays[k][sl]) for k in self.schema.obs_keys}
+        return Episode(meta=meta, obs=obs, actions=np.asarray(self._arrays[ACTIONS_KEY][sl]))
+
+    def select_episodes(
+        self,
+        *,
+        expert: bool | None = None,
+        sources: Iterable[str] | None = None,
+        success: bool | None | _Unset = UNSET,
+        split: SplitName | None = None,
+    ) -> list[int]:
+        """Indices of episodes matching every given filter (None / UNSET: no filter on that field)."""
+        allowed = None if sources is None else {check_source(s) for s in sources}
+        in_split = None if split is None else set(self.split_indices(split))
+        out = []
+        for m in self._episodes:
+            if expert is not None and m.expert != expert:
+                continue
+            if allowed is not None and m.source not in allowed:
+                continue
+            if not isinstance(success, _Unset) and m.success != success:
+                continue
+            if in_split is not None and m.index not in in_split:
+                continue
+            out.append(m.index)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def _require_writable(self) -> None:
+        if self.mode == "r":
+            raise StoreReadOnlyError(f"{self.location}: opened read-only; open with mode='r+' to modify it")
+
+    def _sync(self, keys: list[str]) -> None:
+        if self.durable:
+            self.location.fsync_keys(keys)
+
+    def _commit_index(self, episodes: list[EpisodeMeta], num_steps: int, generation: int) -> None:
+        """The commit point: one whole-key write of index/zarr.json."""
+        attrs = _index_attrs([m.to_record() for m in episodes], num_steps, self._next_uid, generation)
+        self._root[INDEX_GROUP].attrs.put(attrs)
+        self._sync([f"{INDEX_GROUP}/zarr.json"])
+        self._episodes = [
+            EpisodeMeta(i, m.start, m.length, m.expert, m.source, m.success, m.uid, m.attrs)
+            for i, m in enumerate(episodes)
+        ]
+        self._num_steps = num_steps
+        self._generation = generation
+
+    def _write_attrs(self, attrs: dict[str, Any]) -> None:
+        self._root.attrs.put(attrs)
+        self._sync(["zarr.json"])
+        self._attrs = dict(attrs)
+
+    def truncate_uncommitted(self) -> int:
+        """Cut every array back to the committed steps; returns how many steps were dropped."""
+        self._require_writable()
+        dropped = self.uncommitted_steps
+        for array in self._arrays.values():
+            if array.shape[0] > self._num_steps:
+                array.resize((self._num_steps, *array.shape[1:]))
+        self._sync([f"{_array_path(k)}/zarr.json" for k in self._arrays])
+        self.uncommitted_steps = 0
+        return dropped
+
+    def append_episode(
+        self,
+        obs: Mapping[str, Any],
+        actions: Any,
+        *,
+        expert: bool,
+        source: str,
+        success: bool | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one whole episode atomically; returns its index.
+
+        Everything is validated before the first byte is written. Arrays are written (and fsync'ed),
+        then the index is committed; a crash before the commit leaves only ignorable uncommitted steps.
+        """
+        return self._append(obs, actions, expert=expert, source=source, success=success, attrs=attrs, uid=None)
+
+    def _append(
+        self,
+        obs: Mapping[str, Any],
+        actions: Any,
+        *,
+        expert: bool,
+        source: str,
+        success: bool | None,
+        attrs: Mapping[str, Any] | None,
+        uid: int | None,
+    ) -> int:
+        self._require_writable()
+        index = len(self._episodes)
+        if not isinstance(expert, bool | np.bool_):
+            raise SchemaError(f"episode {index}: expert must be True or False, got {expert!r}")
+        check_source(source, episode=index)
+        success = check_success(success, episode=index)
+        attrs_json = check_attrs_json(attrs, episode=index)
+        obs_ok, act_ok = check_episode(self.schema, obs, actions, episode=index)
+        if self.uncommitted_steps:
+            self.truncate_uncommitted()
+        start, length = self._num_steps, len(act_ok)
+        written: list[str] = []
+        for key, data in [*obs_ok.items(), (ACTIONS_KEY, act_ok)]:
+            array = self._arrays[key]
+            array.append(data, axis=0)
+            written += chunk_keys(array, _array_path(key), start, start + length)
+        self._sync(written)
+        if uid is None:
+            uid = self._next_uid
+        self._next_uid = max(self._next_uid, uid + 1)
+        meta = EpisodeMeta(index, start, length, bool(expert), source, success, uid, attrs_json)
+        self._commit_index([*self._episodes, meta], start + length, self._generation + 1)
+        return index
+
+    def set_flags(
+        self,
+        indices: Sequence[int],
+        *,
+        expert: bool | _Unset = UNSET,
+        source: str | _Unset = UNSET,
+        success: bool | None | _Unset = UNSET,
+    ) -> None:
+        """Relabel episodes without touching their data (one index commit for all of them)."""
+        self._require_writable()
+        checked = [self._check_index(i) for i in indices]
+        if not isinstance(expert, _Unset) and not isinstance(expert, bool | np.bool_):
+            raise SchemaError(f"expert must be True or False, got {expert!r}")
+        if not isinstance(source, _Unset):
+            check_source(source)
+        if not isinstance(success, _Unset):
+            success = check_success(success)
+        episodes = list(self._episodes)
+        for i in checked:
+            m = episodes[i]
+            episodes[i] = EpisodeMeta(
+                i,
+                m.start,
+                m.length,
+                m.expert if isinstance(expert, _Unset) else bool(expert),
+                m.source if isinstance(source, _Unset) else source,
+                m.success if isinstance(success, _Unset) else success,
+                m.uid,
+                m.attrs,
+            )
+        self._commit_index(episodes, self._num_steps, self._generation)
+
+    def update_attrs(self, index: int, attrs: Mapping[str, Any], *, replace: bool = False) -> None:
+        """Merge (or replace) an episode's free-form attributes."""
+        self._require_writable()
+        i = self._check_index(index)
+        new = check_attrs_json(attrs, episode=i)
+        episodes = list(self._episodes)
+        m = episodes[i]
+        merged = new if replace else {**m.attrs, **new}
+        episodes[i] = EpisodeMeta(i, m.start, m.length, m.expert, m.source, m.success, m.uid, merged)
+        self._commit_index(episodes, self._num_steps, self._generation)
+
+    # ------------------------------------------------------------------ derived data
+    def norm_stats(self, recompute: bool = False) -> NormStats:
+        """Statistics of low-dim keys and actions; cached in the store while the episodes stay the same."""
+        cached = self._attrs.get("norm_stats")
+        if not recompute and isinstance(cached, dict) and cached.get("generation") == self._generation:
+            return NormStats.from_dict(cached["stats"])
+        arrays = {k: self._arrays[k] for k in self.schema.lowdim_keys()}
+        arrays[ACTIONS_KEY] = self._arrays[ACTIONS_KEY]
+        stats = compute_stats(arrays, [(m.start, m.end) for m in self._episodes])
+        if self.mode != "r":
+            entry = {"generation": self._generation, "computed_at": _now(), "stats": stats.to_dict()}
+            self._write_attrs({**self._attrs, "norm_stats": entry})
+        return stats
+
+    def set_split(self, val_fraction: float, seed: int = 0) -> dict[str, Any]:
+        """Choose validation episodes (stratified by expert flag, deterministic in ``seed``) and store them.
+
+        The split names episodes by uid, so it survives deleting other episodes; episodes appended
+        later belong to "train" until the split is recomputed.
+        """
+        self._require_writable()
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise StoreError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise StoreError(f"seed must be an integer, got {seed!r}")
+        rng = np.random.default_rng(int(seed))
+        val: list[int] = []
+        for flag in (True, False):
+            uids = [m.uid for m in self._episodes if m.expert == flag]
+            count = int(round(float(val_fraction) * len(uids)))
+            if count:
+                val += [int(u) for u in rng.permutation(uids)[:count]]
+        entry = {
+            "val_fraction": float(val_fraction),
+            "seed": int(seed),
+            "val_uids": sorted(val),
+            "num_episodes_at_split": self.num_episodes,
+            "created_at": _now(),
+        }
+        self._write_attrs({**self._attrs, "split": entry})
+        return entry
+
+    @property
+    def split(self) -> dict[str, Any] | None:
+        entry = self._attrs.get("split")
+        return dict(entry) if isinstance(entry, dict) else None
+
+    def split_indices(self, name: SplitName) -> list[int]:
+        """Episode indices of the stored split; without a split everything is "train" and "val" is empty."""
+        if name not in ("train", "val"):
+            raise StoreError(f"split name {name!r} is not 'train' or 'val'")
+        entry = self.split
+        val_uids = set(entry.get("val_uids", [])) if entry else set()
+        want_val = name == "val"
+        return [m.index for m in self._episodes if (m.uid in val_uids) == want_val]
+
+
+def _array_path(key: str) -> str:
+    return ACTIONS_ARRAY if key == ACTIONS_KEY else obs_path(key)
+
+
+def _index_attrs(records: list[dict[str, Any]], num_steps: int, next_uid: int, generation: int) -> dict[str, Any]:
+    return {"episodes": records, "num_steps": num_steps, "next_uid": next_uid, "generation": generation}
+
+
+def _reopen_readonly(url: str) -> EpisodeStore:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncommittedDataWarning)
+        return EpisodeStore.open(url, mode="r")
