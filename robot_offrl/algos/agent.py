@@ -1,0 +1,259 @@
+"""The one agent behind BC, IDQL and RISE (RISE.md "Baselines": a config choice, not a code path).
+
+Networks, all in one ``nn.Module`` so ``state_dict()`` is a flat dict of plain tensors with
+prefixed names (``policy.*``, ``ema_policy.*``, ``critic.*``, ``critic_target.*``):
+  - policy:        encoder -> Lipschitz head -> denoiser (trained by the epsilon loss on all rows)
+  - ema_policy:    its EMA copy, used for acting
+  - critic:        own encoder, Q1, Q2, V (trained on non-augmented rows only)
+  - critic_target: Polyak copy of the critic's encoder + Q1 + Q2
+
+Everything here works in normalised units: observations and actions as the sampler hands them
+over ([-1, 1] low-dim, uint8 images). De-normalising actions is the runtime's job.
+
+The critic scores the FIRST action of the chunk (the one executed at t), in training and in
+selection alike. Episode ends are absorbing by default (done = 0, the last step bootstraps from
+itself; contracts "Episode ends"), so along an expert trajectory values rise toward 1 / (1 - gamma).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from robot_offrl.algos.averaging import ema_decay, soft_update
+from robot_offrl.algos.config import AgentConfig
+from robot_offrl.algos.diffusion import DiffusionPolicy
+from robot_offrl.algos.iql import masked_mean, q_loss, td_target, value_loss
+from robot_offrl.errors import ConfigError
+from robot_offrl.models.critics import Critic
+from robot_offrl.models.denoisers import ConditionalUnet1D, MLPResNetDenoiser
+from robot_offrl.models.encoders import ObsEncoder
+from robot_offrl.models.lipschitz import LipschitzHead
+from robot_offrl.models.obs_info import ObsInfo
+
+Obs = Mapping[str, torch.Tensor]
+
+
+def _encoder(obs_info: ObsInfo, config: AgentConfig) -> ObsEncoder:
+    enc = config.encoder
+    return ObsEncoder(obs_info, enc.crop, enc.crop_ratio, enc.num_keypoints, enc.feature_dim)
+
+
+def _denoiser(config: AgentConfig, action_dim: int) -> nn.Module:
+    p = config.policy
+    if p.denoiser == "unet":
+        return ConditionalUnet1D(action_dim, p.cond_dim, p.down_dims, p.kernel_size, p.n_groups, p.timestep_embed_dim)
+    return MLPResNetDenoiser(action_dim, p.pred_horizon, p.cond_dim, p.hidden_dim, p.num_blocks, p.timestep_embed_dim)
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    copied = copy.deepcopy(module)
+    copied.requires_grad_(False)
+    return copied
+
+
+class Agent(nn.Module):
+    def __init__(self, config: AgentConfig, obs_info: ObsInfo, action_dim: int) -> None:
+        super().__init__()
+        if isinstance(action_dim, bool) or not isinstance(action_dim, int) or action_dim < 1:
+            raise ConfigError(f"action_dim must be a positive integer, got {action_dim!r}")
+        p = config.policy
+        if (obs_info.obs_horizon, obs_info.pred_horizon) != (p.obs_horizon, p.pred_horizon):
+            raise ConfigError(
+                f"obs_info horizons (obs {obs_info.obs_horizon}, pred {obs_info.pred_horizon}) disagree with "
+                f"policy.obs_horizon={p.obs_horizon}, policy.pred_horizon={p.pred_horizon}"
+            )
+        self.config = config
+        self.obs_info = obs_info
+        self.action_dim = action_dim
+        encoder = _encoder(obs_info, config)
+        head = LipschitzHead(encoder.output_dim, p.cond_dim, config.algo.lipschitz_method)
+        self.policy = DiffusionPolicy(
+            encoder, head, _denoiser(config, action_dim), action_dim, p.pred_horizon, p.num_train_timesteps
+        )
+        self.ema_policy = _frozen(self.policy)
+        self.critic: Critic | None = None
+        self.critic_target: nn.Module | None = None
+        if config.algo.use_critic:
+            c = config.critic
+            self.critic = Critic(_encoder(obs_info, config), action_dim, c.hidden_dim, c.num_layers)
+            self.critic_target = _frozen(self.critic.twin)
+
+    # -- what the trainer uses -------------------------------------------------------------------
+    @property
+    def has_critic(self) -> bool:
+        return self.critic is not None
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {"policy": [p for p in self.policy.parameters() if p.requires_grad]}
+        if self.critic is not None:
+            groups["critic"] = [p for p in self.critic.parameters() if p.requires_grad]
+        return groups
+
+    def train(self, mode: bool = True) -> Agent:
+        """Slow copies stay in eval mode: they are read for acting and targets, never trained."""
+        super().train(mode)
+        self.ema_policy.eval()
+        if self.critic_target is not None:
+            self.critic_target.eval()
+        return self
+
+    def forward(self, batch: Mapping[str, Any], step: int = 0) -> dict[str, torch.Tensor]:
+        """So DDP can wrap the agent: ``ddp(batch, step)`` is ``compute_losses``."""
+        return self.compute_losses(batch, step)
+
+    def compute_losses(self, batch: Mapping[str, Any], step: int = 0) -> dict[str, torch.Tensor]:
+        """One differentiable ``loss`` (policy + Lipschitz + critic) and detached scalars to log.
+
+        The policy loss never touches critic parameters and the critic losses detach their
+        targets, so one optimiser with two parameter groups trains both from this sum.
+        """
+        obs, actions = batch["obs"], batch["actions"]
+        b = actions.shape[0]
+        augmented = batch.get("augmented")
+        augmented = (
+            torch.zeros(b, dtype=torch.bool, device=actions.device)
+            if augmented is None
+            else augmented.to(actions.device).bool()
+        )
+        policy_loss = self.policy.loss(obs, actions).mean()
+        lip_weight = self.config.algo.lipschitz_weight
+        if lip_weight > 0:
+            sigma = self.policy.head.spectral_norm()
+            lipschitz = lip_weight * sigma
+        else:  # still logged, so runs with and without the penalty can be compared
+            with torch.no_grad():
+                sigma = self.policy.head.spectral_norm()
+            lipschitz = sigma.new_zeros(())
+        loss = policy_loss + lipschitz
+        out: dict[str, torch.Tensor] = {
+            "policy_loss": policy_loss.detach(),
+            "lipschitz_penalty": lipschitz.detach(),
+            "lipschitz_sigma": sigma.detach(),
+            "augmented_fraction": augmented.float().mean(),
+        }
+        if self.critic is not None:
+            critic_out = self._critic_losses(batch, ~augmented)
+            loss = loss + critic_out.pop("critic_loss")
+            out.update(critic_out)
+        out["loss"] = loss
+        return out
+
+    def _critic_losses(self, batch: Mapping[str, Any], td_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        assert self.critic is not None and self.critic_target is not None
+        c = self.config.critic
+        obs, next_obs = batch["obs"], batch["next_obs"]
+        first_action = batch["actions"][:, 0]
+        reward = batch["reward"].float().to(first_action.device)
+        done = batch["done"].float().to(first_action.device)
+        features = self.critic.twin.features(obs)
+        with torch.no_grad():
+            tq1, tq2 = self.critic_target(obs, first_action)
+            target_q = torch.minimum(tq1, tq2).float()
+            next_v = self.critic.value(self.critic.twin.features(next_obs)).float()
+            backup = td_target(reward, done, next_v, c.gamma)
+        v = self.critic.value(features).float()
+        q1, q2 = self.critic.twin.from_features(features, first_action)
+        v_loss = value_loss(target_q, v, c.expectile, td_mask)
+        td_loss = q_loss(q1.float(), q2.float(), backup, td_mask)
+        return {
+            "critic_loss": v_loss + td_loss,
+            "v_loss": v_loss.detach(),
+            "q_loss": td_loss.detach(),
+            "q_mean": masked_mean(q1.detach().float(), td_mask),
+            "v_mean": masked_mean(v.detach(), td_mask),
+            "target_q_mean": masked_mean(target_q, td_mask),
+        }
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Polyak-update the critic target and the policy EMA (call once per optimiser step)."""
+        if self.critic is not None and self.critic_target is not None:
+            soft_update(self.critic_target, self.critic.twin, self.config.critic.tau)
+        e = self.config.ema
+        decay = ema_decay(step, e.power, e.max_decay, e.min_decay, e.inv_gamma, e.update_after_step)
+        soft_update(self.ema_policy, self.policy, 1.0 - decay)
+
+    # -- what the runtime uses --------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_chunks(
+        self,
+        obs: Obs,
+        num_candidates: int,
+        num_inference_steps: int | None = None,
+        use_ema: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(B, K, Tp, A) normalised candidate chunks; deterministic given ``generator``."""
+        policy = self.ema_policy if use_ema else self.policy
+        was_training = policy.training
+        policy.eval()
+        try:
+            steps = num_inference_steps or self.config.policy.num_inference_steps
+            return policy.sample(obs, num_candidates, steps, self.config.policy.scheduler, generator)
+        finally:
+            policy.train(was_training)
+
+    @torch.no_grad()
+    def score(self, obs: Obs, first_actions: torch.Tensor) -> torch.Tensor:
+        """min(Q1, Q2) of (B, K, A) first actions -> (B, K). BC has no critic: a clear error, not zeros."""
+        if self.critic is None:
+            raise ConfigError(
+                f"algo '{self.config.algo.name}' trains no critic, so it cannot score actions; "
+                "use K = 1 or train with algo=idql / algo=rise"
+            )
+        if first_actions.dim() != 3 or first_actions.shape[-1] != self.action_dim:
+            raise ConfigError(f"first_actions must be (B, K, {self.action_dim}), got {tuple(first_actions.shape)}")
+        was_training = self.critic.training
+        self.critic.eval()
+        try:
+            return self.critic.min_q(obs, first_actions).float()
+        finally:
+            self.critic.train(was_training)
+
+    @torch.no_grad()
+    def select(
+        self,
+        obs: Obs,
+        num_candidates: int | None = None,
+        num_inference_steps: int | None = None,
+        selection: str | None = None,
+        temperature: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(B, Tp, A): the best of K chunks by min(Q1, Q2) of their first action.
+
+        K = 1 or no critic is plain Diffusion Policy. ``softmax`` samples a chunk with
+        probability proportional to exp(Q / temperature) instead of taking the argmax.
+        """
+        sel = self.config.algo.selection
+        k = sel.num_candidates if num_candidates is None else num_candidates
+        mode = selection or sel.mode
+        temp = sel.temperature if temperature is None else temperature
+        if mode not in ("argmax", "softmax"):
+            raise ConfigError(f"selection must be 'argmax' or 'softmax', got {mode!r}")
+        if temp <= 0:
+            raise ConfigError(f"selection temperature must be > 0, got {temp}")
+        if self.critic is None:
+            k = 1
+        chunks = self.sample_chunks(obs, k, num_inference_steps, use_ema=True, generator=generator)
+        if k == 1:
+            return chunks[:, 0]
+        q = self.score(obs, chunks[:, :, 0])
+        if mode == "argmax":
+            index = q.argmax(dim=1)
+        else:
+            probs = torch.softmax(q / temp, dim=1)
+            if generator is not None and generator.device != probs.device:
+                index = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
+            else:
+                index = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        return chunks[torch.arange(chunks.shape[0], device=chunks.device), index]
+
+
+def build_agent(cfg: Any, obs_info: ObsInfo, action_dim: int) -> Agent:
+    """The agent for ``cfg`` (resolved Hydra config or dict with algo/policy/critic/encoder/trainer)."""
+    return Agent(AgentConfig.from_cfg(cfg), obs_info, action_dim)
