@@ -216,3 +216,11 @@ def stale_siblings(location: Location) -> list[Path]:
     if location.local_path is None or not location.local_path.exists():
         return []
     return [p for p in (location.sibling(REBUILD_SUFFIX), location.sibling(OLD_SUFFIX)) if p.exists()]
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file and directory under ``root``: used once after bulk copies written without fsync."""
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        _fsync_path(path)
+    _fsync_path(root)
+    _fsync_path(root.parent)

@@ -1,0 +1,243 @@
+"""``robot-offrl data ...``: inspect, label, validate, repair, reshape and import episode stores.
+
+Each subcommand is a thin shell over ``robot_offrl.data``; user mistakes raise ``StoreError`` (a
+``UserError``), which the root command prints as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from typing import Any
+
+
+def _store(path: str, mode: str = "r") -> Any:
+    from robot_offrl.data.store import EpisodeStore
+
+    return EpisodeStore.open(path, mode=mode)  # type: ignore[arg-type]
+
+
+def _bool_or_unknown(text: str) -> bool | None:
+    value = text.strip().lower()
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    if value in ("unknown", "none", "null"):
+        return None
+    raise argparse.ArgumentTypeError(f"success must be true, false or unknown, got {text!r}")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from robot_offrl.data.ops import format_summary, summarize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # info reports uncommitted steps itself
+        summary = summarize(_store(args.store))
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from robot_offrl.data.ops import format_episode_table
+
+    print(format_episode_table(_store(args.store)))
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from robot_offrl.data.ops import describe_episode
+
+    print(json.dumps(describe_episode(_store(args.store), args.episode), indent=2))
+    return 0
+
+
+def _cmd_flag(args: argparse.Namespace) -> int:
+    from robot_offrl.data.episode_ranges import parse_episode_ranges
+    from robot_offrl.data.store import UNSET
+
+    store = _store(args.store, "r+")
+    indices = parse_episode_ranges(args.episodes, store.num_episodes)
+    store.set_flags(
+        indices,
+        expert=UNSET if args.expert is None else args.expert,
+        source=UNSET if args.source is None else args.source,
+        success=UNSET if args.success == "unset" else args.success,
+    )
+    print(f"updated {len(indices)} episode(s): {args.episodes}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import sys
+
+    from robot_offrl.data.validate import find_problems
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reported below as a problem
+        store = _store(args.store)
+    problems = find_problems(store)
+    if problems:
+        for problem in problems:
+            print(f"{args.store}: {problem}", file=sys.stderr)
+        print(f"{args.store}: INVALID ({len(problems)} problem(s))", file=sys.stderr)
+        return 1
+    print(f"{args.store}: valid ({store.num_episodes} episodes, {store.num_steps} steps)")
+    return 0
+
+
+def _cmd_repair(args: argparse.Namespace) -> int:
+    from robot_offrl.data.ops import repair
+
+    report = repair(args.store)
+    print(
+        f"{args.store}: dropped {report['truncated_steps']} uncommitted steps, removed "
+        f"{len(report['removed_temp_files'])} temp files and {len(report['removed_stale_dirs'])} stale folders"
+        + (", finished an interrupted swap" if report["recovered_swap"] else "")
+    )
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from robot_offrl.data.ops import merge_stores
+
+    store = merge_stores(args.out, args.inputs)
+    print(f"{args.out}: {store.num_episodes} episodes, {store.num_steps} steps from {len(args.inputs)} store(s)")
+    return 0
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    store = _store(args.store, "r+")
+    store.set_split(args.val_fraction, args.seed)
+    print(
+        f"{args.store}: train={len(store.split_indices('train'))} val={len(store.split_indices('val'))} "
+        f"episodes (seed {args.seed})"
+    )
+    return 0
+
+
+def _cmd_delete(args: argparse.Namespace) -> int:
+    from robot_offrl.data.episode_ranges import parse_episode_ranges
+    from robot_offrl.data.ops import delete_episodes
+
+    store = _store(args.store)
+    indices = parse_episode_ranges(args.episodes, store.num_episodes)
+    after = delete_episodes(args.store, indices)
+    print(f"{args.store}: deleted {len(indices)} episode(s); {after.num_episodes} remain")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    store = _store(args.store, "r+")
+    stats = store.norm_stats(recompute=True)
+    for key, s in stats.keys.items():
+        print(f"{key}:")
+        for name in ("min", "max", "mean", "std"):
+            print(f"  {name:<5} {[round(float(v), 4) for v in getattr(s, name)]}")
+    print(f"cached in {args.store} (over {stats.num_steps} steps)")
+    return 0
+
+
+def _cmd_export_video(args: argparse.Namespace) -> int:
+    from robot_offrl.data.video import export_video
+
+    path = export_video(_store(args.store), args.episode, args.camera, args.out, fps=args.fps)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_import_robomimic(args: argparse.Namespace) -> int:
+    from robot_offrl.data.robomimic_import import import_robomimic
+
+    store = import_robomimic(args.file, args.store, args.expert_mask or [])
+    expert = sum(m.expert for m in store.episodes)
+    print(f"{args.store}: imported {store.num_episodes} demos ({expert} expert), {store.num_steps} steps")
+    return 0
+
+
+def _source(text: str) -> str:
+    from robot_offrl.data.schema import SOURCES
+
+    if text not in SOURCES:
+        raise argparse.ArgumentTypeError(f"source must be one of {', '.join(SOURCES)}, got {text!r}")
+    return text
+
+
+def register(subparsers: Any) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    data = subparsers.add_parser(
+        "data",
+        help="inspect, label, validate, repair, merge, split and import episode stores",
+        description="Episode store operations (zarr v3 stores; see docs/dataset.md).",
+        epilog="Example: robot-offrl data info data/lift.zarr",
+        formatter_class=fmt,
+    )
+    data.set_defaults(func=lambda _args: data.print_help() or 0)
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION")
+
+    def add(name: str, help_text: str, example: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"Example:\n  {example}",
+                           formatter_class=fmt)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("info", "summary: episodes by source/flag/success, steps, keys, size", "robot-offrl data info data/lift.zarr --json", _cmd_info)
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("list", "one line per episode", "robot-offrl data list data/lift.zarr", _cmd_list)
+    p.add_argument("store")
+
+    p = add("show", "one episode's labels, attributes and per-key ranges", "robot-offrl data show data/lift.zarr 3", _cmd_show)
+    p.add_argument("store")
+    p.add_argument("episode", type=int)
+
+    p = add("flag", "relabel episodes (no data is rewritten)",
+            "robot-offrl data flag data/lift.zarr --episodes 0,3-5 --no-expert --source failed --success false", _cmd_flag)
+    p.add_argument("store")
+    p.add_argument("--episodes", required=True, help="indices and inclusive ranges, e.g. 0,3-5")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--expert", dest="expert", action="store_const", const=True, default=None)
+    group.add_argument("--no-expert", dest="expert", action="store_const", const=False)
+    p.add_argument("--source", type=_source, default=None)
+    p.add_argument("--success", type=_bool_or_unknown, default="unset", help="true, false or unknown")
+
+    p = add("validate", "check every episode against the schema (exit 0 when valid)", "robot-offrl data validate data/lift.zarr", _cmd_validate)
+    p.add_argument("store")
+
+    p = add("repair", "drop uncommitted steps and temp files an interrupted write left", "robot-offrl data repair data/lift.zarr", _cmd_repair)
+    p.add_argument("store")
+
+    p = add("merge", "write a new store with the episodes of several stores (same schema)",
+            "robot-offrl data merge data/all.zarr data/expert.zarr data/play.zarr", _cmd_merge)
+    p.add_argument("out")
+    p.add_argument("inputs", nargs="+")
+
+    p = add("split", "choose validation episodes (stratified by expert flag, stored in the store)",
+            "robot-offrl data split data/lift.zarr --val-fraction 0.1 --seed 0", _cmd_split)
+    p.add_argument("store")
+    p.add_argument("--val-fraction", type=float, required=True)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("delete", "delete episodes (the store is rebuilt beside itself and swapped in)",
+            "robot-offrl data delete data/lift.zarr --episodes 2,7-9", _cmd_delete)
+    p.add_argument("store")
+    p.add_argument("--episodes", required=True, help="indices and inclusive ranges, e.g. 0,3-5")
+
+    p = add("stats", "compute and cache normalisation statistics", "robot-offrl data stats data/lift.zarr", _cmd_stats)
+    p.add_argument("store")
+
+    p = add("export-video", "write one episode's camera frames to an MP4",
+            "robot-offrl data export-video data/lift.zarr 0 --camera agentview_image --out ep0.mp4", _cmd_export_video)
+    p.add_argument("store")
+    p.add_argument("episode", type=int)
+    p.add_argument("--camera", required=True, help="an image key of the store")
+    p.add_argument("--out", required=True, help="output .mp4 path")
+    p.add_argument("--fps", type=float, default=None, help="default: the store's control rate")
+
+    p = add("import-robomimic", "convert a robomimic HDF5 (filter-key masks -> expert flags)",
+            "robot-offrl data import-robomimic lift_ph.hdf5 data/lift.zarr --expert-mask train", _cmd_import_robomimic)
+    p.add_argument("file")
+    p.add_argument("store")
+    p.add_argument("--expert-mask", nargs="+", action="extend", metavar="KEY", help="filter keys whose demos are expert")

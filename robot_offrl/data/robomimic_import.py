@@ -1,0 +1,176 @@
+"""Import robomimic HDF5 datasets (data/demo_N/{obs, actions, rewards, dones, states}, mask/<filter>).
+
+robomimic's own conversion scripts need mujoco_py, so the file is read with h5py directly. Filter keys
+named as expert masks become ``expert=True``; every other demo is ``expert=False``; all are
+``source="imported"``. robomimic already stores images upright (its robosuite wrapper flips them), which
+is this project's convention, so frames are copied as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_offrl.data.backend import Location
+from robot_offrl.data.errors import EpisodeValidationError, StoreError, StoreExistsError, StoreNotFoundError
+from robot_offrl.data.schema import ActionSpace, KeySpec, StoreSchema, infer_keyspec
+from robot_offrl.data.store import EpisodeStore
+
+OSC_POSE_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+
+
+def _demo_sort_key(name: str) -> tuple[int, str]:
+    match = re.search(r"(\d+)$", name)
+    return (int(match.group(1)) if match else 1 << 62, name)
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes | np.bytes_) else str(value)
+
+
+def _env_args(data_group: Any, file: str) -> dict[str, Any]:
+    raw = data_group.attrs.get("env_args")
+    if raw is None:
+        return {}
+    try:
+        parsed = json.loads(_text(raw))
+    except json.JSONDecodeError as err:
+        raise StoreError(f"{file}: data attribute env_args is not valid JSON ({err})") from err
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _controller_type(env_kwargs: dict[str, Any]) -> tuple[str | None, bool]:
+    """robosuite <=1.4 keeps the arm controller at the top, 1.5 under body_parts/right."""
+    cfg = env_kwargs.get("controller_configs") or {}
+    if isinstance(cfg, list):
+        cfg = cfg[0] if cfg else {}
+    arm = (cfg.get("body_parts") or {}).get("right") or cfg
+    return arm.get("type"), bool(arm.get("control_delta", True))
+
+
+def action_space_from_env(env_args: dict[str, Any], dim: int) -> ActionSpace:
+    kwargs = env_args.get("env_kwargs") or {}
+    controller, delta = _controller_type(kwargs)
+    mode = "delta" if delta else "absolute"
+    if controller == "OSC_POSE" and dim == 7:
+        return ActionSpace(OSC_POSE_NAMES, ["normalized"] * 7, mode, [-1.0] * 7, [1.0] * 7)
+    return ActionSpace.unbounded(dim, mode)
+
+
+def infer_schema(file: str, data_group: Any, first_demo: Any) -> StoreSchema:
+    env_args = _env_args(data_group, file)
+    kwargs = env_args.get("env_kwargs") or {}
+    if "obs" not in first_demo or "actions" not in first_demo:
+        raise StoreError(f"{file}: {first_demo.name} lacks 'obs' or 'actions'; not a robomimic dataset with observations")
+    specs: list[KeySpec] = []
+    for key in first_demo["obs"]:
+        dataset = first_demo["obs"][key]
+        if dataset.shape[0] == 0:
+            raise EpisodeValidationError("empty observation array", episode=first_demo.name, key=key)
+        specs.append(infer_keyspec(key, dataset[0]))
+    robots = kwargs.get("robots", "unknown")
+    robot = ",".join(robots) if isinstance(robots, list) else str(robots)
+    return StoreSchema(
+        obs=specs,
+        action=action_space_from_env(env_args, int(first_demo["actions"].shape[1])),
+        control_rate_hz=float(kwargs.get("control_freq", 20.0)),
+        robot=robot,
+        task=str(env_args.get("env_name", "unknown")),
+        extra={"imported_from": os.path.basename(file), "env_args": env_args},
+    )
+
+
+def _masks(h5: Any, names: Sequence[str], file: str, demos: set[str]) -> set[str]:
+    available = sorted(h5["mask"]) if "mask" in h5 else []
+    expert: set[str] = set()
+    for name in names:
+        if name not in available:
+            raise StoreError(
+                f"{file}: filter key '{name}' not found under mask/ (available: {', '.join(available) or 'none'})"
+            )
+        members = {_text(v) for v in np.asarray(h5["mask"][name][()]).ravel()}
+        unknown = sorted(members - demos)
+        if unknown:
+            raise StoreError(f"{file}: mask/{name} names demos that do not exist: {', '.join(unknown[:5])}")
+        expert |= members
+    return expert
+
+
+def _success(demo: Any) -> bool | None:
+    """Last reward > 0 means success; robomimic's dones also mark time-outs, so alone they say nothing."""
+    if "rewards" in demo and demo["rewards"].shape[0] > 0:
+        return bool(np.asarray(demo["rewards"][-1]) > 0)
+    return None
+
+
+def import_robomimic(
+    file: str | os.PathLike[str],
+    out: str,
+    expert_masks: Sequence[str] = (),
+    *,
+    durable: bool = False,
+) -> EpisodeStore:
+    """Convert a robomimic HDF5 into a new store at ``out``; all or nothing on errors."""
+    import h5py
+
+    file = os.fspath(file)
+    if not Path(file).is_file():
+        raise StoreNotFoundError(f"{file}: no such file; pass the path of a robomimic .hdf5")
+    if Location.parse(out).exists():
+        raise StoreExistsError(f"{out}: already exists; import writes a new store, pick another path")
+    try:
+        h5 = h5py.File(file, "r")
+    except OSError as err:
+        raise StoreError(f"{file}: cannot be read as HDF5 ({err})") from err
+    created = False
+    try:
+        if "data" not in h5:
+            raise StoreError(f"{file}: has no 'data' group; not a robomimic dataset")
+        data = h5["data"]
+        demo_names = sorted(data.keys(), key=_demo_sort_key)
+        if not demo_names:
+            raise StoreError(f"{file}: data/ holds no demos")
+        expert = _masks(h5, expert_masks, file, set(demo_names))
+        schema = infer_schema(file, data, data[demo_names[0]])
+        store = EpisodeStore.create(out, schema, durable=durable)
+        created = True
+        for name in demo_names:
+            demo = data[name]
+            if "obs" not in demo or "actions" not in demo:
+                raise EpisodeValidationError("lacks 'obs' or 'actions'", episode=name)
+            obs = {key: demo["obs"][key][()] for key in schema.obs_keys if key in demo["obs"]}
+            attrs: dict[str, Any] = {"demo": name, "source_file": os.path.basename(file)}
+            for attr in ("model_file", "num_samples"):
+                if attr in demo.attrs:
+                    value = demo.attrs[attr]
+                    attrs[attr] = int(value) if attr == "num_samples" else _text(value)
+            if "states" in demo and demo["states"].shape[0] > 0:
+                attrs["initial_state"] = np.asarray(demo["states"][0], dtype=np.float64).tolist()
+            if "ep_meta" in demo.attrs:
+                attrs["ep_meta"] = _text(demo.attrs["ep_meta"])
+            try:
+                store.append_episode(
+                    obs,
+                    demo["actions"][()],
+                    expert=name in expert,
+                    source="imported",
+                    success=_success(demo),
+                    attrs=attrs,
+                )
+            except EpisodeValidationError as err:
+                raise EpisodeValidationError(f"{file}: {err.detail}", episode=name, key=err.key) from err
+        return store
+    except BaseException:
+        local = Location.parse(out).local_path
+        if created and local is not None:
+            shutil.rmtree(local, ignore_errors=True)
+        raise
+    finally:
+        h5.close()
