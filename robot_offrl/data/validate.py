@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 def _check_finite(values: np.ndarray, *, episode: int | str, key: str) -> None:
+    if values.size == 0:
+        return
     bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if bad.any():
         steps = np.flatnonzero(bad)
