@@ -126,8 +126,14 @@ class NNAugmentConfig:
             feature_keys=read_str_list(sec, w, "feature_keys"),
             gripper=read_choice(sec, w, "gripper", "auto", GRIPPER_MODES),
             neighbors_from=read_choice(sec, w, "neighbors_from", "all", NEIGHBOR_POOLS),
-            max_fraction=read_float(sec, w, "max_fraction", 0.5, low=0.0, high=1.0, low_open=True),
+            max_fraction=_fraction(read_float(sec, w, "max_fraction", 0.5, low=0.0, high=1.0, low_open=True)),
         )
+
+
+def _fraction(value: float) -> float:
+    if value >= 1.0:
+        raise ConfigError(f"algo.nn_augment.max_fraction must be < 1 (real windows must remain), got {value}")
+    return value
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,274 @@
+"""RISE nearest-neighbour action augmentation: which (non-expert state, neighbour's action chunk) pairs to add.
+
+In continuous spaces two trajectories almost never share a state, so offline RL has nothing to
+stitch. For every non-expert step we look for steps of OTHER episodes whose state is within a
+distance T and whose gripper is in the same state (open/closed), and hand the policy the pair
+(this state, that step's action chunk). The pairs widen the behaviour policy's support around
+the non-expert states; they go to the policy loss only, never to TD (their next state is wrong).
+
+Features: the min/max-normalised low-dim state (each key in [-1, 1]) divided by sqrt(D), so the
+threshold reads as an RMS per-dimension distance and does not grow with the number of keys. For
+image tasks we use the low-dim keys that the store has as well (a frozen vision model without
+pretrained weights, the only kind available offline, would give meaningless distances).
+
+The index is exact (torch.cdist in blocks; datasets are small) and built once per dataset. It is
+cached inside the store group under ``cache/neighbors``, keyed by a hash of the settings, the
+selected episodes (uid, position, length, flags) and the normalisation statistics, so appending,
+deleting or relabelling episodes or changing a setting rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from robot_offrl.data.stats import ACTIONS_KEY, NormStats
+from robot_offrl.data.store import EpisodeStore
+from robot_offrl.errors import ConfigError
+
+CACHE_GROUP = "cache/neighbors"
+CACHE_FORMAT = 1
+GRIPPER_QPOS_KEY = "robot0_gripper_qpos"
+GRIPPER_ACTION_NAME = "gripper"
+# Distance-matrix entries per block: bounds memory (64 MiB of float32) for any dataset size.
+BLOCK_ELEMENTS = 1 << 24
+
+
+class NeighborCacheWarning(UserWarning):
+    """The neighbour index could not be written beside the dataset; it was built in memory only."""
+
+
+@dataclass(frozen=True)
+class NeighborSettings:
+    k: int = 15
+    threshold: float = 0.1
+    skip_first: int = 5
+    feature_keys: tuple[str, ...] = ()
+    gripper: str = "none"  # resolved mode: action | qpos | none
+    neighbors_from: str = "all"  # all | expert
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["feature_keys"] = list(self.feature_keys)
+        return d
+
+
+@dataclass(frozen=True)
+class NeighborIndex:
+    """Pairs of global step indices: the policy learns ``actions[neighbor:]`` at ``obs[query]``."""
+
+    query: np.ndarray  # (M,) int64
+    neighbor: np.ndarray  # (M,) int64
+    distance: np.ndarray  # (M,) float32
+    key: str
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+
+def resolve_gripper_mode(store: EpisodeStore, mode: str) -> str:
+    """``auto`` -> the action's gripper dim when it has one, else ``robot0_gripper_qpos``, else none."""
+    names = store.schema.action.names
+    if mode == "auto":
+        if GRIPPER_ACTION_NAME in names:
+            return "action"
+        return "qpos" if GRIPPER_QPOS_KEY in store.schema.obs_keys else "none"
+    if mode == "action" and GRIPPER_ACTION_NAME not in names:
+        raise ConfigError(
+            f"algo.nn_augment.gripper=action but the store's actions ({names}) have no '{GRIPPER_ACTION_NAME}' "
+            "dimension; use gripper=qpos, auto or none"
+        )
+    if mode == "qpos" and GRIPPER_QPOS_KEY not in store.schema.obs_keys:
+        raise ConfigError(
+            f"algo.nn_augment.gripper=qpos but the store has no '{GRIPPER_QPOS_KEY}' observation; "
+            "use gripper=action, auto or none"
+        )
+    if mode not in ("action", "qpos", "none"):
+        raise ConfigError(f"algo.nn_augment.gripper must be auto, action, qpos or none; got {mode!r}")
+    return mode
+
+
+def default_feature_keys(store: EpisodeStore, obs_keys: Sequence[str]) -> tuple[str, ...]:
+    """The policy's low-dim keys; for image-only policies every low-dim key the store has."""
+    lowdim = set(store.schema.lowdim_keys())
+    keys = [k for k in obs_keys if k in lowdim] or sorted(lowdim)
+    if not keys:
+        raise ConfigError(
+            f"{store.url}: nearest-neighbour augmentation needs low-dim observation keys for its distances, "
+            "and the store has none; disable algo.nn_augment"
+        )
+    return tuple(sorted(keys))
+
+
+def _steps(store: EpisodeStore, episodes: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per step of ``episodes``: global index, owning episode, position within it, expert flag."""
+    metas = [store.episode(i) for i in episodes]
+    if not metas:
+        return {name: np.zeros(0, dtype=np.int64) for name in ("step", "owner", "within", "expert")}
+    return {
+        "step": np.concatenate([np.arange(m.start, m.end) for m in metas]).astype(np.int64),
+        "owner": np.concatenate([np.full(m.length, m.index) for m in metas]).astype(np.int64),
+        "within": np.concatenate([np.arange(m.length) for m in metas]).astype(np.int64),
+        "expert": np.concatenate([np.full(m.length, m.expert) for m in metas]).astype(bool),
+    }
+
+
+def state_features(store: EpisodeStore, steps: np.ndarray, keys: Sequence[str], stats: NormStats) -> np.ndarray:
+    parts = []
+    for key in keys:
+        if key not in store.schema.lowdim_keys():
+            raise ConfigError(
+                f"algo.nn_augment.feature_keys: '{key}' is not a low-dim key of {store.url} "
+                f"(low-dim keys: {store.schema.lowdim_keys()})"
+            )
+        values = np.asarray(store.obs_array(key)[: store.num_steps], dtype=np.float32)[steps]
+        parts.append(stats.normalize(key, values))
+    features = np.concatenate(parts, axis=1).astype(np.float32)
+    return features / np.sqrt(features.shape[1], dtype=np.float32)
+
+
+def gripper_closed(store: EpisodeStore, steps: np.ndarray, within: np.ndarray, mode: str, stats: NormStats) -> np.ndarray:
+    """Open/closed per step. ``action``: the command in force, i.e. the previous step's gripper action
+    (> 0 closes); ``qpos``: finger opening below the midpoint of the dataset's range."""
+    if mode == "none":
+        return np.zeros(len(steps), dtype=bool)
+    if mode == "action":
+        dim = store.schema.action.names.index(GRIPPER_ACTION_NAME)
+        actions = np.asarray(store.action_array()[: store.num_steps, dim], dtype=np.float32)
+        previous = np.where(within > 0, steps - 1, steps)
+        return actions[previous] > 0.0
+    qpos = np.asarray(store.obs_array(GRIPPER_QPOS_KEY)[: store.num_steps], dtype=np.float32)[steps]
+    width = np.abs(qpos).sum(axis=1)
+    s = stats[GRIPPER_QPOS_KEY]
+    midpoint = 0.5 * (np.abs(s.min).sum() + np.abs(s.max).sum())
+    return width < midpoint
+
+
+def cache_key(store: EpisodeStore, episodes: Sequence[int], settings: NeighborSettings, stats: NormStats) -> str:
+    records = [
+        [m.uid, m.start, m.length, m.expert, m.source] for m in (store.episode(i) for i in sorted(episodes))
+    ]
+    feature_stats = {k: stats[k].to_dict() for k in (*settings.feature_keys, ACTIONS_KEY)}
+    blob = json.dumps(
+        {
+            "format": CACHE_FORMAT,
+            "settings": settings.to_dict(),
+            "episodes": records,
+            "num_steps": store.num_steps,
+            "generation": store.generation,
+            "stats": feature_stats,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def build_neighbor_index(
+    store: EpisodeStore,
+    episodes: Sequence[int],
+    settings: NeighborSettings,
+    stats: NormStats,
+    key: str = "",
+) -> NeighborIndex:
+    """Exact search: for each eligible non-expert step, up to k nearest steps of other episodes."""
+    table = _steps(store, episodes)
+    steps, owner, within, expert = table["step"], table["owner"], table["within"], table["expert"]
+    features = torch.from_numpy(state_features(store, steps, settings.feature_keys, stats))
+    closed = torch.from_numpy(gripper_closed(store, steps, within, settings.gripper, stats))
+    owner_t = torch.from_numpy(owner)
+    is_query = (~expert) & (within >= settings.skip_first)
+    is_candidate = expert if settings.neighbors_from == "expert" else np.ones_like(expert)
+    q_rows = np.flatnonzero(is_query)
+    c_rows = np.flatnonzero(is_candidate)
+    queries, neighbors, distances = [], [], []
+    if len(q_rows) and len(c_rows):
+        cand = features[c_rows]
+        cand_owner, cand_closed = owner_t[c_rows], closed[c_rows]
+        k = min(settings.k, len(c_rows))
+        block = max(1, BLOCK_ELEMENTS // len(c_rows))
+        for lo in range(0, len(q_rows), block):
+            rows = torch.from_numpy(q_rows[lo : lo + block])
+            dist = torch.cdist(features[rows], cand)
+            invalid = (owner_t[rows, None] == cand_owner[None]) | (closed[rows, None] != cand_closed[None])
+            invalid |= dist >= settings.threshold
+            dist = dist.masked_fill(invalid, float("inf"))
+            best, where = torch.topk(dist, k, dim=1, largest=False)
+            found = torch.isfinite(best)
+            queries.append(rows[:, None].expand_as(where)[found].numpy())
+            neighbors.append(torch.from_numpy(c_rows)[where[found]].numpy())
+            distances.append(best[found].numpy())
+    if queries:
+        q = steps[np.concatenate(queries)]
+        n = steps[np.concatenate(neighbors)]
+        d = np.concatenate(distances).astype(np.float32)
+    else:
+        q = n = np.zeros(0, dtype=np.int64)
+        d = np.zeros(0, dtype=np.float32)
+    return NeighborIndex(q.astype(np.int64), n.astype(np.int64), d, key)
+
+
+def _open_cache_group(store: EpisodeStore, create: bool) -> object | None:
+    import zarr
+
+    zstore = store.location.zarr_store(read_only=not create)
+    try:
+        if create:
+            return zarr.open_group(store=zstore, path=CACHE_GROUP, mode="a")
+        return zarr.open_group(store=zstore, path=CACHE_GROUP, mode="r")
+    except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        return None
+
+
+def _read_cache(store: EpisodeStore, key: str) -> NeighborIndex | None:
+    try:
+        group = _open_cache_group(store, create=False)
+        if group is None or group.attrs.get("key") != key:  # type: ignore[attr-defined]
+            return None
+        arrays = [np.asarray(group[name][:]) for name in ("query", "neighbor", "distance")]  # type: ignore[index]
+    except (KeyError, OSError, ValueError):
+        return None  # an unreadable or partial cache is simply rebuilt
+    return NeighborIndex(arrays[0].astype(np.int64), arrays[1].astype(np.int64), arrays[2].astype(np.float32), key)
+
+
+def _write_cache(store: EpisodeStore, index: NeighborIndex, settings: NeighborSettings) -> bool:
+    try:
+        group = _open_cache_group(store, create=True)
+        assert group is not None
+        group.attrs.put({"key": "", "settings": settings.to_dict()})  # type: ignore[attr-defined]
+        for name, values in (("query", index.query), ("neighbor", index.neighbor), ("distance", index.distance)):
+            group.create_array(name, data=values, overwrite=True)  # type: ignore[attr-defined]
+        # The key goes in last: a crash mid-write leaves a cache that no lookup accepts.
+        group.attrs.put({"key": index.key, "settings": settings.to_dict(), "num_pairs": len(index)})  # type: ignore[attr-defined]
+    except (OSError, PermissionError, ValueError) as err:
+        warnings.warn(
+            f"{store.url}: could not cache the neighbour index beside the dataset ({err}); it will be rebuilt "
+            "next time",
+            NeighborCacheWarning,
+            stacklevel=3,
+        )
+        return False
+    return True
+
+
+def load_or_build_neighbor_index(
+    store: EpisodeStore,
+    episodes: Sequence[int],
+    settings: NeighborSettings,
+    stats: NormStats,
+    write_cache: bool = True,
+) -> tuple[NeighborIndex, bool]:
+    """The index for these episodes and settings, and whether it came from the store's cache."""
+    key = cache_key(store, episodes, settings, stats)
+    cached = _read_cache(store, key)
+    if cached is not None:
+        return cached, True
+    index = build_neighbor_index(store, episodes, settings, stats, key)
+    if write_cache:
+        _write_cache(store, index, settings)
+    return index, False

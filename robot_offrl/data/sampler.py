@@ -1,0 +1,399 @@
+"""Training windows over an episode store (docs/contracts.md, "Training windows").
+
+Item ``i`` is either a base window at step t of an episode, or (with RISE augmentation) a
+neighbour pair: the window at a non-expert step with the action chunk of a near-by step of
+another episode, flagged ``augmented`` so the agent keeps it out of TD.
+
+Window at t: observations t-To+1..t (padded at the episode start by repeating step 0), actions
+t..t+Tp-1 (padded at the end by repeating the last action), reward = the episode's expert flag,
+next_obs = the window at t+1. The last step's next window is its own (absorbing state); with
+``terminal="done"`` it is marked done = 1 instead. A window never crosses an episode.
+
+Low-dim observations and actions come out normalised to [-1, 1] with the store's min/max
+statistics (constant dims map to 0); images stay uint8 and are scaled in the encoder.
+
+Reads are vectorised per batch (``__getitems__``): low-dim keys and actions always live in RAM
+(they are small and must be normalised anyway), images either in RAM (``cache_in_ram``) or read
+from zarr with one orthogonal selection per key per batch. The store is reopened lazily in each
+DataLoader worker process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from robot_offrl.algos.config import AlgoConfig, CriticConfig, PolicyConfig, section
+from robot_offrl.data.neighbors import (
+    NeighborIndex,
+    NeighborSettings,
+    default_feature_keys,
+    load_or_build_neighbor_index,
+    resolve_gripper_mode,
+)
+from robot_offrl.data.stats import ACTIONS_KEY, NormStats
+from robot_offrl.data.store import EpisodeStore
+from robot_offrl.errors import ConfigError
+from robot_offrl.models.obs_info import ObsInfo
+
+# "auto" keeps images in RAM when they need less than this.
+AUTO_IMAGE_CACHE_BYTES = 2 << 30
+Item = dict[str, Any]
+
+
+def select_episodes(
+    store: EpisodeStore,
+    data_filter: str = "all",
+    sources: Sequence[str] | None = None,
+    episodes: Sequence[int] | None = None,
+    split: str | None = None,
+) -> list[int]:
+    """Episode indices for a filter (expert | all | sources), optionally within a split or a given list."""
+    if data_filter == "expert":
+        chosen = store.select_episodes(expert=True)
+    elif data_filter == "all":
+        chosen = store.select_episodes()
+    elif data_filter == "sources":
+        if not sources:
+            raise ConfigError("data_filter 'sources' needs a list of sources (algo.sources)")
+        chosen = store.select_episodes(sources=sources)
+    else:
+        raise ConfigError(f"algo.data_filter must be expert, all or sources; got {data_filter!r}")
+    if split is not None:
+        in_split = set(store.split_indices(split))  # type: ignore[arg-type]
+        chosen = [i for i in chosen if i in in_split]
+    if episodes is not None:
+        wanted = {store.episode(int(i)).index for i in episodes}
+        chosen = [i for i in chosen if i in wanted]
+    if not chosen:
+        what = f"data_filter={data_filter}" + (f", sources={list(sources)}" if sources else "")
+        raise ConfigError(
+            f"{store.url}: no episodes match {what}" + (f" in split '{split}'" if split else "")
+            + f" ({store.num_episodes} episodes in the store); flag some episodes as expert "
+            "(`robot-offrl data flag`) or use algo.data_filter=all"
+        )
+    return chosen
+
+
+def check_obs_keys(store: EpisodeStore, obs_keys: Sequence[str] | None) -> list[str]:
+    """The requested keys (default: every low-dim and rgb key), each checked against the store."""
+    schema = store.schema
+    if obs_keys is None or len(obs_keys) == 0:
+        keys = schema.lowdim_keys() + schema.image_keys()
+        keys = [k for k in keys if schema.key(k).kind in ("lowdim", "rgb")]
+    else:
+        keys = list(obs_keys)
+    for key in keys:
+        if key not in schema.obs_keys:
+            raise ConfigError(
+                f"observation key '{key}' is not in the store {store.url} (it has {schema.obs_keys}); "
+                "fix task.lowdim_keys / task.image_keys"
+            )
+        if schema.key(key).kind not in ("lowdim", "rgb"):
+            raise ConfigError(f"observation key '{key}' is {schema.key(key).kind}; the encoders take lowdim and rgb")
+    if not keys:
+        raise ConfigError(f"{store.url}: the store has no low-dim or rgb observation keys to train on")
+    return sorted(set(keys))
+
+
+class WindowDataset(Dataset[Item]):
+    def __init__(
+        self,
+        store: EpisodeStore | str,
+        *,
+        obs_keys: Sequence[str] | None = None,
+        obs_horizon: int = 2,
+        pred_horizon: int = 16,
+        episodes: Sequence[int] | None = None,
+        data_filter: str = "all",
+        sources: Sequence[str] | None = None,
+        split: str | None = None,
+        terminal: str = "absorbing",
+        norm_stats: NormStats | None = None,
+        cache_in_ram: bool | str = "auto",
+        neighbors: NeighborIndex | None = None,
+        max_augmented_fraction: float = 0.5,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(store, EpisodeStore):
+            store = EpisodeStore.open(store, mode="r")
+        for name, value in (("obs_horizon", obs_horizon), ("pred_horizon", pred_horizon)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"policy.{name} must be a positive integer, got {value!r}")
+        if terminal not in ("absorbing", "done"):
+            raise ConfigError(f"critic.terminal must be absorbing or done, got {terminal!r}")
+        if cache_in_ram not in (True, False, "auto"):
+            raise ConfigError(f"trainer.cache_in_ram must be auto, true or false; got {cache_in_ram!r}")
+        self._store: EpisodeStore | None = store
+        self._pid = os.getpid()
+        self.url = store.url
+        self.schema = store.schema
+        self.obs_horizon = obs_horizon
+        self.pred_horizon = pred_horizon
+        self.terminal = terminal
+        self.obs_keys = check_obs_keys(store, obs_keys)
+        self.lowdim_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "lowdim"]
+        self.rgb_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "rgb"]
+        self.episodes = select_episodes(store, data_filter, sources, episodes, split)
+        self.norm_stats = norm_stats if norm_stats is not None else store.norm_stats()
+        self._index_steps(store)
+        self._load_ram(store, cache_in_ram)
+        self._set_augmentation(neighbors, max_augmented_fraction, seed)
+
+    # -- construction ---------------------------------------------------------------------------
+    def _index_steps(self, store: EpisodeStore) -> None:
+        n = store.num_steps
+        self._step_start = np.zeros(n, dtype=np.int64)
+        self._step_end = np.zeros(n, dtype=np.int64)
+        self._step_expert = np.zeros(n, dtype=np.float32)
+        self._step_episode = np.full(n, -1, dtype=np.int64)
+        for m in store.episodes:
+            sl = slice(m.start, m.end)
+            self._step_start[sl], self._step_end[sl] = m.start, m.end
+            self._step_expert[sl] = float(m.expert)
+            self._step_episode[sl] = m.index
+        self._base_steps = np.concatenate(
+            [np.arange(store.episode(i).start, store.episode(i).end) for i in self.episodes]
+        ).astype(np.int64)
+
+    def _load_ram(self, store: EpisodeStore, cache_in_ram: bool | str) -> None:
+        n = store.num_steps
+        self._ram: dict[str, np.ndarray] = {}
+        for key in self.lowdim_keys:
+            raw = np.asarray(store.obs_array(key)[:n], dtype=np.float32)
+            self._ram[key] = np.asarray(self.norm_stats.normalize(key, raw), dtype=np.float32)
+        raw_actions = np.asarray(store.action_array()[:n], dtype=np.float32)
+        self._actions = np.asarray(self.norm_stats.normalize(ACTIONS_KEY, raw_actions), dtype=np.float32)
+        image_bytes = sum(n * int(np.prod(self.schema.key(k).shape)) for k in self.rgb_keys)
+        self.images_in_ram = cache_in_ram is True or (cache_in_ram == "auto" and image_bytes <= AUTO_IMAGE_CACHE_BYTES)
+        if self.images_in_ram:
+            for key in self.rgb_keys:
+                self._ram[key] = np.asarray(store.obs_array(key)[:n])
+
+    def _set_augmentation(self, neighbors: NeighborIndex | None, max_fraction: float, seed: int) -> None:
+        if neighbors is None or len(neighbors) == 0:
+            self._aug_query = self._aug_neighbor = np.zeros(0, dtype=np.int64)
+            return
+        keep = np.isin(neighbors.query, self._base_steps)
+        query, neighbor = neighbors.query[keep], neighbors.neighbor[keep]
+        if not 0.0 < max_fraction < 1.0:
+            raise ConfigError(f"algo.nn_augment.max_fraction must be in (0, 1), got {max_fraction}")
+        cap = int(max_fraction / (1.0 - max_fraction) * len(self._base_steps))
+        if len(query) > cap:  # deterministic subsample, so every worker and every resume agrees
+            chosen = np.sort(np.random.default_rng(seed).choice(len(query), cap, replace=False))
+            query, neighbor = query[chosen], neighbor[chosen]
+        self._aug_query, self._aug_neighbor = query.astype(np.int64), neighbor.astype(np.int64)
+
+    # -- facts the trainer needs ----------------------------------------------------------------
+    @property
+    def num_base(self) -> int:
+        return len(self._base_steps)
+
+    @property
+    def num_augmented(self) -> int:
+        return len(self._aug_query)
+
+    def __len__(self) -> int:
+        return self.num_base + self.num_augmented
+
+    @property
+    def action_dim(self) -> int:
+        return self.schema.action.dim
+
+    @property
+    def obs_info(self) -> ObsInfo:
+        return ObsInfo(
+            lowdim={k: int(self.schema.key(k).shape[0]) for k in self.lowdim_keys},
+            rgb={k: tuple(int(s) for s in self.schema.key(k).shape) for k in self.rgb_keys},  # type: ignore[misc]
+            obs_horizon=self.obs_horizon,
+            pred_horizon=self.pred_horizon,
+        )
+
+    def locate(self, i: int) -> tuple[int, int, int | None]:
+        """(episode index, step within it, neighbour's global step or None) of item ``i``."""
+        self._check_items(np.asarray([i]))
+        g, neighbor = (
+            (int(self._base_steps[i]), None)
+            if i < self.num_base
+            else (int(self._aug_query[i - self.num_base]), int(self._aug_neighbor[i - self.num_base]))
+        )
+        return int(self._step_episode[g]), int(g - self._step_start[g]), neighbor
+
+    # -- reading --------------------------------------------------------------------------------
+    def _zarr_store(self) -> EpisodeStore:
+        """This process's store handle: a DataLoader worker opens its own, never the parent's."""
+        if self._store is None or self._pid != os.getpid():
+            self._store = EpisodeStore.open(self.url, mode="r")
+            self._pid = os.getpid()
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_store"] = None
+        return state
+
+    def _read(self, key: str, index: np.ndarray) -> np.ndarray:
+        if key in self._ram:
+            return self._ram[key][index]
+        flat = index.reshape(-1)
+        unique, inverse = np.unique(flat, return_inverse=True)
+        values = np.asarray(self._zarr_store().obs_array(key).oindex[unique])
+        return values[inverse].reshape(*index.shape, *values.shape[1:])
+
+    def _check_items(self, items: np.ndarray) -> None:
+        if len(items) and (items.min() < 0 or items.max() >= len(self)):
+            raise IndexError(f"window index out of range 0..{len(self) - 1}: {items.min()}..{items.max()}")
+
+    def gather(self, indices: Sequence[int] | np.ndarray) -> dict[str, Any]:
+        """Stacked numpy batch for item indices (the vectorised core of every read)."""
+        items = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self._check_items(items)
+        is_aug = items >= self.num_base
+        base_i = np.where(is_aug, 0, items)
+        aug_i = np.where(is_aug, items - self.num_base, 0)
+        g = np.where(is_aug, self._aug_query[aug_i] if self.num_augmented else 0, self._base_steps[base_i])
+        start, end = self._step_start[g], self._step_end[g]
+        history = np.arange(-self.obs_horizon + 1, 1)
+        obs_idx = np.maximum(g[:, None] + history, start[:, None])
+        g_next = np.minimum(g + 1, end - 1)  # the last step bootstraps from its own window
+        next_idx = np.maximum(g_next[:, None] + history, start[:, None])
+        source = np.where(is_aug, self._aug_neighbor[aug_i] if self.num_augmented else 0, g)
+        act_idx = np.minimum(source[:, None] + np.arange(self.pred_horizon), self._step_end[source][:, None] - 1)
+        both = np.concatenate([obs_idx, next_idx], axis=1)
+        obs: dict[str, np.ndarray] = {}
+        next_obs: dict[str, np.ndarray] = {}
+        for key in self.obs_keys:
+            values = self._read(key, both)
+            obs[key], next_obs[key] = values[:, : self.obs_horizon], values[:, self.obs_horizon :]
+        last = g == end - 1
+        return {
+            "obs": obs,
+            "actions": self._actions[act_idx],
+            "reward": self._step_expert[g],
+            "next_obs": next_obs,
+            "done": (last & (self.terminal == "done")).astype(np.float32),
+            "augmented": is_aug,
+        }
+
+    def __getitem__(self, i: int) -> Item:
+        return _split(self.gather([i]), 1)[0]
+
+    def __getitems__(self, indices: list[int]) -> list[Item]:
+        """DataLoader's batched fetch: one read per key for the whole batch, then per-item views."""
+        return _split(self.gather(indices), len(indices))
+
+    def get_batch(self, indices: Sequence[int] | np.ndarray, device: torch.device | str = "cpu") -> dict[str, Any]:
+        """The batch dict of docs/contracts.md as tensors on ``device``, without a DataLoader."""
+        return to_device(_as_tensors(self.gather(indices)), device)
+
+
+def _split(batch: Mapping[str, Any], n: int) -> list[Item]:
+    out = []
+    for j in range(n):
+        out.append(
+            {
+                "obs": {k: v[j] for k, v in batch["obs"].items()},
+                "actions": batch["actions"][j],
+                "reward": batch["reward"][j],
+                "next_obs": {k: v[j] for k, v in batch["next_obs"].items()},
+                "done": batch["done"][j],
+                "augmented": batch["augmented"][j],
+            }
+        )
+    return out
+
+
+def _as_tensors(batch: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "obs": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch["obs"].items()},
+        "actions": torch.from_numpy(np.ascontiguousarray(batch["actions"], dtype=np.float32)),
+        "reward": torch.from_numpy(np.asarray(batch["reward"], dtype=np.float32)),
+        "next_obs": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch["next_obs"].items()},
+        "done": torch.from_numpy(np.asarray(batch["done"], dtype=np.float32)),
+        "augmented": torch.from_numpy(np.asarray(batch["augmented"], dtype=bool)),
+    }
+
+
+def collate_windows(items: Sequence[Item]) -> dict[str, Any]:
+    """DataLoader collate_fn: stack items into the batch dict of docs/contracts.md (torch tensors)."""
+    if not items:
+        raise ValueError("cannot collate an empty batch")
+    keys = list(items[0]["obs"])
+    stacked = {
+        "obs": {k: np.stack([it["obs"][k] for it in items]) for k in keys},
+        "actions": np.stack([it["actions"] for it in items]),
+        "reward": np.array([it["reward"] for it in items], dtype=np.float32),
+        "next_obs": {k: np.stack([it["next_obs"][k] for it in items]) for k in keys},
+        "done": np.array([it["done"] for it in items], dtype=np.float32),
+        "augmented": np.array([it["augmented"] for it in items], dtype=bool),
+    }
+    return _as_tensors(stacked)
+
+
+def to_device(batch: Mapping[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """Move a (nested) batch dict onto a device; images stay uint8 until the encoder."""
+    return {
+        k: to_device(v, device) if isinstance(v, Mapping) else v.to(device, non_blocking=True)
+        for k, v in batch.items()
+    }
+
+
+def build_window_dataset(
+    store: EpisodeStore | str,
+    cfg: Any,
+    *,
+    split: str | None = None,
+    episodes: Sequence[int] | None = None,
+    norm_stats: NormStats | None = None,
+    write_neighbor_cache: bool = True,
+) -> WindowDataset:
+    """The training windows a config asks for, with the RISE neighbour pairs when enabled.
+
+    Reads task.lowdim_keys / task.image_keys (empty: every key of the store), policy.obs_horizon,
+    policy.pred_horizon, algo.data_filter, algo.sources, algo.nn_augment.*, critic.terminal,
+    trainer.cache_in_ram and seed.
+    """
+    if not isinstance(store, EpisodeStore):
+        store = EpisodeStore.open(store, mode="r")
+    algo = AlgoConfig.from_mapping(section(cfg, "algo"))
+    policy = PolicyConfig.from_mapping(section(cfg, "policy"))
+    critic = CriticConfig.from_mapping(section(cfg, "critic"))
+    task = section(cfg, "task")
+    keys = [*(task.get("lowdim_keys") or []), *(task.get("image_keys") or [])]
+    cache = section(cfg, "trainer").get("cache_in_ram", "auto")
+    seed = cfg.get("seed", 0) if hasattr(cfg, "get") else 0
+    stats = norm_stats if norm_stats is not None else store.norm_stats()
+    chosen = select_episodes(store, algo.data_filter, algo.sources, episodes, split)
+    obs_keys = check_obs_keys(store, keys or None)
+    neighbors = None
+    aug = algo.nn_augment
+    if aug.enabled:
+        settings = NeighborSettings(
+            k=aug.k,
+            threshold=aug.threshold,
+            skip_first=aug.skip_first,
+            feature_keys=tuple(sorted(aug.feature_keys)) if aug.feature_keys else default_feature_keys(store, obs_keys),
+            gripper=resolve_gripper_mode(store, aug.gripper),
+            neighbors_from=aug.neighbors_from,
+        )
+        neighbors, _ = load_or_build_neighbor_index(store, chosen, settings, stats, write_cache=write_neighbor_cache)
+    return WindowDataset(
+        store,
+        obs_keys=obs_keys,
+        obs_horizon=policy.obs_horizon,
+        pred_horizon=policy.pred_horizon,
+        episodes=chosen,
+        data_filter="all",
+        split=None,
+        terminal=critic.terminal,
+        norm_stats=stats,
+        cache_in_ram=cache,
+        neighbors=neighbors,
+        max_augmented_fraction=aug.max_fraction,
+        seed=int(seed),
+    )
