@@ -61,9 +61,9 @@ def _cmd_flag(args: argparse.Namespace) -> int:
     indices = parse_episode_ranges(args.episodes, store.num_episodes)
     store.set_flags(
         indices,
-        expert=UNSET if args.expert is None else args.expert,
+        expert=args.expert,
         source=UNSET if args.source is None else args.source,
-        success=UNSET if args.success == "unset" else args.success,
+        success=getattr(args, "success", UNSET),
     )
     print(f"updated {len(indices)} episode(s): {args.episodes}")
     return 0
@@ -197,11 +197,11 @@ def register(subparsers: Any) -> None:
             "robot-offrl data flag data/lift.zarr --episodes 0,3-5 --no-expert --source failed --success false", _cmd_flag)
     p.add_argument("store")
     p.add_argument("--episodes", required=True, help="indices and inclusive ranges, e.g. 0,3-5")
-    group = p.add_mutually_exclusive_group()
+    group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--expert", dest="expert", action="store_const", const=True, default=None)
     group.add_argument("--no-expert", dest="expert", action="store_const", const=False)
     p.add_argument("--source", type=_source, default=None)
-    p.add_argument("--success", type=_bool_or_unknown, default="unset", help="true, false or unknown")
+    p.add_argument("--success", type=_bool_or_unknown, default=argparse.SUPPRESS, help="true, false or unknown")
 
     p = add("validate", "check every episode against the schema (exit 0 when valid)", "robot-offrl data validate data/lift.zarr", _cmd_validate)
     p.add_argument("store")

@@ -9,7 +9,13 @@ import h5py
 import numpy as np
 import pytest
 
-from robot_offrl.data import EpisodeStore, EpisodeValidationError, StoreError, StoreExistsError, StoreNotFoundError
+from robot_offrl.data import (
+    EpisodeStore,
+    EpisodeValidationError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
 from robot_offrl.data.robomimic_import import import_robomimic
 
 ENV_ARGS = {
