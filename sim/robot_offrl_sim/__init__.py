@@ -1,0 +1,1 @@
+"""Simulation station: robosuite tasks, scripted experts, generators, rollouts and sweeps."""

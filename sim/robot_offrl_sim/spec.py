@@ -1,0 +1,152 @@
+"""Task specifications read from configs/task/<name>.yaml (the Hydra group the trainer also reads).
+
+Kept free of robosuite so a bad task name, region or camera is reported in milliseconds, before the
+simulator is even imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from robot_offrl.errors import ConfigError
+from robot_offrl_sim.regions import Region, check_on_table
+
+# Cameras robosuite's single-arm table-top tasks define; anything else is a typo we can name early.
+KNOWN_CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "robot0_robotview")
+LOWDIM_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
+
+
+def config_dir() -> Path:
+    """configs/task of this checkout; ROBOT_OFFRL_CONFIG_DIR points elsewhere (e.g. an installed copy)."""
+    env = os.environ.get("ROBOT_OFFRL_CONFIG_DIR")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
+    return root / "task"
+
+
+def available_tasks() -> list[str]:
+    return sorted(p.stem for p in config_dir().glob("*.yaml"))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    env_name: str
+    robot: str
+    horizon: int
+    control_freq: float
+    cameras: tuple[str, ...]
+    camera_size: int
+    lowdim_keys: tuple[str, ...]
+    image_keys: tuple[str, ...]
+    object_joint: str
+    origin: tuple[float, float]
+    table: Region
+    regions: Mapping[str, Region]
+    object_pos_index: int = 0
+    object_quat_index: int = 3
+    goal: tuple[float, float, float] | None = None
+    expert_steps: int = 100
+    success_note: str = ""
+    raw: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def region(self, name: str) -> Region:
+        if name not in self.regions:
+            raise ConfigError(
+                f"task {self.name!r} has no region {name!r}; known: {sorted(self.regions)} "
+                f"(configs/task/{self.name}.yaml)"
+            )
+        return self.regions[name]
+
+    @property
+    def narrow(self) -> Region:
+        return self.region("narrow")
+
+
+def check_cameras(cameras: tuple[str, ...] | list[str], task: str = "") -> tuple[str, ...]:
+    unknown = [c for c in cameras if c not in KNOWN_CAMERAS]
+    if unknown:
+        raise ConfigError(
+            f"unknown camera(s) {unknown}{f' for task {task!r}' if task else ''}; known: {list(KNOWN_CAMERAS)}"
+        )
+    return tuple(cameras)
+
+
+def _require(raw: Mapping[str, object], key: str, path: Path) -> object:
+    if key not in raw:
+        raise ConfigError(f"{path}: missing key {key!r}")
+    return raw[key]
+
+
+def spec_from_mapping(raw: Mapping[str, object], path: Path) -> TaskSpec:
+    name = str(_require(raw, "name", path))
+    regions_raw = _require(raw, "regions", path)
+    if not isinstance(regions_raw, Mapping) or not {"narrow", "wide"} <= set(regions_raw):
+        raise ConfigError(f"{path}: regions must define at least 'narrow' and 'wide'")
+    where = f" in {path}"
+    regions = {str(k): Region.from_mapping(str(k), v, where) for k, v in regions_raw.items()}
+    table = Region.from_mapping("table", _require(raw, "table", path), where)  # type: ignore[arg-type]
+    for reg in regions.values():
+        check_on_table(reg, table, name)
+    if not regions["wide"].contains_region(regions["narrow"]):
+        raise ConfigError(f"{path}: the wide region must contain the narrow region")
+    origin = tuple(float(v) for v in _require(raw, "origin", path))  # type: ignore[attr-defined]
+    goal_raw = raw.get("goal")
+    goal = None if goal_raw is None else tuple(float(v) for v in goal_raw)  # type: ignore[attr-defined]
+    cameras = check_cameras(list(raw.get("cameras") or []), name)  # type: ignore[call-overload]
+    lowdim = tuple(str(k) for k in raw.get("lowdim_keys") or LOWDIM_KEYS)  # type: ignore[attr-defined]
+    bad = [k for k in lowdim if k not in LOWDIM_KEYS]
+    if bad:
+        raise ConfigError(f"{path}: lowdim_keys {bad} are not sim observations; known: {list(LOWDIM_KEYS)}")
+    horizon = int(_require(raw, "horizon", path))  # type: ignore[call-overload]
+    if horizon < 1:
+        raise ConfigError(f"{path}: horizon must be >= 1, got {horizon}")
+    index = raw.get("object_pose_index") or {"pos": 0, "quat": 3}
+    if not isinstance(index, Mapping) or not {"pos", "quat"} <= set(index):
+        raise ConfigError(f"{path}: object_pose_index must be {{pos: i, quat: j}}, got {index!r}")
+    return TaskSpec(
+        name=name,
+        env_name=str(_require(raw, "env_name", path)),
+        robot=str(raw.get("robot", "Panda")),
+        horizon=horizon,
+        control_freq=float(raw.get("control_freq", 20)),  # type: ignore[arg-type]
+        cameras=cameras,
+        camera_size=int(raw.get("camera_size", 84)),  # type: ignore[call-overload]
+        lowdim_keys=lowdim,
+        image_keys=tuple(str(k) for k in raw.get("image_keys") or ()),  # type: ignore[attr-defined]
+        object_joint=str(_require(raw, "object_joint", path)),
+        origin=(origin[0], origin[1]),
+        table=table,
+        regions=regions,
+        object_pos_index=int(index["pos"]),
+        object_quat_index=int(index["quat"]),
+        goal=None if goal is None else (goal[0], goal[1], goal[2]),
+        expert_steps=int(raw.get("expert_steps", 100)),  # type: ignore[call-overload]
+        success_note=str(raw.get("success", "")),
+        raw=dict(raw),
+    )
+
+
+@lru_cache(maxsize=16)
+def _load(path: Path) -> TaskSpec:
+    with open(path) as fh:
+        raw = yaml.safe_load(fh)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return spec_from_mapping(raw, path)
+
+
+def load_task(name: str) -> TaskSpec:
+    """A task by name (lift, can, square) or by the path of a task YAML file."""
+    candidate = Path(name)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return _load(candidate.resolve())
+    path = config_dir() / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown task {name!r}; known tasks: {available_tasks()} (from {config_dir()})")
+    return _load(path)
