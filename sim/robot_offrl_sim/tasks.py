@@ -276,23 +276,8 @@ class SimEnv:
         return {k: tuple(v.shape) for k, v in self._convert(raw).items()}
 
     def store_schema(self) -> Any:
-        """The StoreSchema a store of this task's episodes needs (imported lazily: robot_offrl.data)."""
-        from robot_offrl.data import ActionSpace, KeySpec, StoreSchema
-
-        shapes = self.obs_shapes()
-        keys = [KeySpec(k, "float32", shapes[k], "lowdim") for k in self.spec.lowdim_keys]
-        keys += [KeySpec(k, "uint8", shapes[k], "rgb") for k in self.image_keys]
-        action = ActionSpace(
-            names=list(ACTION_NAMES),
-            units=["normalized"] * ACTION_DIM,
-            mode="delta",
-            low=[-1.0] * ACTION_DIM,
-            high=[1.0] * ACTION_DIM,
-        )
-        return StoreSchema(
-            obs=keys, action=action, control_rate_hz=float(self.spec.control_freq), robot=self.spec.robot,
-            task=self.spec.name,
-        )
+        """The StoreSchema a store of this env's episodes needs."""
+        return store_schema(self.spec, self.obs_shapes())
 
     def close(self) -> None:
         self.env.close()
@@ -302,6 +287,30 @@ class SimEnv:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def store_schema(spec: TaskSpec, shapes: Mapping[str, Sequence[int]]) -> Any:
+    """StoreSchema for observations of these shapes (images are the keys ending in `_image`).
+
+    A function of shapes alone so a sweep's parent process can create the store from what its
+    workers sent back without building an environment of its own.
+    """
+    from robot_offrl.data import ActionSpace, KeySpec, StoreSchema
+
+    keys = [
+        KeySpec(k, "uint8", tuple(v), "rgb") if k.endswith("_image") else KeySpec(k, "float32", tuple(v), "lowdim")
+        for k, v in shapes.items()
+    ]
+    action = ActionSpace(
+        names=list(ACTION_NAMES),
+        units=["normalized"] * ACTION_DIM,
+        mode="delta",
+        low=[-1.0] * ACTION_DIM,
+        high=[1.0] * ACTION_DIM,
+    )
+    return StoreSchema(
+        obs=keys, action=action, control_rate_hz=float(spec.control_freq), robot=spec.robot, task=spec.name
+    )
 
 
 def make_env(
