@@ -1,0 +1,59 @@
+"""How the node gets its policy: any object with PolicyRuntime's interface, through a factory.
+
+The node never constructs a model itself; ``configure`` calls a factory (by default
+``PolicyRuntime.load`` on the ``checkpoint`` parameter), so tests and bring-up can hand in any
+object with the same interface and everything else in the node is exercised unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from robot_offrl.errors import ConfigError
+
+from .params import NodeConfig
+
+
+class PolicyLike(Protocol):
+    """The part of ``robot_offrl.runtime.PolicyRuntime`` the node relies on."""
+
+    obs_schema: Sequence[Any]  # KeySpec-like: .key .dtype .shape .kind
+    action_space: Any  # ActionSpace-like: .names .units .mode .low .high
+    obs_horizon: int
+    control_rate_hz: float
+
+    def reset(self) -> None: ...
+
+    def plan(self, obs: Mapping[str, np.ndarray]) -> np.ndarray: ...
+
+
+PolicyFactory = Callable[[NodeConfig], PolicyLike]
+
+
+def load_runtime(cfg: NodeConfig) -> PolicyLike:
+    """Default factory: load the checkpoint with the project's one policy runtime (lazily imported)."""
+    if not cfg.checkpoint:
+        raise ConfigError("parameter checkpoint is empty; pass checkpoint:=/path/to/run/or/checkpoint")
+    from robot_offrl.runtime import PolicyRuntime
+
+    return PolicyRuntime.load(
+        cfg.checkpoint,
+        device=cfg.device,
+        num_candidates=cfg.num_candidates,
+        num_inference_steps=cfg.num_inference_steps,
+        n_action_steps=cfg.n_action_steps,
+    )
+
+
+def check_chunk(chunk: Any, n_action_steps: int, action_dim: int) -> np.ndarray:
+    """The policy's output as float64 (n, A), or a clear error naming what came back."""
+    arr = np.asarray(chunk, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] != action_dim or not 1 <= arr.shape[0] <= n_action_steps:
+        raise ConfigError(
+            f"policy.plan returned shape {arr.shape}, expected (n <= {n_action_steps}, {action_dim}) "
+            "for this checkpoint's action space"
+        )
+    return arr

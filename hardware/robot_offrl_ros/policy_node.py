@@ -1,0 +1,588 @@
+"""The managed (lifecycle) ROS 2 node that runs a robot_offrl policy on a physical arm.
+
+Lifecycle: configure loads the policy and checks that the parameters can feed its observation
+schema and drive its action space; activate only succeeds on fresh observations; every fault
+(stale input, e-stop, NaN, limit violation in hold mode, exception) holds the arm and latches
+until an explicit ``~/start``. Commands are only published while the node is running, checked
+under the same lock the e-stop takes, so an e-stop that arrives during inference wins.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Bool, String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from robot_offrl.errors import ConfigError, UserError
+
+from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
+from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, TrajectoryOutput, action_chunk_msg
+from .params import PARAMS, NodeConfig, parse_config
+from .policy import PolicyFactory, PolicyLike, check_chunk, load_runtime
+from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
+from .scheduling import schedule_chunk
+from .watchdog import Watchdog
+
+_ARRAY_TYPES = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.Type.DOUBLE_ARRAY}
+ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+STATUS_QOS = ESTOP_QOS
+COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Reasons that mean something went wrong (diagnostics ERROR); the others are operator actions.
+FAULTS = ("watchdog", "estop", "inference_error", "nonfinite", "joint_limit", "workspace", "names", "observation")
+
+
+def seconds_to_msg(seconds: float) -> Any:
+    return Time(nanoseconds=int(round(seconds * 1e9))).to_msg()
+
+
+class _Stats:
+    """Rolling numbers for /diagnostics, reset at each activation."""
+
+    def __init__(self) -> None:
+        self.send_times: deque[float] = deque(maxlen=50)
+        self.latencies_s: deque[float] = deque(maxlen=200)
+        self.dropped_actions = 0
+        self.late_chunks = 0
+        self.limit_clamped = 0
+        self.velocity_capped = 0
+        self.last_warning_time = -1e9
+
+
+class PolicyNode(LifecycleNode):
+    """Lifecycle node: policy in, safe joint trajectories / forward commands / servo twists out."""
+
+    def __init__(self, node_name: str = "policy_node", *, policy_factory: PolicyFactory | None = None,
+                 **node_kwargs: Any) -> None:
+        super().__init__(node_name, **node_kwargs)
+        self._factory: PolicyFactory = policy_factory or load_runtime
+        for spec in PARAMS:
+            default = _ARRAY_TYPES[spec.kind] if spec.kind in _ARRAY_TYPES and not spec.default else spec.default
+            self.declare_parameter(spec.name, default, ParameterDescriptor(description=spec.description))
+        self._lock = threading.RLock()
+        self._policy_lock = threading.Lock()
+        self._safety_group = MutuallyExclusiveCallbackGroup()
+        self._control_group = MutuallyExclusiveCallbackGroup()
+        self._sensor_group = ReentrantCallbackGroup()
+        self._status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._lifecycle = "unconfigured"
+        self._state = "unconfigured"  # unconfigured | inactive | running | held
+        self._reason = ""
+        self._fault = False
+        self._estop = False
+        self._input_error = ""
+        self._stats = _Stats()
+        self._cfg: NodeConfig | None = None
+        self._policy: PolicyLike | None = None
+        self._assembler: ObservationAssembler | None = None
+        self._watchdog: Watchdog | None = None
+        self._output: Output | None = None
+        self._action_names: list[str] = []
+        self._dt = 0.0
+        self._entities: list[tuple[str, Any]] = []
+        self._run_timers: list[Any] = []
+        rate = self.get_parameter("diagnostics_rate_hz").value
+        self._diag_timer = self.create_timer(1.0 / rate if rate > 0 else 1.0, self._publish_diagnostics,
+                                             callback_group=self._safety_group)
+        self._autostart_timer = None
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.5, self._autostart_step, callback_group=self._safety_group)
+        self._publish_status()
+
+    # ------------------------------------------------------------------ lifecycle
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            cfg = parse_config({spec.name: self._param_value(spec.name) for spec in PARAMS})
+            policy = self._factory(cfg)
+            assembler = ObservationAssembler(policy.obs_schema, cfg)
+            layout = ActionLayout.build(policy.action_space, cfg)
+            rate = cfg.control_rate_hz or float(policy.control_rate_hz)
+            if not rate > 0:
+                raise ConfigError(f"control rate must be > 0 Hz: set control_rate_hz (checkpoint gives {rate})")
+            limits = JointLimits.from_lists(cfg.joint_names, cfg.joint_lower_limits, cfg.joint_upper_limits,
+                                            cfg.max_joint_velocity, cfg.velocity_scale)
+            box = WorkspaceBox.from_lists(cfg.workspace_min, cfg.workspace_max)
+            joint_filter = JointCommandFilter(limits, cfg.limit_violation)
+            self._warm_up(policy, limits, cfg)
+        except UserError as exc:
+            return self._configure_failed(str(exc))
+        except Exception as exc:  # a broken checkpoint or factory must not take the node down
+            self.get_logger().error(traceback.format_exc())
+            return self._configure_failed(f"{type(exc).__name__}: {exc}")
+        with self._lock:
+            self._cfg, self._policy, self._assembler = cfg, policy, assembler
+            self._action_names = [str(n) for n in policy.action_space.names]
+            self._dt = 1.0 / rate
+            self._watchdog = Watchdog(assembler.timeouts)
+            try:
+                self._output = self._make_output(cfg, layout, joint_filter, box, policy)
+            except UserError as exc:
+                self._destroy_entities()
+                return self._configure_failed(str(exc))
+            self._create_io(cfg, assembler)
+            self._lifecycle, self._state, self._reason, self._fault = "inactive", "inactive", "", False
+        mode = "CONTROL ENABLED" if cfg.enable_control else "dry run (enable_control=false)"
+        self.get_logger().info(f"configured: {cfg.output_mode} at {rate:.1f} Hz, {mode}")
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._lock:
+            problem = self._start_problem()
+            if problem:
+                self.get_logger().warning(f"cannot activate: {problem}")
+                self._reason = f"cannot activate: {problem}"
+                self._publish_status()
+                return TransitionCallbackReturn.FAILURE
+            assert self._cfg is not None
+            self._stats = _Stats()
+            self._run_timers.append(self.create_timer(self._dt, self._control_tick, callback_group=self._control_group))
+            watch_period = min(0.5 * self._dt, 0.05)
+            self._run_timers.append(
+                self.create_timer(watch_period, self._watchdog_tick, callback_group=self._safety_group)
+            )
+            if self._cfg.output_mode in ("forward", "servo"):
+                self._run_timers.append(self.create_timer(
+                    1.0 / self._cfg.forward_rate_hz, self._stream_tick, callback_group=self._safety_group))
+            self._lifecycle = "active"
+            self._set_running()
+        self.get_logger().info("activated: running")
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cancel_run_timers()
+        self._hold("deactivated", "deactivated by lifecycle transition")
+        with self._lock:
+            self._lifecycle, self._state = "inactive", "inactive"
+        self._publish_status()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.safe_stop("shutdown")
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.safe_stop("lifecycle error")
+        self._teardown()
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ public helpers
+    @property
+    def state(self) -> str:
+        """running | held | inactive | unconfigured (the node's own run state, for tests and tools)."""
+        return self._state
+
+    def safe_stop(self, why: str) -> None:
+        """Hold if anything may be moving; used on shutdown paths that skip deactivate."""
+        self._cancel_run_timers()
+        if self._state in ("running", "held"):
+            self._hold("deactivated", why)
+
+    # ------------------------------------------------------------------ configure helpers
+    def _param_value(self, name: str) -> Any:
+        """The parameter's value; None for an array declared empty and never set (YAML ``[]``)."""
+        try:
+            return self.get_parameter(name).value
+        except ParameterUninitializedException:
+            return None
+
+    def _configure_failed(self, message: str) -> TransitionCallbackReturn:
+        self.get_logger().error(f"configure failed: {message}")
+        with self._lock:
+            self._reason, self._fault = f"configure failed: {message}", True
+        self._publish_status()
+        return TransitionCallbackReturn.FAILURE
+
+    def _warm_up(self, policy: PolicyLike, limits: JointLimits, cfg: NodeConfig) -> None:
+        """One inference on a synthetic observation, so the first real step is not the slow one."""
+        obs: dict[str, np.ndarray] = {}
+        for spec in policy.obs_schema:
+            shape = tuple(spec.shape)
+            if spec.key == "joint_pos":
+                obs[spec.key] = ((limits.lower + limits.upper) / 2).astype(np.float32)
+            elif spec.key == "robot0_eef_quat":
+                obs[spec.key] = np.array([0, 0, 0, 1], dtype=np.float32)
+            else:
+                obs[spec.key] = np.zeros(shape, dtype=np.dtype(str(spec.dtype)))
+        chunk = check_chunk(policy.plan(obs), cfg.n_action_steps, len(policy.action_space.names))
+        require_finite(chunk, "warm-up action chunk")
+        policy.reset()
+
+    def _make_output(self, cfg: NodeConfig, layout: ActionLayout, joint_filter: JointCommandFilter,
+                     box: WorkspaceBox, policy: PolicyLike) -> Output:
+        if cfg.output_mode == "trajectory":
+            return TrajectoryOutput(self, cfg, layout, COMMAND_QOS, joint_filter, box)
+        if cfg.output_mode == "forward":
+            return ForwardOutput(self, cfg, layout, COMMAND_QOS, joint_filter, box)
+        low = np.asarray(policy.action_space.low, dtype=np.float64)
+        high = np.asarray(policy.action_space.high, dtype=np.float64)
+        return ServoOutput(self, cfg, layout, COMMAND_QOS, low, high, box, self._dt)
+
+    def _create_io(self, cfg: NodeConfig, assembler: ObservationAssembler) -> None:
+        def keep(kind: str, entity: Any) -> None:
+            self._entities.append((kind, entity))
+
+        keep("sub", self.create_subscription(JointState, cfg.joint_states_topic, self._on_joint_state,
+                                             qos_profile_sensor_data, callback_group=self._sensor_group))
+        for topic in assembler.camera_topics:
+            msg_type = CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
+            keep("sub", self.create_subscription(msg_type, topic, self._image_callback(topic),
+                                                 qos_profile_sensor_data, callback_group=self._sensor_group))
+        if cfg.ee_pose_topic:
+            keep("sub", self.create_subscription(PoseStamped, cfg.ee_pose_topic, self._on_pose,
+                                                 qos_profile_sensor_data, callback_group=self._sensor_group))
+        keep("sub", self.create_subscription(Bool, cfg.estop_topic, self._on_estop_msg, ESTOP_QOS,
+                                             callback_group=self._safety_group))
+        self._chunk_pub = self.create_publisher(JointTrajectory, "~/action_chunk", 10)
+        keep("pub", self._chunk_pub)
+        for name, srv_type, callback in (
+            ("~/start", Trigger, self._srv_start),
+            ("~/stop", Trigger, self._srv_stop),
+            ("~/reset_policy", Trigger, self._srv_reset),
+            ("~/estop", SetBool, self._srv_estop),
+        ):
+            keep("srv", self.create_service(srv_type, name, callback, callback_group=self._safety_group))
+
+    def _destroy_entities(self) -> None:
+        for kind, entity in self._entities:
+            {"sub": self.destroy_subscription, "pub": self.destroy_publisher, "srv": self.destroy_service}[kind](
+                entity
+            )
+        self._entities.clear()
+        if self._output is not None:
+            self._output.destroy()
+            self._output = None
+
+    def _teardown(self) -> None:
+        self._cancel_run_timers()
+        with self._lock:
+            self._destroy_entities()
+            self._policy = self._assembler = self._watchdog = self._cfg = None
+            self._lifecycle, self._state, self._reason, self._fault = "unconfigured", "unconfigured", "", False
+        self._publish_status()
+
+    def _cancel_run_timers(self) -> None:
+        with self._lock:
+            timers, self._run_timers = self._run_timers, []
+        for timer in timers:
+            timer.cancel()
+            self.destroy_timer(timer)
+
+    # ------------------------------------------------------------------ inputs
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _stamp(self, header: Any) -> float:
+        cfg = self._cfg
+        if cfg is not None and cfg.use_header_stamps and (header.stamp.sec or header.stamp.nanosec):
+            return header.stamp.sec + header.stamp.nanosec * 1e-9
+        return self._now()
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        assembler, watchdog = self._assembler, self._watchdog
+        if assembler is None or watchdog is None:
+            return
+        stamp = self._stamp(msg.header)
+        try:
+            assembler.on_joint_state(msg.name, msg.position, msg.velocity, stamp)
+        except UserError as exc:  # not fed to the watchdog: the joints count as missing
+            if self._input_error != str(exc):
+                self.get_logger().error(str(exc))
+            self._input_error = str(exc)
+            return
+        self._input_error = ""
+        watchdog.feed(JOINT_INPUT, stamp)
+
+    def _image_callback(self, topic: str) -> Any:
+        def callback(msg: Any) -> None:
+            assembler, watchdog = self._assembler, self._watchdog
+            if assembler is None or watchdog is None:
+                return
+            stamp = self._stamp(msg.header)
+            assembler.on_image(topic, msg, stamp)
+            watchdog.feed(topic, stamp)
+
+        return callback
+
+    def _on_pose(self, msg: PoseStamped) -> None:
+        assembler, watchdog = self._assembler, self._watchdog
+        if assembler is None or watchdog is None:
+            return
+        stamp = self._stamp(msg.header)
+        p, q = msg.pose.position, msg.pose.orientation
+        assembler.on_pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w), stamp)
+        watchdog.feed(POSE_INPUT, stamp)
+
+    def _on_estop_msg(self, msg: Bool) -> None:
+        self._set_estop(bool(msg.data), f"topic {self._cfg.estop_topic if self._cfg else ''}")
+
+    # ------------------------------------------------------------------ running
+    def _start_problem(self) -> str:
+        """Why the node may not start running now ('' when it may)."""
+        if self._watchdog is None:
+            return "not configured"
+        if self._estop:
+            return "emergency stop is engaged; release it (estop false) first"
+        stale = self._watchdog.stale(self._now())
+        if stale:
+            return "waiting for fresh observations: " + "; ".join(str(s) for s in stale)
+        if self._input_error:
+            return self._input_error
+        return ""
+
+    def _set_running(self) -> None:
+        with self._policy_lock:
+            if self._policy is not None:
+                self._policy.reset()
+        self._state, self._reason, self._fault = "running", "", False
+
+    def _control_tick(self) -> None:
+        if self._state != "running":
+            return
+        cfg, assembler, watchdog, policy, output = self._cfg, self._assembler, self._watchdog, self._policy, self._output
+        if cfg is None or assembler is None or watchdog is None or policy is None or output is None:
+            return
+        stale = watchdog.stale(self._now())
+        if stale:
+            self._hold("watchdog", "stale observations: " + "; ".join(str(s) for s in stale))
+            return
+        try:
+            obs, obs_stamp = assembler.build()
+            start = time.perf_counter()
+            with self._policy_lock:
+                raw = policy.plan(obs)
+            latency = time.perf_counter() - start
+            chunk = check_chunk(raw, cfg.n_action_steps, len(self._action_names))
+            self._chunk_pub.publish(action_chunk_msg(self._action_names, chunk, self._dt, seconds_to_msg(obs_stamp)))
+            require_finite(chunk, "policy action chunk")
+            now = self._now()
+            sched = schedule_chunk(chunk, obs_stamp, now, self._dt, cfg.min_lead_time_s)
+            with self._lock:
+                stats = self._stats
+                stats.latencies_s.append(latency)
+                stats.dropped_actions += sched.dropped
+                if sched.empty:  # the controller finishes the previous chunk, then rests
+                    stats.late_chunks += 1
+                    stats.last_warning_time = now
+                    return
+                if self._state != "running":  # e-stop or watchdog won the race with inference
+                    return
+                report = output.send(sched, assembler.joint_positions(), assembler.ee_position(), now,
+                                     seconds_to_msg(now))
+                stats.send_times.append(now)
+                stats.limit_clamped += report.limit_clamped
+                stats.velocity_capped += report.velocity_capped
+                if report.limit_clamped:
+                    stats.last_warning_time = now
+        except UnsafeCommandError as exc:
+            self._hold(exc.reason, str(exc))
+        except UserError as exc:
+            self._hold("observation", str(exc))
+        except Exception as exc:  # inference must never crash into an unsafe state
+            self.get_logger().error(traceback.format_exc())
+            self._hold("inference_error", f"{type(exc).__name__}: {exc}")
+
+    def _watchdog_tick(self) -> None:
+        watchdog = self._watchdog
+        if self._state != "running" or watchdog is None:
+            return
+        stale = watchdog.stale(self._now())
+        if stale:
+            self._hold("watchdog", "stale observations: " + "; ".join(str(s) for s in stale))
+
+    def _stream_tick(self) -> None:
+        with self._lock:
+            if self._state == "running" and self._output is not None and self._assembler is not None:
+                self._output.stream(self._now(), self._assembler.ee_position())
+
+    def _hold(self, reason: str, message: str) -> None:
+        """Stop sending chunks, command a hold at the measured joints, latch until ~/start."""
+        with self._lock:
+            if self._state in ("running", "held"):
+                self._state = "held"
+            self._reason, self._fault = f"{reason}: {message}", reason in FAULTS
+            if self._output is not None and self._assembler is not None:
+                try:
+                    self._output.hold(self._assembler.joint_positions())
+                except Exception:  # publishing a hold must not raise out of a safety path
+                    self.get_logger().error(traceback.format_exc())
+        if reason in FAULTS:  # rcutils wants one severity per call site, hence two calls
+            self.get_logger().error(f"HOLD ({reason}): {message}")
+        else:
+            self.get_logger().info(f"HOLD ({reason}): {message}")
+        self._publish_status()
+        self._publish_diagnostics()
+
+    def _set_estop(self, engaged: bool, source: str) -> None:
+        with self._lock:
+            changed = engaged != self._estop
+            self._estop = engaged
+        if engaged:
+            self._hold("estop", f"emergency stop from {source}")
+        elif changed:
+            self.get_logger().warning(f"emergency stop released from {source}; call ~/start to resume")
+            self._publish_status()
+
+    # ------------------------------------------------------------------ services
+    def _srv_start(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._lock:
+            if self._lifecycle != "active":
+                response.success, response.message = False, f"node is {self._lifecycle}; activate it first"
+                return response
+            problem = self._start_problem()
+            if problem:
+                response.success, response.message = False, problem
+                return response
+            was_running = self._state == "running"
+            if not was_running:
+                self._stats = _Stats()
+                self._set_running()
+        response.success, response.message = True, "already running" if was_running else "running"
+        if not was_running:
+            self.get_logger().info("started by ~/start")
+            self._publish_status()
+        return response
+
+    def _srv_stop(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._lifecycle != "active":
+            response.success, response.message = False, f"node is {self._lifecycle}; nothing to stop"
+            return response
+        self._hold("stopped", "stopped by ~/stop")
+        response.success, response.message = True, "holding; call ~/start to resume"
+        return response
+
+    def _srv_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self._policy_lock:
+            if self._policy is None:
+                response.success, response.message = False, "no policy loaded; configure first"
+                return response
+            self._policy.reset()
+        response.success, response.message = True, "policy history cleared"
+        return response
+
+    def _srv_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        self._set_estop(bool(request.data), "service ~/estop")
+        response.success = True
+        response.message = "emergency stop engaged" if request.data else "released; call ~/start to resume"
+        return response
+
+    # ------------------------------------------------------------------ autostart
+    def _autostart_step(self) -> None:
+        if self._lifecycle == "unconfigured":
+            if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                self.get_logger().error("autostart: configure failed; fix the parameters and configure by hand")
+                self._stop_autostart()
+        elif self._lifecycle == "inactive":
+            self.trigger_activate()
+        else:
+            self._stop_autostart()
+
+    def _stop_autostart(self) -> None:
+        if self._autostart_timer is not None:
+            self._autostart_timer.cancel()
+
+    # ------------------------------------------------------------------ reporting
+    def _status_dict(self) -> dict[str, Any]:
+        cfg = self._cfg
+        return {
+            "lifecycle": self._lifecycle,
+            "state": self._state,
+            "reason": self._reason,
+            "estop": self._estop,
+            "enable_control": bool(cfg.enable_control) if cfg else bool(self.get_parameter("enable_control").value),
+            "output_mode": cfg.output_mode if cfg else self.get_parameter("output_mode").value,
+        }
+
+    def _publish_status(self) -> None:
+        self._status_pub.publish(String(data=json.dumps(self._status_dict())))
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            now = self._now()
+            stats = self._stats
+            status = DiagnosticStatus()
+            status.name = f"{self.get_fully_qualified_name()}: policy"
+            status.hardware_id = str(self.get_parameter("hardware_id").value)
+            recent_warning = now - stats.last_warning_time < 2.0
+            if self._fault:
+                status.level = DiagnosticStatus.ERROR
+            elif self._state == "running" and recent_warning:
+                status.level = DiagnosticStatus.WARN
+            else:
+                status.level = DiagnosticStatus.OK
+            status.message = self._state + (f": {self._reason}" if self._reason else "")
+            sends = list(stats.send_times)
+            rate = (len(sends) - 1) / (sends[-1] - sends[0]) if len(sends) >= 2 and now - sends[-1] < 2.0 else 0.0
+            lat = np.asarray(stats.latencies_s) * 1000.0
+            values = {
+                "state": self._state,
+                "lifecycle": self._lifecycle,
+                "reason": self._reason,
+                "estop": str(self._estop).lower(),
+                "control_rate_hz": f"{1.0 / self._dt:.2f}" if self._dt else "",
+                "command_rate_hz": f"{rate:.2f}",
+                "inference_latency_ms_last": f"{lat[-1]:.1f}" if lat.size else "",
+                "inference_latency_ms_p50": f"{np.percentile(lat, 50):.1f}" if lat.size else "",
+                "inference_latency_ms_max": f"{lat.max():.1f}" if lat.size else "",
+                "dropped_actions": str(stats.dropped_actions),
+                "late_chunks": str(stats.late_chunks),
+                "limit_clamped": str(stats.limit_clamped),
+                "velocity_capped": str(stats.velocity_capped),
+            }
+            if self._watchdog is not None:
+                for name, age in self._watchdog.ages(now).items():
+                    values[f"observation_age_ms[{name}]"] = "never" if age is None else f"{age * 1000:.0f}"
+            if self._input_error:
+                values["input_error"] = self._input_error
+            status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = [status]
+        self._diag_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: spin the node with enough threads that e-stop never waits on inference."""
+    rclpy.init(args=args)
+    node = PolicyNode()
+    executor = MultiThreadedExecutor(num_threads=4)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.safe_stop("process exit")
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

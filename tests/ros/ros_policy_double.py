@@ -1,0 +1,81 @@
+"""A small deterministic policy with PolicyRuntime's interface, for the ROS 2 node tests.
+
+It moves every joint toward ``current + offset`` over the chunk, so commands are predictable,
+and can be switched to misbehave (NaN, out-of-limit values, exceptions) to exercise the node's
+safety paths. Tests with a real trained checkpoint swap the factory in conftest.py only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
+PANDA_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    key: str
+    dtype: str
+    shape: tuple[int, ...]
+    kind: str
+
+
+@dataclass(frozen=True)
+class ActionSpace:
+    names: list[str]
+    units: list[str]
+    mode: str
+    low: list[float]
+    high: list[float]
+
+
+@dataclass
+class ScriptedPolicy:
+    """``mode``: offset (default), nan, out_of_limits, raise."""
+
+    joint_names: Sequence[str] = tuple(PANDA_JOINTS)
+    image_keys: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: {"agentview_image": (84, 84, 3)})
+    offset: float = 0.05
+    n_action_steps: int = 8
+    control_rate_hz: float = 10.0
+    obs_horizon: int = 2
+    extra_actions: Sequence[str] = ()
+    mode: str = "offset"
+    resets: int = 0
+    calls: int = 0
+    last_obs: dict[str, np.ndarray] | None = None
+
+    @property
+    def obs_schema(self) -> list[KeySpec]:
+        specs = [KeySpec("joint_pos", "float32", (len(self.joint_names),), "lowdim")]
+        specs += [KeySpec(k, "uint8", tuple(s), "rgb") for k, s in self.image_keys.items()]
+        return specs
+
+    @property
+    def action_space(self) -> ActionSpace:
+        names = list(self.joint_names) + list(self.extra_actions)
+        n = len(names)
+        return ActionSpace(names, ["rad"] * n, "absolute", [-3.0] * n, [3.0] * n)
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def plan(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        self.calls += 1
+        self.last_obs = {k: np.array(v) for k, v in obs.items()}
+        if self.mode == "raise":
+            raise RuntimeError("scripted inference failure")
+        q = np.asarray(obs["joint_pos"], dtype=np.float64)
+        ramp = (np.arange(1, self.n_action_steps + 1) / self.n_action_steps)[:, None]
+        chunk = q[None, :] + self.offset * ramp
+        if self.mode == "nan":
+            chunk[3, 1] = np.nan
+        elif self.mode == "out_of_limits":
+            chunk[:, 0] = 10.0  # far beyond panda_joint1's +2.8973 limit
+        if self.extra_actions:
+            chunk = np.hstack([chunk, np.full((self.n_action_steps, len(self.extra_actions)), 0.5)])
+        return chunk.astype(np.float32)
