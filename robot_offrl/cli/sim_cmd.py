@@ -1,0 +1,144 @@
+"""``robot-offrl sim collect|build-dataset``, ``robot-offrl sweep`` and ``robot-offrl sweep-merge``.
+
+Thin shells: the work lives in ``robot_offrl_sim`` and is imported inside each handler, so building
+the parser (every ``robot-offrl`` call) never imports robosuite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from robot_offrl.errors import ConfigError
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from robot_offrl_sim.collect import collect
+
+    idx = collect(
+        args.task, args.kind, args.episodes, args.out, region=args.region,
+        cameras=_csv(args.cameras) if args.cameras else None, seed=args.seed, horizon=args.horizon,
+        progress=not args.quiet,
+    )
+    print(f"appended {len(idx)} {args.kind} episode(s) to {args.out} (indices {idx[0]}..{idx[-1]})")
+    return 0
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from robot_offrl_sim.recipes import build_dataset
+
+    summary = build_dataset(args.recipe, args.out, seed=args.seed, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from robot_offrl_sim.perturbations import parse_perturbation
+    from robot_offrl_sim.regions import parse_grid
+    from robot_offrl_sim.sweep import SweepConfig, parse_shard, run_sweep
+
+    if (args.policy is None) == (args.checkpoint is None):
+        raise ConfigError("give exactly one of --policy scripted:<task> or --checkpoint RUN")
+    policy = args.policy if args.policy is not None else f"checkpoint:{args.checkpoint}"
+    config = SweepConfig(
+        task=args.task, policy=policy, region=args.region, grid=parse_grid(args.grid),
+        episodes_per_cell=args.episodes_per_cell,
+        perturbations=tuple(parse_perturbation(p) for p in args.perturb or []),
+        seed=args.seed, horizon=args.horizon, workers=args.workers, shard=parse_shard(args.shard),
+        video=args.video, record=args.record,
+    )
+    summary = run_sweep(config, args.out, progress=not args.quiet)
+    t, n = summary["totals"], summary["narrow"]
+    narrow = "n/a" if n["rate"] is None else f"{n['rate']:.1%}"
+    print(f"success {t['successes']}/{t['episodes']} ({t['rate']:.1%}); inside narrow: {narrow}; "
+          f"wrote {args.out}/sweep.json, heatmap.png, report.md")
+    return 0
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from robot_offrl_sim.sweep import merge_sweeps
+
+    summary = merge_sweeps(args.dirs, args.out)
+    t = summary["totals"]
+    print(f"merged {len(args.dirs)} shard(s): {t['successes']}/{t['episodes']} successes; wrote {args.out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    fmt = argparse.RawDescriptionHelpFormatter
+    sim = subparsers.add_parser(
+        "sim", help="generate sim episodes (robosuite) into episode stores",
+        description="Generate simulated episodes with scripted experts and non-expert generators.",
+        epilog="Example: robot-offrl sim collect --task lift --kind expert --episodes 10 --out data/lift.zarr",
+        formatter_class=fmt,
+    )
+    sim.set_defaults(func=lambda a: sim.print_help() or 0)
+    sub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND")
+
+    col = sub.add_parser(
+        "collect", help="append generated episodes to a store (created if missing)",
+        epilog="Examples:\n"
+        "  robot-offrl sim collect --task lift --kind expert --episodes 50 --region narrow --out data/lift.zarr\n"
+        "  robot-offrl sim collect --task lift --kind play --episodes 100 --region wide --cameras agentview "
+        "--seed 1 --out data/lift.zarr\n"
+        "Use a different --seed for each call that appends the same kind to one store.",
+        formatter_class=fmt,
+    )
+    col.add_argument("--task", required=True, help="lift, can, square (configs/task/<name>.yaml)")
+    col.add_argument("--kind", required=True, choices=["expert", "play", "failed", "partial", "suboptimal"])
+    col.add_argument("--episodes", type=int, required=True)
+    col.add_argument("--region", default=None, help="narrow or wide (default: narrow for expert, else wide)")
+    col.add_argument("--cameras", default=None, help="comma list, e.g. agentview,robot0_eye_in_hand")
+    col.add_argument("--seed", type=int, default=0)
+    col.add_argument("--horizon", type=int, default=None, help="max steps per episode (default: task's)")
+    col.add_argument("--out", required=True, help="store path or URL (appended to)")
+    col.add_argument("--quiet", action="store_true")
+    col.set_defaults(func=_cmd_collect)
+
+    build = sub.add_parser(
+        "build-dataset", help="generate a whole dataset from a recipe (datasets/*.yaml) into a new store",
+        epilog="Example: robot-offrl sim build-dataset datasets/lift_rise.yaml --out data/lift_rise.zarr",
+    )
+    build.add_argument("recipe")
+    build.add_argument("--out", required=True)
+    build.add_argument("--seed", type=int, default=None, help="override the recipe's seed")
+    build.add_argument("--quiet", action="store_true")
+    build.set_defaults(func=_cmd_build)
+
+    sw = subparsers.add_parser(
+        "sweep", help="success over a grid of initial conditions (heatmap, report, videos)",
+        epilog="Examples:\n"
+        "  robot-offrl sweep --policy scripted:lift --task lift --region wide --grid 7x7 --out runs/sweep_lift\n"
+        "  robot-offrl sweep --checkpoint runs/rise_lift --task lift --grid 7x7 --episodes-per-cell 3 "
+        "--perturb object:0.05,0@40 --workers 2 --video 4 --shard 0/2 --out runs/sweep_s0",
+        formatter_class=fmt,
+    )
+    sw.add_argument("--policy", default=None, help="scripted:<task> (the scripted expert)")
+    sw.add_argument("--checkpoint", default=None, help="training run or checkpoint folder (PolicyRuntime)")
+    sw.add_argument("--task", required=True)
+    sw.add_argument("--region", default="wide")
+    sw.add_argument("--grid", default="7x7", help="columns x rows over the region, e.g. 7x7")
+    sw.add_argument("--episodes-per-cell", type=int, default=1)
+    sw.add_argument("--perturb", action="append", default=None,
+                    help="object:dx,dy[,dyaw]@step | arm:dx,dy,dz@step | arm-nudge:dx,dy,dz@step (repeatable)")
+    sw.add_argument("--workers", type=int, default=1, help="worker processes (spawned)")
+    sw.add_argument("--video", type=int, default=0, help="record MP4s of the first N episodes")
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--horizon", type=int, default=None)
+    sw.add_argument("--shard", default="0/1", help="run cells i, i+n, ... of the grid (i/n)")
+    sw.add_argument("--record", default=None, help="also append every rollout to this store (policy_rollout)")
+    sw.add_argument("--out", required=True)
+    sw.add_argument("--quiet", action="store_true")
+    sw.set_defaults(func=_cmd_sweep)
+
+    merge = subparsers.add_parser(
+        "sweep-merge", help="merge sweep shards into one report",
+        epilog="Example: robot-offrl sweep-merge runs/sweep_s0 runs/sweep_s1 --out runs/sweep",
+    )
+    merge.add_argument("dirs", nargs="+")
+    merge.add_argument("--out", required=True)
+    merge.set_defaults(func=_cmd_merge)

@@ -1,0 +1,73 @@
+"""Collect generated episodes (expert, play, failed, partial, suboptimal) into an episode store.
+
+All writing goes through robot_offrl.data (the one writer): the store is created with this task's
+schema when missing, each episode is appended whole, flagged (expert only for `expert`) and carries its
+initial condition, seed and generator details in attrs so it can be regenerated exactly.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from robot_offrl.errors import ConfigError
+from robot_offrl_sim.generators import KINDS, plan_episode
+from robot_offrl_sim.rollout import record_episode, run_episode
+from robot_offrl_sim.tasks import SimEnv, make_env
+
+
+def collect_seed(seed: int, kind: str, index: int) -> int:
+    """Episode seed from (seed, kind, index): different kinds never replay each other's episodes."""
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(kind.encode()), int(index)]).generate_state(1)[0])
+
+
+def collect(
+    task: str,
+    kind: str,
+    episodes: int,
+    out: str,
+    region: str | None = None,
+    cameras: Sequence[str] | None = None,
+    seed: int = 0,
+    horizon: int | None = None,
+    env: SimEnv | None = None,
+    progress: bool = False,
+    extra_attrs: dict[str, Any] | None = None,
+) -> list[int]:
+    """Append `episodes` episodes of `kind` to the store at `out`; returns their indices."""
+    from robot_offrl.data import EpisodeStore
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown episode kind {kind!r}; use one of {list(KINDS)}")
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    own_env = env is None
+    env = env or make_env(task, cameras=cameras, horizon=horizon)
+    region = region or ("narrow" if kind == "expert" else "wide")
+    env.spec.region(region)  # unknown region: error before any episode runs
+    env.reset(0, region=region)
+    store = EpisodeStore.open(out, mode="a", schema=env.store_schema())
+    indices = []
+    try:
+        for i in range(episodes):
+            ep_seed = collect_seed(seed, kind, i)
+            plan = plan_episode(kind, env.spec, ep_seed, horizon=horizon or env.horizon)
+            result = run_episode(
+                env, plan.policy, ep_seed, region=region, horizon=plan.horizon,
+                stop_on_success=plan.stop_on_success, post_success_steps=plan.post_success_steps, record=True,
+            )
+            attrs = {"generator": kind, "generator_details": plan.details, "region": region, **(extra_attrs or {})}
+            indices.append(
+                record_episode(store, result, env.spec.name, expert=plan.expert, source=plan.source, **attrs)
+            )
+            if progress:
+                print(f"\r{kind}: {i + 1}/{episodes} episodes, last success={result.success}", end="", flush=True)
+        if progress:
+            print()
+    finally:
+        if own_env:
+            env.close()
+    return indices
