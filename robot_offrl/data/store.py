@@ -32,6 +32,7 @@ from robot_offrl.data.errors import (
     StoreNotFoundError,
     StoreReadOnlyError,
 )
+from robot_offrl.data.fastread import ChunkReader
 from robot_offrl.data.layout import (
     ACTIONS_ARRAY,
     INDEX_GROUP,
@@ -169,6 +170,7 @@ class EpisodeStore:
         for spec in self.schema.obs:
             self._arrays[spec.name] = self._open_array(obs_path(spec.name))
         self._arrays[ACTIONS_KEY] = self._open_array(ACTIONS_ARRAY)
+        self._readers: dict[str, ChunkReader] = {}
         self._check_arrays()
 
     def _open_array(self, path: str) -> Any:
@@ -284,11 +286,31 @@ class EpisodeStore:
     def action_array(self) -> Any:
         return self._arrays[ACTIONS_KEY]
 
+    def read_steps(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Committed steps [start, stop) of an observation key or "actions": the sampler's hot path.
+
+        Local stores decode chunk files directly (see fastread.py, ~30x faster than a zarr slice);
+        other backends slice through zarr. Both return identical arrays.
+        """
+        if not 0 <= start <= stop <= self._num_steps:
+            raise StoreError(
+                f"{self.location}: steps [{start}, {stop}) of '{key}' are outside the committed range "
+                f"[0, {self._num_steps})"
+            )
+        reader = self._readers.get(key)
+        if reader is None:
+            if key not in self._arrays:
+                raise StoreError(f"{self.location}: '{key}' is not an observation key or 'actions'")
+            array = self._arrays[key]
+            if self.location.local_path is None:
+                return np.asarray(array[start:stop])
+            reader = self._readers[key] = ChunkReader(array, self.location.local_path / _array_path(key))
+        return reader.read(start, stop)
+
     def read_episode(self, index: int) -> Episode:
         meta = self.episode(index)
-        sl = slice(meta.start, meta.end)
-        obs = {k: np.asarray(self._arrays[k][sl]) for k in self.schema.obs_keys}
-        return Episode(meta=meta, obs=obs, actions=np.asarray(self._arrays[ACTIONS_KEY][sl]))
+        obs = {k: self.read_steps(k, meta.start, meta.end) for k in self.schema.obs_keys}
+        return Episode(meta=meta, obs=obs, actions=self.read_steps(ACTIONS_KEY, meta.start, meta.end))
 
     def select_episodes(
         self,
