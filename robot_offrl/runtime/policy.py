@@ -1,0 +1,184 @@
+"""PolicyRuntime: load a checkpoint, keep the observation history, plan action chunks.
+
+Sampling K candidate chunks in one batched pass and picking the best by min(Q1, Q2) happens in the
+agent; this class owns what happens around it on a robot: history padding at the start of an
+episode, normalisation with the checkpoint's statistics, the queue of planned actions, and a
+seeded generator so the same checkpoint and observations give the same actions.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_offrl.algos import Agent, build_agent
+from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
+from robot_offrl.data.stats import ACTIONS_KEY
+from robot_offrl.errors import ConfigError
+from robot_offrl.models.obs_info import ObsInfo
+from robot_offrl.runtime.observations import check_step, normalize_step
+from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint
+from robot_offrl.train.device import select_device
+
+
+class PolicyRuntime:
+    def __init__(
+        self,
+        agent: Agent,
+        stats: NormStats,
+        schema: StoreSchema,
+        obs_keys: list[str],
+        device: torch.device,
+        num_candidates: int | None = None,
+        num_inference_steps: int | None = None,
+        n_action_steps: int | None = None,
+        selection: str | None = None,
+        temperature: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.agent = agent.eval()
+        self.stats = stats
+        self.schema = schema
+        self.device = device
+        self.seed = seed
+        self.obs_schema: list[KeySpec] = [schema.key(k) for k in obs_keys]
+        policy_cfg = agent.config.policy
+        sel = agent.config.algo.selection
+        self.num_candidates = int(num_candidates if num_candidates is not None else sel.num_candidates)
+        self.num_inference_steps = int(num_inference_steps or policy_cfg.num_inference_steps)
+        self.n_action_steps = int(n_action_steps or policy_cfg.n_action_steps)
+        self.selection = selection or sel.mode
+        self.temperature = float(temperature if temperature is not None else sel.temperature)
+        if self.num_candidates < 1 or self.num_inference_steps < 1:
+            raise ConfigError("num_candidates and num_inference_steps must be >= 1")
+        if not 1 <= self.n_action_steps <= policy_cfg.pred_horizon:
+            raise ConfigError(
+                f"n_action_steps must be in [1, pred_horizon={policy_cfg.pred_horizon}], got {self.n_action_steps}"
+            )
+        if self.num_candidates > 1 and not agent.has_critic:
+            raise ConfigError(
+                f"num_candidates={self.num_candidates} needs a critic to score candidates, and this "
+                f"checkpoint ({agent.config.algo.name}) has none; use num_candidates=1"
+            )
+        self._history: deque[dict[str, np.ndarray]] = deque(maxlen=self.obs_horizon)
+        self._queue: deque[np.ndarray] = deque()
+        self._generator = torch.Generator(device=device)
+        self.reset()
+
+    # -- loading ------------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        num_candidates: int | None = None,
+        num_inference_steps: int | None = None,
+        n_action_steps: int | None = None,
+        selection: str | None = None,
+        temperature: float | None = None,
+        seed: int = 0,
+    ) -> PolicyRuntime:
+        """From a checkpoint folder or a run folder (its latest checkpoint); never unpickles."""
+        ckpt = load_checkpoint(path)
+        try:
+            schema = StoreSchema.from_dict(ckpt.schema["store"])
+            obs_info = ObsInfo.from_dict(ckpt.schema["obs_info"])
+            obs_keys = list(ckpt.schema["obs_keys"])
+        except (KeyError, TypeError) as err:
+            raise CheckpointError(f"{ckpt.path}: schema.json is malformed ({err})") from err
+        agent = build_agent(ckpt.config, obs_info, schema.action.dim)
+        try:
+            agent.load_state_dict(ckpt.model_state)
+        except RuntimeError as err:
+            raise CheckpointError(f"{ckpt.path}: weights do not match the config's networks: {err}") from err
+        torch_device = select_device(device)
+        return cls(
+            agent.to(torch_device),
+            NormStats.from_dict(ckpt.normalization),
+            schema,
+            obs_keys,
+            torch_device,
+            num_candidates=num_candidates,
+            num_inference_steps=num_inference_steps,
+            n_action_steps=n_action_steps,
+            selection=selection,
+            temperature=temperature,
+            seed=seed,
+        )
+
+    # -- facts users need ---------------------------------------------------------------------------
+    @property
+    def action_space(self) -> ActionSpace:
+        return self.schema.action
+
+    @property
+    def obs_horizon(self) -> int:
+        return self.agent.obs_info.obs_horizon
+
+    @property
+    def control_rate_hz(self) -> float:
+        return float(self.schema.control_rate_hz)
+
+    # -- acting -------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Start of an episode: forget the history and any planned actions, re-seed sampling."""
+        self._history.clear()
+        self._queue.clear()
+        self._generator.manual_seed(self.seed)
+
+    def act(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """One action for this step; replans (n_action_steps ahead) when the queue runs out."""
+        self._push(obs)
+        if not self._queue:
+            self._queue.extend(self._plan_from_history())
+        return self._queue.popleft()
+
+    def plan(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """Push ``obs`` and plan now: (n_action_steps, A) actions in the action space's units."""
+        self._push(obs)
+        chunk = self._plan_from_history()
+        self._queue = deque(chunk)
+        return chunk
+
+    def _push(self, obs: Mapping[str, Any]) -> None:
+        step = normalize_step(check_step(obs, self.obs_schema), self.obs_schema, self.stats)
+        self._history.append(step)
+
+    def _obs_tensors(self) -> dict[str, torch.Tensor]:
+        """(1, To, ...) per key; before To steps exist the oldest step is repeated, as in training."""
+        steps = list(self._history)
+        steps = [steps[0]] * (self.obs_horizon - len(steps)) + steps
+        return {
+            spec.name: torch.from_numpy(np.stack([s[spec.name] for s in steps])[None]).to(self.device)
+            for spec in self.obs_schema
+        }
+
+    @torch.no_grad()
+    def _plan_from_history(self) -> np.ndarray:
+        chunk = self.agent.select(
+            self._obs_tensors(),
+            num_candidates=self.num_candidates,
+            num_inference_steps=self.num_inference_steps,
+            selection=self.selection,
+            temperature=self.temperature,
+            generator=self._generator,
+        )[0, : self.n_action_steps]
+        actions = self.stats.unnormalize(ACTIONS_KEY, chunk.float().cpu().numpy()).astype(np.float32)
+        return actions
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "algo": self.agent.config.algo.name,
+            "obs_keys": [s.name for s in self.obs_schema],
+            "action_names": list(self.action_space.names),
+            "num_candidates": self.num_candidates,
+            "num_inference_steps": self.num_inference_steps,
+            "n_action_steps": self.n_action_steps,
+            "selection": self.selection,
+            "device": str(self.device),
+        }

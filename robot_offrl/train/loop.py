@@ -1,0 +1,310 @@
+"""The training loop: one Agent, one optimiser, any algo (bc, bc_all, idql, rise), any device.
+
+Why it looks the way it does:
+- every batch and every random draw is a function of (seed, step, rank), so resuming from a
+  checkpoint reproduces an uninterrupted run exactly on CPU (tests/train check this);
+- the agent owns its losses, EMA and targets; this loop only moves data, steps the optimiser,
+  logs, validates and writes checkpoints (rank 0 only under torchrun);
+- a NaN/inf loss stops the run before the optimiser step, so the last checkpoint on disk is
+  the last good one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from robot_offrl.algos import Agent, build_agent
+from robot_offrl.config import require
+from robot_offrl.data import EpisodeStore, NormStats
+from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows, to_device
+from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.train import distributed
+from robot_offrl.train.batching import StepBatchSampler
+from robot_offrl.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from robot_offrl.train.device import autocast, autocast_dtype, maybe_compile, select_device
+from robot_offrl.train.logging import RunLogger
+
+
+class TrainingDiverged(UserError):
+    """A loss became NaN/inf; training stopped and the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    losses: dict[str, float] = field(default_factory=dict)
+    val_losses: dict[str, float] = field(default_factory=dict)
+    loss_history: list[dict[str, float]] = field(default_factory=list)
+
+
+def checkpoint_schema(store: EpisodeStore, dataset: WindowDataset) -> dict[str, Any]:
+    """What the runtime needs to rebuild the observation pipeline: the store schema and the keys used."""
+    return {
+        "store": store.schema.to_dict(),
+        "obs_info": dataset.obs_info.to_dict(),
+        "obs_keys": list(dataset.obs_info.keys),
+    }
+
+
+def make_optimizer(agent: Agent, cfg: DictConfig) -> torch.optim.Optimizer:
+    groups = agent.param_groups()
+    param_groups = [{"params": groups["policy"], "lr": float(cfg.trainer.lr), "name": "policy"}]
+    if "critic" in groups:
+        param_groups.append({"params": groups["critic"], "lr": float(cfg.critic.lr), "name": "critic"})
+    return torch.optim.AdamW(
+        param_groups, weight_decay=float(cfg.trainer.weight_decay), betas=tuple(cfg.trainer.betas)
+    )
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: DictConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
+    return get_cosine_schedule_with_warmup(
+        optimizer, num_warmup_steps=int(cfg.trainer.warmup_steps), num_training_steps=int(cfg.trainer.steps)
+    )
+
+
+def _check_trainer_cfg(cfg: DictConfig) -> None:
+    require(cfg, "data", "out")
+    t = cfg.trainer
+    for key in ("steps", "batch_size", "log_every", "checkpoint_every", "val_every"):
+        value = t.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"trainer.{key} must be a positive integer, got {value!r}")
+    if not 0.0 <= float(t.val_fraction) < 1.0:
+        raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {t.val_fraction}")
+    if int(t.num_workers) < 0:
+        raise ConfigError(f"trainer.num_workers must be >= 0, got {t.num_workers}")
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, dist_info: distributed.DistInfo | None = None) -> None:
+        _check_trainer_cfg(cfg)
+        self.cfg = cfg
+        self.dist = dist_info or distributed.from_environment()
+        self.device = select_device(str(cfg.trainer.device), self.dist.local_rank if self.dist.enabled else None)
+        self.amp_dtype = autocast_dtype(str(cfg.trainer.amp), self.device)
+        self.run_dir = Path(str(cfg.out))
+        self.seed = int(cfg.seed)
+
+        self.store = self._open_store_with_split()
+        self.norm_stats: NormStats = self.store.norm_stats()
+        use_split = float(cfg.trainer.val_fraction) > 0
+        # Only rank 0 writes the neighbour cache; the others build the same index in memory.
+        self.train_set = build_window_dataset(
+            self.store, cfg, split="train" if use_split else None, norm_stats=self.norm_stats,
+            write_neighbor_cache=self.dist.is_main,
+        )
+        self.val_set = self._build_val_set() if use_split else None
+        torch.manual_seed(self.seed)
+        self.agent = build_agent(cfg, self.train_set.obs_info, self.train_set.action_dim).to(self.device)
+        self.optimizer = make_optimizer(self.agent, cfg)
+        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.start_step = self._maybe_resume()
+        model: torch.nn.Module = self.agent
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(self.agent, device_ids=device_ids)
+        self.loss_model = maybe_compile(model, bool(cfg.trainer.compile), str(cfg.trainer.get("compile_backend", "inductor")))
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, progress=bool(cfg.trainer.progress))
+
+    # -- setup -------------------------------------------------------------------------------------
+    def _open_store_with_split(self) -> EpisodeStore:
+        """All methods trained on one store share its held-out episodes, so a split is stored once."""
+        store = EpisodeStore.open(str(self.cfg.data), mode="r")
+        fraction = float(self.cfg.trainer.val_fraction)
+        if fraction > 0 and store.split is None and self.dist.is_main:
+            writable = EpisodeStore.open(str(self.cfg.data), mode="r+")
+            writable.set_split(fraction, seed=self.seed)
+            store = EpisodeStore.open(str(self.cfg.data), mode="r")
+        distributed.barrier(self.dist)
+        if self.dist.enabled and not self.dist.is_main:
+            store = EpisodeStore.open(str(self.cfg.data), mode="r")
+        return store
+
+    def _build_val_set(self) -> WindowDataset | None:
+        """Validation windows: the held-out episodes, same filter, no augmentation (plain BC loss)."""
+        if not self.store.split_indices("val"):
+            return None
+        cfg = OmegaConf.merge(self.cfg, {"algo": {"nn_augment": {"enabled": False}}})
+        try:
+            return build_window_dataset(self.store, cfg, split="val", norm_stats=self.norm_stats)
+        except ConfigError:
+            return None  # e.g. bc-expert with no expert episode among the held-out ones
+
+    def _maybe_resume(self) -> int:
+        if not bool(self.cfg.resume):
+            return 0
+        found = latest_checkpoint(self.run_dir)
+        if found is None:
+            return 0
+        ckpt = load_checkpoint(found, with_optimizer=True)
+        self.agent.load_state_dict(ckpt.model_state)
+        if "optimizer" in ckpt.meta:
+            self.optimizer.load_state_dict(unflatten_optimizer_state(ckpt.optim_state, ckpt.meta["optimizer"]))
+        self.scheduler.load_state_dict(ckpt.meta.get("scheduler", {"last_epoch": ckpt.step}))
+        self.scheduler.last_epoch = ckpt.step
+        return ckpt.step
+
+    def _loader(self, dataset: WindowDataset, start: int, end: int, seed: int) -> DataLoader:
+        sampler = StepBatchSampler(
+            len(dataset), int(self.cfg.trainer.batch_size), seed, start, end, self.dist.rank, self.dist.world_size
+        )
+        workers = int(self.cfg.trainer.num_workers)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=collate_windows,
+            num_workers=workers,
+            persistent_workers=False,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if workers > 0 else None,
+        )
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg.trainer
+        total = int(cfg.steps)
+        result = TrainResult(run_dir=self.run_dir, step=self.start_step, checkpoint=latest_checkpoint(self.run_dir))
+        if self.start_step >= total:
+            return result
+        self.logger.start(self.cfg, total, self.start_step, describe_data(self.train_set, self.store))
+        self.agent.train()
+        last_time, last_step = time.perf_counter(), self.start_step
+        try:
+            for step, batch in zip(
+                range(self.start_step, total), self._loader(self.train_set, self.start_step, total, self.seed),
+                strict=True,
+            ):
+                losses = self._train_step(step, batch)
+                done = step + 1
+                result.step = done
+                if done % int(cfg.log_every) == 0 or done == total:
+                    now = time.perf_counter()
+                    rate = (done - last_step) / max(now - last_time, 1e-9)
+                    last_time, last_step = now, done
+                    scalars = {k: float(distributed.all_reduce_mean(v, self.dist)) for k, v in losses.items()}
+                    scalars.update(self._lr_scalars())
+                    result.losses = scalars
+                    result.loss_history.append({"step": done, **scalars})
+                    self.logger.log("train", done, scalars, steps_per_s=rate)
+                if self.val_set is not None and (done % int(cfg.val_every) == 0 or done == total):
+                    result.val_losses = self.validate(done)
+                    self.logger.log("val", done, result.val_losses)
+                if done % int(cfg.checkpoint_every) == 0 or done == total:
+                    result.checkpoint = self.save(done) or result.checkpoint
+                self.logger.advance(done, result.losses)
+        finally:
+            self.logger.close()
+        return result
+
+    def _train_step(self, step: int, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        torch.manual_seed((self.seed * 7_919 + step) * max(1, self.dist.world_size) + self.dist.rank)
+        batch = to_device(batch, self.device)
+        with autocast(self.device, self.amp_dtype):
+            losses = self.loss_model(batch, step)
+        loss = losses["loss"]
+        if not torch.isfinite(loss.detach()).all():
+            bad = {k: float(v) for k, v in losses.items() if not math.isfinite(float(v))}
+            last = latest_checkpoint(self.run_dir)
+            raise TrainingDiverged(
+                f"loss became non-finite at step {step} ({bad}); training stopped before the optimiser step. "
+                f"Last good checkpoint: {last or 'none yet'}. Lower trainer.lr, check the data with "
+                "`robot-offrl data validate`, or raise trainer.grad_clip"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if float(self.cfg.trainer.grad_clip) > 0:
+            torch.nn.utils.clip_grad_norm_(self.agent.parameters(), float(self.cfg.trainer.grad_clip))
+        self.optimizer.step()
+        self.scheduler.step()
+        self.agent.after_optimizer_step(step)
+        return {k: v.detach() for k, v in losses.items()}
+
+    def _lr_scalars(self) -> dict[str, float]:
+        return {f"lr/{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
+
+    @torch.no_grad()
+    def validate(self, step: int) -> dict[str, float]:
+        """Held-out losses with a fixed set of batches, so the curve compares like with like."""
+        assert self.val_set is not None
+        self.agent.eval()
+        rng_state = torch.get_rng_state()
+        totals: dict[str, float] = {}
+        n = int(self.cfg.trainer.val_batches)
+        try:
+            for i, batch in enumerate(self._loader(self.val_set, 0, n, self.seed + 1)):
+                torch.manual_seed(self.seed + 1_000 + i)
+                with autocast(self.device, self.amp_dtype):
+                    losses = self.agent.compute_losses(to_device(batch, self.device), step)
+                for k, v in losses.items():
+                    totals[k] = totals.get(k, 0.0) + float(v) / n
+        finally:
+            torch.set_rng_state(rng_state)
+            self.agent.train()
+        return totals
+
+    def save(self, step: int) -> Path | None:
+        if not self.dist.is_main:
+            distributed.barrier(self.dist)
+            return None
+        path = save_checkpoint(
+            self.run_dir,
+            step,
+            self.agent.state_dict(),
+            self.cfg,
+            self.norm_stats.to_dict(),
+            checkpoint_schema(self.store, self.train_set),
+            optimizer=self.optimizer,
+            extra_meta={"scheduler": self.scheduler.state_dict(), "world_size": self.dist.world_size},
+            keep=int(self.cfg.trainer.keep_checkpoints),
+        )
+        distributed.barrier(self.dist)
+        return path
+
+
+def describe_data(dataset: WindowDataset, store: EpisodeStore) -> dict[str, Any]:
+    return {
+        "store": store.url,
+        "episodes": store.num_episodes,
+        "windows": dataset.num_base,
+        "augmented_pairs": dataset.num_augmented,
+    }
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Train per ``cfg`` (a composed ``configs/train.yaml``); works the same under torchrun."""
+    info = distributed.from_environment()
+    device = select_device(str(cfg.trainer.device), info.local_rank if info.enabled else None)
+    distributed.init_process_group(info, device)
+    try:
+        return Trainer(cfg, info).run()
+    finally:
+        distributed.shutdown()
+
+
+def write_summary(result: TrainResult) -> None:
+    (result.run_dir / "train_summary.json").write_text(
+        json.dumps(
+            {"step": result.step, "checkpoint": str(result.checkpoint), "losses": result.losses,
+             "val_losses": result.val_losses},
+            indent=1,
+        )
+    )
