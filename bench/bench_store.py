@@ -82,13 +82,16 @@ def bench_append(path: Path, episodes: list[Any], durable: bool) -> dict[str, fl
 
 
 def bench_append_ram(episodes: list[Any]) -> dict[str, float]:
-    """The same appends into growing numpy arrays (the lower bound: a memcpy per episode)."""
+    """The same appends into preallocated numpy arrays (the lower bound: one memcpy per episode)."""
     frames = sum(len(a) for _, a in episodes)
+    first_obs, first_act = episodes[0]
+    cols = {k: np.empty((frames, *v.shape[1:]), v.dtype) for k, v in {**first_obs, "actions": first_act}.items()}
     start = time.perf_counter()
-    cols: dict[str, np.ndarray] = {}
+    t = 0
     for obs, actions in episodes:
         for k, v in {**obs, "actions": actions}.items():
-            cols[k] = v.copy() if k not in cols else np.concatenate([cols[k], v])
+            cols[k][t : t + len(v)] = v
+        t += len(actions)
     elapsed = time.perf_counter() - start
     raw = sum(episode_bytes(o, a) for o, a in episodes)
     return {"s": elapsed, "frames_per_s": frames / elapsed, "mb_per_s": raw / elapsed / 1e6}
