@@ -8,7 +8,7 @@ with the data instead of living in someone's head.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -282,7 +282,3 @@ def infer_keyspec(name: str, sample: np.ndarray) -> KeySpec:
         f"key '{name}': cannot infer the kind of a {sample.dtype} array with per-step shape {sample.shape}; "
         "only uint8 (H, W, 3) images, depth maps and 1-D vectors are supported"
     )
-
-
-def as_sequence_of_str(value: Sequence[str] | str) -> list[str]:
-    return [value] if isinstance(value, str) else list(value)

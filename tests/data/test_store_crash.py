@@ -157,3 +157,55 @@ def test_stale_rebuild_next_to_intact_store_is_ignored_then_removed(tmp_path: Pa
     assert EpisodeStore.open(root).num_episodes == 2
     assert repair(str(root))["removed_stale_dirs"] == [str(rebuilt)]
     assert not rebuilt.exists()
+
+
+# The child appends small deterministic episodes forever; episode i is built from seed i.
+LOOP_WRITER = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from conftest import make_episode
+from robot_offrl.data import EpisodeStore
+store = EpisodeStore.open(sys.argv[1], mode="r+")
+while True:
+    i = store.num_episodes
+    obs, actions = make_episode(i, 10 + i % 7)
+    store.append_episode(obs, actions, expert=True, source="scripted")
+"""
+
+
+def _committed(root: Path) -> int:
+    try:
+        return len(json.loads((root / "index" / "zarr.json").read_text())["attributes"]["episodes"])
+    except (OSError, ValueError):
+        return 0
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.013, 0.057])
+def test_sigkill_at_arbitrary_points_of_a_recording_loop(tmp_path: Path, delay: float) -> None:
+    from conftest import make_episode, make_schema
+
+    root = tmp_path / "loop.zarr"
+    EpisodeStore.create(str(root), make_schema())
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
+    child = subprocess.Popen([sys.executable, "-c", LOOP_WRITER, str(root), str(Path(__file__).parent)], env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while _committed(root) < 3 and time.monotonic() < deadline:
+            assert child.poll() is None, "writer died on its own"
+            time.sleep(0.002)
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncommittedDataWarning)
+        store = EpisodeStore.open(root)
+    assert store.num_episodes >= 3
+    for i in range(store.num_episodes):
+        obs, actions = make_episode(i, 10 + i % 7)
+        ep = store.read_episode(i)
+        np.testing.assert_array_equal(ep.actions, actions)
+        for key, values in obs.items():
+            np.testing.assert_array_equal(ep.obs[key], values)
+    repair(str(root))
+    assert find_problems(EpisodeStore.open(root)) == []
