@@ -14,7 +14,6 @@ import tempfile
 import time
 
 import numpy as np
-
 from robot_offrl_sim.experts import make_expert
 from robot_offrl_sim.rollout import run_episode
 from robot_offrl_sim.sweep import SweepConfig, run_sweep

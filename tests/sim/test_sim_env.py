@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from robot_offrl.errors import ConfigError, UserError
-from robot_offrl_sim.initial_conditions import InitialCondition, draw_initial_condition, exact_initial_condition
+from robot_offrl_sim.initial_conditions import (
+    InitialCondition,
+    draw_initial_condition,
+    exact_initial_condition,
+)
 from robot_offrl_sim.regions import parse_grid
 from robot_offrl_sim.spec import load_task, spec_from_mapping
+
+from robot_offrl.errors import ConfigError, UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 
