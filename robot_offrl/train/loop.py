@@ -222,7 +222,7 @@ class Trainer:
             losses = self.loss_model(batch, step)
         loss = losses["loss"]
         if not torch.isfinite(loss.detach()).all():
-            bad = {k: float(v) for k, v in losses.items() if not math.isfinite(float(v))}
+            bad = {k: float(v.detach()) for k, v in losses.items() if not math.isfinite(float(v.detach()))}
             last = latest_checkpoint(self.run_dir)
             raise TrainingDiverged(
                 f"loss became non-finite at step {step} ({bad}); training stopped before the optimiser step. "
