@@ -44,12 +44,12 @@ class ObservationAssembler:
         self._gripper_names = cfg.gripper_joint_names
         self._topic_of_key = dict(zip(cfg.camera_keys, cfg.camera_topics, strict=True))
         self.timeouts: dict[str, float] = {JOINT_INPUT: cfg.joint_state_timeout_s}
-        rgb_keys = [s.key for s in self._schema if s.kind == "rgb"]
+        rgb_keys = [s.name for s in self._schema if s.kind == "rgb"]
         for spec in self._schema:
             self._check_spec(spec, cfg)
             if spec.kind == "rgb":
-                self.timeouts[self._topic_of_key[spec.key]] = cfg.image_timeout_s
-            elif LOWDIM_SOURCES[spec.key] == POSE_INPUT:
+                self.timeouts[self._topic_of_key[spec.name]] = cfg.image_timeout_s
+            elif LOWDIM_SOURCES[spec.name] == POSE_INPUT:
                 self.timeouts[POSE_INPUT] = cfg.pose_timeout_s
         unused = [k for k in cfg.camera_keys if k not in rgb_keys]
         if unused:
@@ -71,15 +71,15 @@ class ObservationAssembler:
     def _check_spec(self, spec: Any, cfg: NodeConfig) -> None:
         shape = tuple(spec.shape)
         if spec.kind == "rgb":
-            if spec.key not in self._topic_of_key:
+            if spec.name not in self._topic_of_key:
                 raise ConfigError(
-                    f"the checkpoint needs image key {spec.key!r} but camera_keys {list(cfg.camera_keys)} "
+                    f"the checkpoint needs image key {spec.name!r} but camera_keys {list(cfg.camera_keys)} "
                     "does not map any camera topic to it; add the topic to camera_topics and the key to camera_keys"
                 )
             return
-        if spec.kind != "lowdim" or spec.key not in LOWDIM_SOURCES:
+        if spec.kind != "lowdim" or spec.name not in LOWDIM_SOURCES:
             raise ConfigError(
-                f"observation key {spec.key!r} (kind {spec.kind!r}) cannot be provided on a real arm; "
+                f"observation key {spec.name!r} (kind {spec.kind!r}) cannot be provided on a real arm; "
                 f"supported low-dim keys: {sorted(LOWDIM_SOURCES)}, images: kind 'rgb'"
             )
         expected = {
@@ -88,14 +88,14 @@ class ObservationAssembler:
             "robot0_gripper_qpos": (len(cfg.gripper_joint_names),),
             "robot0_eef_pos": (3,),
             "robot0_eef_quat": (4,),
-        }[spec.key]
+        }[spec.name]
         if shape != expected:
             raise ConfigError(
-                f"observation {spec.key!r} has shape {shape} in the checkpoint but the parameters give "
+                f"observation {spec.name!r} has shape {shape} in the checkpoint but the parameters give "
                 f"{expected}; check joint_names / gripper_joint_names"
             )
-        if LOWDIM_SOURCES[spec.key] == POSE_INPUT and not cfg.ee_pose_topic:
-            raise ConfigError(f"the checkpoint needs {spec.key!r}: set ee_pose_topic to a PoseStamped topic")
+        if LOWDIM_SOURCES[spec.name] == POSE_INPUT and not cfg.ee_pose_topic:
+            raise ConfigError(f"the checkpoint needs {spec.name!r}: set ee_pose_topic to a PoseStamped topic")
 
     @property
     def camera_topics(self) -> list[str]:
@@ -147,9 +147,9 @@ class ObservationAssembler:
             joint_pos, joint_vel, grip, pose = self._joint_pos, self._joint_vel, self._gripper_pos, self._pose
         obs: dict[str, np.ndarray] = {}
         for spec in self._schema:
-            source = self._topic_of_key[spec.key] if spec.kind == "rgb" else LOWDIM_SOURCES[spec.key]
+            source = self._topic_of_key[spec.name] if spec.kind == "rgb" else LOWDIM_SOURCES[spec.name]
             if source not in stamps:
-                raise ObservationError(f"observation {spec.key!r}: nothing received yet on {source}")
+                raise ObservationError(f"observation {spec.name!r}: nothing received yet on {source}")
             if spec.kind == "rgb":
                 value = fit_image(decode_image(images[source], source), tuple(spec.shape))
             else:
@@ -159,9 +159,9 @@ class ObservationAssembler:
                     "robot0_gripper_qpos": grip,
                     "robot0_eef_pos": None if pose is None else pose[0],
                     "robot0_eef_quat": None if pose is None else pose[1],
-                }[spec.key].astype(np.float32)
+                }[spec.name].astype(np.float32)
                 if not np.all(np.isfinite(value)):
-                    raise ObservationError(f"observation {spec.key!r} from {source} contains NaN/inf: {value}")
-            obs[spec.key] = value
-        used = {self._topic_of_key[s.key] if s.kind == "rgb" else LOWDIM_SOURCES[s.key] for s in self._schema}
+                    raise ObservationError(f"observation {spec.name!r} from {source} contains NaN/inf: {value}")
+            obs[spec.name] = value
+        used = {self._topic_of_key[s.name] if s.kind == "rgb" else LOWDIM_SOURCES[s.name] for s in self._schema}
         return obs, min(stamps[s] for s in used)

@@ -49,7 +49,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("estop_topic", "string", "/emergency_stop", "std_msgs/Bool emergency stop (true stops)"),
     ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory", "trajectory mode"),
     ParamSpec("forward_topic", "string", "/forward_position_controller/commands", "forward mode"),
-    ParamSpec("forward_rate_hz", "double", 100.0, "forward mode: interpolated command rate"),
+    ParamSpec("forward_rate_hz", "double", 100.0, "forward and servo modes: command stream rate"),
     ParamSpec("servo_topic", "string", "/servo_node/delta_twist_cmds", "servo mode TwistStamped topic"),
     ParamSpec("servo_frame_id", "string", "base_link", "servo mode: frame of the twist"),
     ParamSpec("servo_linear_scale", "double", 0.1, "servo mode: m/s per unit of a dx/dy/dz action"),

@@ -20,7 +20,7 @@ from .params import NodeConfig
 class PolicyLike(Protocol):
     """The part of ``robot_offrl.runtime.PolicyRuntime`` the node relies on."""
 
-    obs_schema: Sequence[Any]  # KeySpec-like: .key .dtype .shape .kind
+    obs_schema: Sequence[Any]  # robot_offrl.data.KeySpec: .name .dtype .shape .kind
     action_space: Any  # ActionSpace-like: .names .units .mode .low .high
     obs_horizon: int
     control_rate_hz: float

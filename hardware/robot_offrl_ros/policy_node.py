@@ -224,12 +224,12 @@ class PolicyNode(LifecycleNode):
         obs: dict[str, np.ndarray] = {}
         for spec in policy.obs_schema:
             shape = tuple(spec.shape)
-            if spec.key == "joint_pos":
-                obs[spec.key] = ((limits.lower + limits.upper) / 2).astype(np.float32)
-            elif spec.key == "robot0_eef_quat":
-                obs[spec.key] = np.array([0, 0, 0, 1], dtype=np.float32)
+            if spec.name == "joint_pos":
+                obs[spec.name] = ((limits.lower + limits.upper) / 2).astype(np.float32)
+            elif spec.name == "robot0_eef_quat":
+                obs[spec.name] = np.array([0, 0, 0, 1], dtype=np.float32)
             else:
-                obs[spec.key] = np.zeros(shape, dtype=np.dtype(str(spec.dtype)))
+                obs[spec.name] = np.zeros(shape, dtype=np.dtype(str(spec.dtype)))
         chunk = check_chunk(policy.plan(obs), cfg.n_action_steps, len(policy.action_space.names))
         require_finite(chunk, "warm-up action chunk")
         policy.reset()

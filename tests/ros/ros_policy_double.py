@@ -12,25 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_offrl.data import ActionSpace, KeySpec
+
 PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 PANDA_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
-
-
-@dataclass(frozen=True)
-class KeySpec:
-    key: str
-    dtype: str
-    shape: tuple[int, ...]
-    kind: str
-
-
-@dataclass(frozen=True)
-class ActionSpace:
-    names: list[str]
-    units: list[str]
-    mode: str
-    low: list[float]
-    high: list[float]
 
 
 @dataclass
@@ -79,3 +64,31 @@ class ScriptedPolicy:
         if self.extra_actions:
             chunk = np.hstack([chunk, np.full((self.n_action_steps, len(self.extra_actions)), 0.5)])
         return chunk.astype(np.float32)
+
+
+@dataclass
+class ScriptedDeltaPolicy:
+    """End-effector delta actions (the sim's OSC_POSE layout) for the servo output: a constant push."""
+
+    action: Sequence[float] = (0.5, 0.0, 0.0, 0.0, 0.0, 0.2, 1.0)
+    n_action_steps: int = 8
+    control_rate_hz: float = 10.0
+    obs_horizon: int = 2
+    calls: int = 0
+
+    @property
+    def obs_schema(self) -> list[KeySpec]:
+        return [KeySpec("robot0_eef_pos", "float32", (3,), "lowdim"),
+                KeySpec("agentview_image", "uint8", (84, 84, 3), "rgb")]
+
+    @property
+    def action_space(self) -> ActionSpace:
+        names = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+        return ActionSpace(names, ["normalized"] * 7, "delta", [-1.0] * 7, [1.0] * 7)
+
+    def reset(self) -> None:
+        pass
+
+    def plan(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        self.calls += 1
+        return np.tile(np.asarray(self.action, dtype=np.float32), (self.n_action_steps, 1))
