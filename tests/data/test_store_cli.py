@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fill_store
+from store_support import fill_store
 from test_store_robomimic import write_robomimic
 
 from robot_offrl.data import EpisodeStore

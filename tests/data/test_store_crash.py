@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fill_store
+from store_support import fill_store
 
 from robot_offrl.data import EpisodeStore, UncommittedDataWarning
 from robot_offrl.data.backend import OLD_SUFFIX, REBUILD_SUFFIX, Location
@@ -163,7 +163,7 @@ def test_stale_rebuild_next_to_intact_store_is_ignored_then_removed(tmp_path: Pa
 LOOP_WRITER = """
 import sys
 sys.path.insert(0, sys.argv[2])
-from conftest import make_episode
+from store_support import make_episode
 from robot_offrl.data import EpisodeStore
 store = EpisodeStore.open(sys.argv[1], mode="r+")
 while True:
@@ -182,7 +182,7 @@ def _committed(root: Path) -> int:
 
 @pytest.mark.parametrize("delay", [0.0, 0.013, 0.057])
 def test_sigkill_at_arbitrary_points_of_a_recording_loop(tmp_path: Path, delay: float) -> None:
-    from conftest import make_episode, make_schema
+    from store_support import make_episode, make_schema
 
     root = tmp_path / "loop.zarr"
     EpisodeStore.create(str(root), make_schema())

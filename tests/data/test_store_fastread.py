@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from conftest import fill_store
+from store_support import fill_store
 
 from robot_offrl.data import EpisodeStore, StoreError
 from robot_offrl.data.fastread import ChunkReader

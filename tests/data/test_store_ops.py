@@ -7,7 +7,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-from conftest import fill_store, make_episode, make_schema
+from store_support import fill_store, make_episode, make_schema
 
 from robot_offrl.data import EpisodeStore, NormStats, SchemaError, StoreError, StoreExistsError
 from robot_offrl.data.ops import delete_episodes, describe_episode, merge_stores, summarize

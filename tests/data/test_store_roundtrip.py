@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMG, fill_store, make_episode, make_schema
+from store_support import IMG, fill_store, make_episode, make_schema
 
 from robot_offrl.data import EpisodeBuffer, EpisodeStore, StoreSchema
 from robot_offrl.data.layout import LOWDIM_CHUNK_STEPS, chunk_steps

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import fill_store, make_episode, make_schema
+from store_support import fill_store, make_episode, make_schema
 
 from robot_offrl.data import (
     ActionSpace,

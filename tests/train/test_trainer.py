@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import small_overrides, write_store
 from safetensors.torch import load_file, save_file
+from train_support import small_overrides, write_store
 
 from robot_offrl.cli.main import main
 from robot_offrl.config import compose
