@@ -60,6 +60,7 @@ class Rig:
         self.q = Q0.copy()
         self.pose = pose
         self.received: dict[str, list[tuple[float, Any]]] = {}
+        self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         h = self.helper
         self._js_pub = h.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
@@ -153,16 +154,17 @@ class Rig:
         return bool(self.wait_for(lambda: self.node.trigger_activate() == TransitionCallbackReturn.SUCCESS, timeout))
 
     def call(self, srv_type: Any, name: str, request: Any = None, timeout: float = 5.0) -> Any:
-        client = self.helper.create_client(srv_type, name)
-        try:
-            if not client.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f"service {name} not available")
-            future = client.call_async(request if request is not None else srv_type.Request())
-            if not self.wait_for(future.done, timeout):
-                raise TimeoutError(f"service {name} did not answer")
-            return future.result()
-        finally:
-            self.helper.destroy_client(client)
+        # Clients live as long as the rig: destroying one while the spinning executor may hold it in
+        # its wait set only produces noise.
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.helper.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available")
+        future = client.call_async(request if request is not None else srv_type.Request())
+        if not self.wait_for(future.done, timeout):
+            raise TimeoutError(f"service {name} did not answer")
+        return future.result()
 
     def last_diagnostic(self) -> Any:
         diags = self.msgs("/diagnostics")

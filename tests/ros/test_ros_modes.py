@@ -103,8 +103,14 @@ def test_servo_mode_publishes_twists_clipped_to_the_workspace(rig_factory: Any) 
     rig.pose = (0.9, 0.0, 0.3)
     assert rig.wait_for(lambda: rig.node.state == "held")
     assert "workspace" in rig.node._reason
-    last = rig.msgs(SERVO_TOPIC)[-1].twist
-    assert (last.linear.x, last.linear.y, last.linear.z, last.angular.z) == (0, 0, 0, 0)
+    def zero(m: TwistStamped) -> bool:
+        t = m.twist
+        return (t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z) == (0,) * 6
+
+    assert rig.wait_for(lambda: zero(rig.msgs(SERVO_TOPIC)[-1]))
+    n = len(rig.msgs(SERVO_TOPIC))
+    rig.wait_for(lambda: False, 0.3)
+    assert all(zero(m) for m in rig.msgs(SERVO_TOPIC)[n - 1:])  # the stream stopped on the zero twist
 
 
 def test_joint_modes_hold_when_the_end_effector_leaves_the_box(rig_factory: Any) -> None:
@@ -112,4 +118,5 @@ def test_joint_modes_hold_when_the_end_effector_leaves_the_box(rig_factory: Any)
     assert rig.wait_for(lambda: len(rig.msgs(TRAJECTORY_TOPIC)) >= 2)
     rig.pose = (0.5, 0.0, -0.2)
     assert rig.wait_for(lambda: rig.node.state == "held")
-    assert "workspace" in rig.node._reason and is_hold(rig.msgs(TRAJECTORY_TOPIC)[-1])
+    assert "workspace" in rig.node._reason
+    assert rig.wait_for(lambda: is_hold(rig.msgs(TRAJECTORY_TOPIC)[-1]))
