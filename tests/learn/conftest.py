@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from robot_offrl.data import ActionSpace, EpisodeStore, KeySpec, StoreSchema
 
@@ -97,6 +98,15 @@ def tiny_cfg(
             node = node[p]
         node[leaf] = value
     return cfg
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_torch_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP workers make tiny nets ~7x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
