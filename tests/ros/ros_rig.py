@@ -92,7 +92,7 @@ class Rig:
 
         def callback(msg: Any) -> None:
             with self._lock:
-                self.received[topic].append((time.monotonic(), msg))
+                self.received[topic].append((time.time(), msg))  # wall clock, comparable to ROS stamps
 
         self.helper.create_subscription(msg_type, topic, callback, qos)
 

@@ -271,3 +271,23 @@ def test_default_factory_needs_a_checkpoint(make_rig: Any) -> None:
     rig = make_rig(None)
     assert rig.configure() == TransitionCallbackReturn.FAILURE
     assert "checkpoint is empty" in rig.node._reason
+
+
+def test_autostart_configures_and_activates_once_observations_are_fresh(make_rig: Any, policy: ScriptedPolicy) -> None:
+    rig = make_rig(policy, {"autostart": True})
+    assert rig.wait_for(lambda: rig.node.state == "running", 8.0), rig.node._reason
+    assert rig.wait_for(lambda: len(chunks(rig)) >= 1)
+
+
+def test_lifecycle_services_drive_the_node_like_ros2_lifecycle_set(make_rig: Any, policy: ScriptedPolicy) -> None:
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    rig = make_rig(policy)
+    for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+        request = ChangeState.Request()
+        request.transition.id = transition
+        rig.wait_for(lambda: rig.node._watchdog is None or not rig.node._watchdog.stale(rig.node._now()), 3.0)
+        assert rig.call(ChangeState, "/policy_node/change_state", request).success
+    assert rig.call(GetState, "/policy_node/get_state").current_state.label == "active"
+    assert rig.wait_for(lambda: len(chunks(rig)) >= 1)
