@@ -1,0 +1,276 @@
+"""One experiment = dataset recipe -> train several methods x seeds -> sweep each -> one report.
+
+`make demo` (tiny budget) and the RISE benchmark in bench/rise_sim (real budget) are the same code
+with different YAML files in configs/experiment/, so the numbers in docs/results.md come from the
+path a user can rerun. Finished stages are reused on a rerun (a dataset that exists, a run whose
+last checkpoint reached the step budget, a sweep with its sweep.json), so an interrupted
+experiment continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from robot_offrl.errors import ConfigError
+from robot_offrl_sim.perturbations import parse_perturbation
+from robot_offrl_sim.sweep import SweepConfig, run_sweep
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    overrides: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SweepSet:
+    """One evaluation of every trained policy: a region grid, optionally with perturbations."""
+
+    name: str
+    region: str = "wide"
+    grid: tuple[int, int] = (3, 3)
+    episodes_per_cell: int = 1
+    perturb: tuple[str, ...] = ()
+    horizon: int | None = None
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    task: str
+    recipe: str
+    methods: tuple[Method, ...]
+    seeds: tuple[int, ...] = (0,)
+    train_overrides: tuple[str, ...] = ()
+    sweeps: tuple[SweepSet, ...] = (SweepSet("wide"),)
+    workers: int = 1
+    video: int = 0
+    notes: str = ""
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _grid(text: Any) -> tuple[int, int]:
+    try:
+        nx, ny = (int(v) for v in str(text).lower().split("x"))
+    except ValueError as err:
+        raise ConfigError(f"grid must look like 7x7, got {text!r}") from err
+    return nx, ny
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"experiment file '{path}' does not exist (see configs/experiment/)")
+    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        methods = tuple(Method(m["name"], tuple(m.get("overrides", []))) for m in data["methods"])
+        sweeps = tuple(
+            SweepSet(s["name"], s.get("region", "wide"), _grid(s.get("grid", "3x3")), int(s.get("episodes_per_cell", 1)),
+                     tuple(s.get("perturb", []) or []), s.get("horizon"))
+            for s in data.get("sweeps", [{"name": "wide"}])
+        )
+        experiment = Experiment(
+            name=str(data["name"]), task=str(data["task"]), recipe=str(data["recipe"]), methods=methods,
+            seeds=tuple(int(s) for s in data.get("seeds", [0])), train_overrides=tuple(data.get("train_overrides", [])),
+            sweeps=sweeps, workers=int(data.get("workers", 1)), video=int(data.get("video", 0)),
+            notes=str(data.get("notes", "")), source=str(path),
+        )
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: malformed experiment file ({err!r}); see configs/experiment/demo.yaml") from err
+    if not experiment.methods or not experiment.seeds:
+        raise ConfigError(f"{path}: needs at least one method and one seed")
+    for s in experiment.sweeps:
+        for p in s.perturb:
+            parse_perturbation(p)
+    return experiment
+
+
+def _resolve(path: str, base: Path) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() or p.exists() else base / p
+
+
+def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path, log: Any) -> dict[str, Any]:
+    from robot_offrl.config import compose
+    from robot_offrl.train.checkpoint import latest_checkpoint, load_checkpoint
+    from robot_offrl.train.loop import train
+
+    overrides = [f"task={exp.task}", f"data={data}", f"out={run_dir}", f"seed={seed}",
+                 *exp.train_overrides, *method.overrides]
+    cfg = compose("train", overrides)
+    found = latest_checkpoint(run_dir)
+    if found is not None and load_checkpoint(found).step >= int(cfg.trainer.steps):
+        log(f"  reuse {run_dir} (already trained to {cfg.trainer.steps} steps)")
+        summary = run_dir / "train_summary.json"
+        return json.loads(summary.read_text()) if summary.is_file() else {"step": int(cfg.trainer.steps)}
+    t0 = time.monotonic()
+    result = train(cfg)
+    out = {"step": result.step, "losses": result.losses, "val_losses": result.val_losses,
+           "seconds": round(time.monotonic() - t0, 1), "overrides": overrides}
+    (run_dir / "train_summary.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _sweep(exp: Experiment, sweep: SweepSet, run_dir: Path, seed: int, out: Path, log: Any) -> dict[str, Any]:
+    if (out / "sweep.json").is_file():
+        log(f"  reuse {out}")
+        return json.loads((out / "sweep.json").read_text())
+    config = SweepConfig(
+        task=exp.task, policy=f"checkpoint:{run_dir}", region=sweep.region, grid=sweep.grid,
+        episodes_per_cell=sweep.episodes_per_cell, perturbations=tuple(parse_perturbation(p) for p in sweep.perturb),
+        seed=1000 + seed, horizon=sweep.horizon, workers=exp.workers, video=exp.video,
+    )
+    return run_sweep(config, out)
+
+
+def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[str, Any]:
+    """Run every stage that is not done yet and write results.json, results.md and a heatmap figure."""
+    from robot_offrl_sim.recipes import build_dataset
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    repo = Path(__file__).resolve().parents[2]
+    data = out / "data" / f"{Path(exp.recipe).stem}.zarr"
+    t0 = time.monotonic()
+    if data.exists():
+        log(f"[1/3] dataset: reuse {data}")
+    else:
+        log(f"[1/3] dataset: building {data} from {exp.recipe}")
+        build_dataset(_resolve(exp.recipe, repo), str(data))
+    timings["dataset_s"] = round(time.monotonic() - t0, 1)
+
+    results: dict[str, Any] = {"experiment": exp.name, "task": exp.task, "methods": {}}
+    t0 = time.monotonic()
+    for method in exp.methods:
+        for seed in exp.seeds:
+            run_dir = out / "runs" / f"{method.name}_s{seed}"
+            log(f"[2/3] train {method.name} seed {seed} -> {run_dir}")
+            entry = results["methods"].setdefault(method.name, {"seeds": {}})
+            entry["seeds"][str(seed)] = {"train": _train(exp, method, seed, data, run_dir, log), "sweeps": {}}
+    timings["train_s"] = round(time.monotonic() - t0, 1)
+
+    t0 = time.monotonic()
+    for method in exp.methods:
+        for seed in exp.seeds:
+            run_dir = out / "runs" / f"{method.name}_s{seed}"
+            for sweep in exp.sweeps:
+                sweep_dir = out / "sweeps" / sweep.name / f"{method.name}_s{seed}"
+                log(f"[3/3] sweep {sweep.name}: {method.name} seed {seed} -> {sweep_dir}")
+                summary = _sweep(exp, sweep, run_dir, seed, sweep_dir, log)
+                results["methods"][method.name]["seeds"][str(seed)]["sweeps"][sweep.name] = {
+                    "rate": summary["totals"]["rate"], "narrow_rate": summary["narrow"]["rate"],
+                    "episodes": summary["totals"]["episodes"], "dir": str(sweep_dir),
+                }
+    timings["sweep_s"] = round(time.monotonic() - t0, 1)
+    results["aggregate"] = aggregate(results, exp)
+    results["timings"] = timings
+    results["machine"] = machine_description()
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    write_figure(exp, out)
+    write_markdown(exp, results, out)
+    return results
+
+
+def _mean_std(values: list[float | None]) -> dict[str, Any]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+
+
+def aggregate(results: dict[str, Any], exp: Experiment) -> dict[str, Any]:
+    """Per method and sweep: mean and spread over seeds of the overall and the narrow-region rate."""
+    table: dict[str, Any] = {}
+    for name, entry in results["methods"].items():
+        row: dict[str, Any] = {}
+        for sweep in exp.sweeps:
+            per_seed = [s["sweeps"].get(sweep.name, {}) for s in entry["seeds"].values()]
+            row[sweep.name] = _mean_std([p.get("rate") for p in per_seed])
+            row[f"{sweep.name}_narrow"] = _mean_std([p.get("narrow_rate") for p in per_seed])
+        table[name] = row
+    return table
+
+
+def machine_description() -> dict[str, str]:
+    import os
+
+    import torch
+
+    return {
+        "platform": platform.platform(), "python": platform.python_version(), "cpus": str(os.cpu_count()),
+        "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _fmt(cell: dict[str, Any]) -> str:
+    if cell["mean"] is None:
+        return "n/a"
+    return f"{cell['mean']:.0%}" if cell["n"] == 1 else f"{cell['mean']:.0%} ± {cell['std']:.0%}"
+
+
+def write_figure(exp: Experiment, out: Path) -> None:
+    """Heatmaps side by side: one row per sweep set, one column per method (first seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows, cols = len(exp.sweeps), len(exp.methods)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), dpi=100, squeeze=False)
+    seed = exp.seeds[0]
+    for r, sweep in enumerate(exp.sweeps):
+        for c, method in enumerate(exp.methods):
+            ax = axes[r][c]
+            png = out / "sweeps" / sweep.name / f"{method.name}_s{seed}" / "heatmap.png"
+            if png.is_file():
+                ax.imshow(plt.imread(str(png)))
+            ax.set_title(f"{method.name} | {sweep.name}", fontsize=9)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out / "heatmaps.png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
+    agg = results["aggregate"]
+    lines = [f"# {exp.name}: {exp.task}", ""]
+    if exp.notes:
+        lines += [exp.notes.strip(), ""]
+    header = ["method"] + [f"{s.name} (all cells)" for s in exp.sweeps] + [f"{s.name}: narrow cells" for s in exp.sweeps]
+    lines += ["Success rate per sweep" + (f", mean ± std over seeds {list(exp.seeds)}" if len(exp.seeds) > 1 else
+                                          f" (seed {exp.seeds[0]})") + ":", "",
+              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in exp.methods:
+        row = agg[method.name]
+        cells = [_fmt(row[s.name]) for s in exp.sweeps] + [_fmt(row[f"{s.name}_narrow"]) for s in exp.sweeps]
+        lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
+    lines += ["", "![heatmaps](heatmaps.png)", "", "## What was run", ""]
+    lines.append(f"- experiment file: `{exp.source}`; dataset recipe: `{exp.recipe}`")
+    lines.append(f"- training overrides (all methods): `{' '.join(exp.train_overrides)}`")
+    for method in exp.methods:
+        first = next(iter(results["methods"][method.name]["seeds"].values()))["train"]
+        loss = first.get("losses", {}).get("loss")
+        loss_text = f", final loss {loss:.4f}" if isinstance(loss, float) else ""
+        lines.append(f"- {method.name}: `{' '.join(method.overrides)}`, {first.get('step')} steps{loss_text}")
+    for s in exp.sweeps:
+        pert = f", perturbations {list(s.perturb)}" if s.perturb else ""
+        lines.append(f"- sweep `{s.name}`: region {s.region}, grid {s.grid[0]}x{s.grid[1]}, "
+                     f"{s.episodes_per_cell} episode(s) per cell{pert}")
+    t = results["timings"]
+    m = results["machine"]
+    lines += [f"- time: dataset {t['dataset_s']} s, training {t['train_s']} s, sweeps {t['sweep_s']} s",
+              f"- machine: {m['platform']}, {m['cpus']} CPUs, GPU: {m['cuda']}, torch {m['torch']}, {m['date']}",
+              "", "Per-run files: `runs/<method>_s<seed>/` (checkpoints, TensorBoard), "
+              "`sweeps/<sweep>/<method>_s<seed>/` (sweep.json, heatmap.png, report.md).", ""]
+    (out / "results.md").write_text("\n".join(lines))
