@@ -1,0 +1,137 @@
+"""Learning-core timings: training steps, candidate selection latency, window reads, neighbour index.
+
+Run by hand (numbers go to docs/benchmarks.md through the lead):
+
+    PYTHONPATH=. .venv/bin/python bench/bench_learn.py            # full table
+    PYTHONPATH=. .venv/bin/python bench/bench_learn.py --quick    # fewer repeats, smaller sizes
+    PYTHONPATH=. .venv/bin/python bench/bench_learn.py --threads 1  # steadier on a shared CPU
+
+Every case uses the project's default network sizes (configs/policy, configs/critic) unless the row
+says otherwise; data are random but shaped like the Lift task (19-D low-dim, 7-D actions, 84x84 RGB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robot_offrl.algos import build_agent
+from robot_offrl.data import ActionSpace, EpisodeStore, KeySpec, StoreSchema
+from robot_offrl.data.neighbors import NeighborSettings, build_neighbor_index
+from robot_offrl.data.sampler import WindowDataset
+
+LOWDIM = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2, "object": 10}
+
+
+def cfg(name: str, denoiser: str) -> dict:
+    policy = {"denoiser": denoiser, "obs_horizon": 2, "pred_horizon": 16, "n_action_steps": 8}
+    if denoiser == "unet":
+        policy.update(down_dims=[128, 256, 512], kernel_size=5, n_groups=8, timestep_embed_dim=128)
+    return {
+        "algo": {"name": name, "nn_augment": {"enabled": False}},
+        "policy": policy,
+        "critic": {"hidden_dim": 256, "num_layers": 3},
+        "encoder": {"crop": 76, "num_keypoints": 32, "feature_dim": 64},
+    }
+
+
+def make_store(path: Path, episodes: int, length: int, image: bool, rng: np.random.Generator) -> EpisodeStore:
+    obs = [KeySpec(k, "float32", (d,), "lowdim") for k, d in LOWDIM.items()]
+    if image:
+        obs.append(KeySpec("agentview_image", "uint8", (84, 84, 3), "rgb"))
+    names = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+    schema = StoreSchema(obs, ActionSpace(names, ["normalized"] * 7, "delta", [-1.0] * 7, [1.0] * 7), 20.0, "Panda", "lift")
+    store = EpisodeStore.create(str(path), schema, durable=False)
+    for e in range(episodes):
+        o = {k: rng.normal(size=(length, d)).astype(np.float32) for k, d in LOWDIM.items()}
+        if image:
+            o["agentview_image"] = rng.integers(0, 256, (length, 84, 84, 3), dtype=np.uint8)
+        store.append_episode(o, rng.uniform(-1, 1, (length, 7)).astype(np.float32), expert=e % 3 == 0, source="play")
+    return store
+
+
+def timeit(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def train_step_ms(ds: WindowDataset, name: str, denoiser: str, batch: int, repeats: int) -> float:
+    torch.manual_seed(0)
+    agent = build_agent(cfg(name, denoiser), ds.obs_info, ds.action_dim)
+    opt = torch.optim.AdamW([{"params": p} for p in agent.param_groups().values()], lr=1e-4)
+    rng = np.random.default_rng(0)
+    step = [0]
+
+    def once() -> None:
+        b = ds.get_batch(rng.choice(len(ds), batch))
+        loss = agent.compute_losses(b, step[0])["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        agent.after_optimizer_step(step[0] + 1)
+        step[0] += 1
+
+    return 1000 * timeit(once, repeats)
+
+
+def select_ms(ds: WindowDataset, name: str, denoiser: str, k: int, repeats: int) -> float:
+    agent = build_agent(cfg(name, denoiser), ds.obs_info, ds.action_dim).eval()
+    obs = ds.get_batch([0])["obs"]
+    return 1000 * timeit(lambda: agent.select(obs, k, 10), repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller data")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else 10
+    rng = np.random.default_rng(0)
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        low = make_store(Path(tmp) / "low.zarr", 40 if args.quick else 100, 200, False, rng)
+        img = make_store(Path(tmp) / "img.zarr", 10, 100, True, rng)
+        low_ds = WindowDataset(low, obs_horizon=2, pred_horizon=16)
+        img_ds = WindowDataset(img, obs_horizon=2, pred_horizon=16, cache_in_ram=True)
+        img_zarr = WindowDataset(img, obs_horizon=2, pred_horizon=16, cache_in_ram=False)
+        for name in ("bc", "idql", "rise"):
+            rows.append((f"train step, low-dim, MLP-ResNet, {name}, batch 256", f"{train_step_ms(low_ds, name, 'mlp', 256, repeats):.1f} ms"))
+        rows.append(("train step, low-dim, U-Net, rise, batch 256", f"{train_step_ms(low_ds, 'rise', 'unet', 256, repeats):.1f} ms"))
+        rows.append(("train step, 84x84 image + low-dim, U-Net, rise, batch 16", f"{train_step_ms(img_ds, 'rise', 'unet', 16, max(2, repeats // 3)):.0f} ms"))
+        for denoiser in ("mlp", "unet"):
+            for k in (1, 32):
+                rows.append((f"select, low-dim, {denoiser}, K={k}, 10 DDIM steps, B=1", f"{select_ms(low_ds, 'idql', denoiser, k, repeats):.1f} ms"))
+        rows.append(("select, image, U-Net, K=32, 10 DDIM steps, B=1", f"{select_ms(img_ds, 'idql', 'unet', 32, max(2, repeats // 3)):.0f} ms"))
+        idx = np.random.default_rng(1).choice(len(low_ds), 256)
+        rows.append(("window batch 256, low-dim (RAM)", f"{1000 * timeit(lambda: low_ds.get_batch(idx), repeats):.2f} ms"))
+        idx = np.random.default_rng(1).choice(len(img_ds), 64)
+        rows.append(("window batch 64, image (RAM cache)", f"{1000 * timeit(lambda: img_ds.get_batch(idx), repeats):.1f} ms"))
+        rows.append(("window batch 64, image (zarr reads)", f"{1000 * timeit(lambda: img_zarr.get_batch(idx), repeats):.1f} ms"))
+        settings = NeighborSettings(k=15, threshold=0.3, skip_first=5, feature_keys=tuple(sorted(LOWDIM)), gripper="action")
+        stats = low.norm_stats()
+        t = time.perf_counter()
+        index = build_neighbor_index(low, range(low.num_episodes), settings, stats)
+        rows.append((f"neighbour index build, {low.num_steps} steps", f"{time.perf_counter() - t:.2f} s ({len(index)} pairs)"))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| case | time |\n|---|---|")
+    for case, value in rows:
+        print(f"| {case} | {value} |")
+
+
+if __name__ == "__main__":
+    main()
