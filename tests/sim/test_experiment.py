@@ -1,0 +1,79 @@
+"""The experiment pipeline behind `make demo` and bench/rise_sim, end to end on a tiny budget.
+
+Checks the plumbing (dataset -> training -> sweeps -> table, reuse on rerun), not the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from robot_offrl_sim.experiment import load_experiment, run_experiment
+
+from robot_offrl.errors import ConfigError
+
+
+def _write(tmp_path, **changes):
+    recipe = tmp_path / "tiny_recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "name": "tiny", "task": "lift", "seed": 0, "horizon": 40, "cameras": [],
+        "parts": [{"kind": "expert", "episodes": 2, "region": "narrow"},
+                  {"kind": "play", "episodes": 2, "region": "wide"}],
+    }))
+    exp = {
+        "name": "tiny", "task": "lift", "recipe": str(recipe), "seeds": [0],
+        "train_overrides": ["trainer.steps=3", "trainer.batch_size=8", "trainer.warmup_steps=1",
+                            "trainer.log_every=1", "trainer.checkpoint_every=3", "trainer.val_fraction=0",
+                            "trainer.progress=false", "policy.hidden_dim=32", "policy.num_blocks=1",
+                            "critic.hidden_dim=32", "critic.num_layers=1"],
+        "methods": [{"name": "bc_expert", "overrides": ["algo=bc"]},
+                    {"name": "rise", "overrides": ["algo=rise", "algo.selection.num_candidates=4"]}],
+        "sweeps": [{"name": "wide", "region": "wide", "grid": "1x1", "episodes_per_cell": 1, "horizon": 10},
+                   {"name": "pushed", "region": "narrow", "grid": "1x1", "episodes_per_cell": 1, "horizon": 10,
+                    "perturb": ["object:0.05,0@3"]}],
+        "workers": 1,
+        **changes,
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path):
+    exp = load_experiment(_write(tmp_path))
+    out = tmp_path / "out"
+    messages: list[str] = []
+    results = run_experiment(exp, out, log=messages.append)
+    table = (out / "results.md").read_text()
+    assert "| bc_expert |" in table and "| rise |" in table and "pushed" in table
+    assert (out / "heatmaps.png").stat().st_size > 0
+    saved = json.loads((out / "results.json").read_text())
+    for method in ("bc_expert", "rise"):
+        entry = saved["methods"][method]["seeds"]["0"]
+        assert entry["train"]["step"] == 3
+        assert entry["sweeps"]["wide"]["episodes"] == 1
+        assert entry["sweeps"]["pushed"]["episodes"] == 1
+        assert 0.0 <= results["aggregate"][method]["wide"]["mean"] <= 1.0
+    again: list[str] = []
+    run_experiment(exp, out, log=again.append)
+    assert sum("reuse" in m for m in again) == 1 + 2 + 4, again  # dataset, 2 runs, 2x2 sweeps
+
+
+def test_bad_experiment_files_are_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_experiment(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="needs at least one method"):
+        load_experiment(_write(tmp_path, methods=[]))
+    with pytest.raises(ConfigError, match="grid must look like"):
+        load_experiment(_write(tmp_path, sweeps=[{"name": "w", "grid": "seven"}]))
+    with pytest.raises(ConfigError, match="cannot parse perturbation"):
+        load_experiment(_write(tmp_path, sweeps=[{"name": "w", "perturb": ["shove"]}]))
+
+
+def test_shipped_experiment_files_load():
+    from robot_offrl.config import config_dir
+
+    for path in sorted((config_dir() / "experiment").glob("*.yaml")):
+        exp = load_experiment(path)
+        assert exp.methods and exp.sweeps, path
