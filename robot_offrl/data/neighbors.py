@@ -12,18 +12,20 @@ image tasks we use the low-dim keys that the store has as well (a frozen vision 
 pretrained weights, the only kind available offline, would give meaningless distances).
 
 The index is exact (torch.cdist in blocks; datasets are small) and built once per dataset. It is
-cached inside the store group under ``cache/neighbors``, keyed by a hash of the settings, the
+cached inside the store group under ``cache/neighbors/<key>``, keyed by a hash of the settings, the
 selected episodes (uid, position, length, flags) and the normalisation statistics, so appending,
-deleting or relabelling episodes or changing a setting rebuilds it.
+deleting or relabelling episodes or changing a setting rebuilds it; the newest few entries are kept.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +36,8 @@ from robot_offrl.errors import ConfigError
 
 CACHE_GROUP = "cache/neighbors"
 CACHE_FORMAT = 1
+# Entries kept side by side (e.g. the train split's index and an ablation's), newest first.
+CACHE_ENTRIES = 4
 GRIPPER_QPOS_KEY = "robot0_gripper_qpos"
 GRIPPER_ACTION_NAME = "gripper"
 # Distance-matrix entries per block: bounds memory (64 MiB of float32) for any dataset size.
@@ -213,39 +217,57 @@ def build_neighbor_index(
     return NeighborIndex(q.astype(np.int64), n.astype(np.int64), d, key)
 
 
-def _open_cache_group(store: EpisodeStore, create: bool) -> object | None:
+def _cache_root(store: EpisodeStore, create: bool) -> Any | None:
     import zarr
 
     zstore = store.location.zarr_store(read_only=not create)
     try:
-        if create:
-            return zarr.open_group(store=zstore, path=CACHE_GROUP, mode="a")
-        return zarr.open_group(store=zstore, path=CACHE_GROUP, mode="r")
+        return zarr.open_group(store=zstore, path=CACHE_GROUP, mode="a" if create else "r")
     except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
         return None
 
 
+def _entry_name(key: str) -> str:
+    return key[:24]
+
+
 def _read_cache(store: EpisodeStore, key: str) -> NeighborIndex | None:
     try:
-        group = _open_cache_group(store, create=False)
-        if group is None or group.attrs.get("key") != key:  # type: ignore[attr-defined]
+        root = _cache_root(store, create=False)
+        if root is None or _entry_name(key) not in root:
             return None
-        arrays = [np.asarray(group[name][:]) for name in ("query", "neighbor", "distance")]  # type: ignore[index]
+        entry = root[_entry_name(key)]
+        if entry.attrs.get("key") != key:
+            return None
+        arrays = [np.asarray(entry[name][:]) for name in ("query", "neighbor", "distance")]
     except (KeyError, OSError, ValueError):
-        return None  # an unreadable or partial cache is simply rebuilt
+        return None  # an unreadable or partial cache entry is simply rebuilt
     return NeighborIndex(arrays[0].astype(np.int64), arrays[1].astype(np.int64), arrays[2].astype(np.float32), key)
+
+
+def _prune(root: Any, keep: int) -> None:
+    """Drop all but the ``keep`` most recently written entries (old settings, old episode sets)."""
+    entries = sorted(
+        ((float(group.attrs.get("written_at", 0.0)), name) for name, group in root.groups()), reverse=True
+    )
+    for _, name in entries[keep:]:
+        del root[name]
 
 
 def _write_cache(store: EpisodeStore, index: NeighborIndex, settings: NeighborSettings) -> bool:
     try:
-        group = _open_cache_group(store, create=True)
-        assert group is not None
-        group.attrs.put({"key": "", "settings": settings.to_dict()})  # type: ignore[attr-defined]
+        root = _cache_root(store, create=True)
+        assert root is not None
+        entry = root.require_group(_entry_name(index.key))
+        entry.attrs.put({"key": "", "settings": settings.to_dict()})
         for name, values in (("query", index.query), ("neighbor", index.neighbor), ("distance", index.distance)):
-            group.create_array(name, data=values, overwrite=True)  # type: ignore[attr-defined]
-        # The key goes in last: a crash mid-write leaves a cache that no lookup accepts.
-        group.attrs.put({"key": index.key, "settings": settings.to_dict(), "num_pairs": len(index)})  # type: ignore[attr-defined]
-    except (OSError, PermissionError, ValueError) as err:
+            entry.create_array(name, data=values, overwrite=True)
+        # The key goes in last: a crash mid-write leaves an entry that no lookup accepts.
+        entry.attrs.put(
+            {"key": index.key, "settings": settings.to_dict(), "num_pairs": len(index), "written_at": time.time()}
+        )
+        _prune(root, CACHE_ENTRIES)
+    except (OSError, ValueError) as err:
         warnings.warn(
             f"{store.url}: could not cache the neighbour index beside the dataset ({err}); it will be rebuilt "
             "next time",

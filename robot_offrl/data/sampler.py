@@ -350,13 +350,15 @@ def build_window_dataset(
     split: str | None = None,
     episodes: Sequence[int] | None = None,
     norm_stats: NormStats | None = None,
+    augment: bool = True,
     write_neighbor_cache: bool = True,
 ) -> WindowDataset:
     """The training windows a config asks for, with the RISE neighbour pairs when enabled.
 
     Reads task.lowdim_keys / task.image_keys (empty: every key of the store), policy.obs_horizon,
     policy.pred_horizon, algo.data_filter, algo.sources, algo.nn_augment.*, critic.terminal,
-    trainer.cache_in_ram and seed.
+    trainer.cache_in_ram and seed. ``augment=False`` leaves the neighbour pairs out even when
+    algo.nn_augment.enabled (e.g. for a validation set, whose loss should measure real windows only).
     """
     if not isinstance(store, EpisodeStore):
         store = EpisodeStore.open(store, mode="r")
@@ -372,7 +374,7 @@ def build_window_dataset(
     obs_keys = check_obs_keys(store, keys or None)
     neighbors = None
     aug = algo.nn_augment
-    if aug.enabled:
+    if aug.enabled and augment:
         settings = NeighborSettings(
             k=aug.k,
             threshold=aug.threshold,

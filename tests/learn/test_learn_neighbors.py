@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import make_schema, tiny_cfg, write_store
 
 from robot_offrl.data import EpisodeStore
 from robot_offrl.data.neighbors import (
+    CACHE_ENTRIES,
     NeighborSettings,
     gripper_closed,
     load_or_build_neighbor_index,
@@ -117,8 +120,15 @@ def test_cache_is_reused_and_invalidated(planted):
     planted.append_episode(obs={"pos": np.zeros((3, 2), np.float32)}, actions=np.zeros((3, 3), np.float32),
                            expert=False, source="play")
     assert not load_or_build_neighbor_index(planted, range(5), _settings(k=1), planted.norm_stats())[1]
-    # a different episode selection is a different index
-    assert not load_or_build_neighbor_index(planted, [0, 2], _settings(k=1), planted.norm_stats())[1]
+    # a different episode selection is a different index, cached beside the first one
+    stats = planted.norm_stats()
+    assert not load_or_build_neighbor_index(planted, [0, 2], _settings(k=1), stats)[1]
+    assert load_or_build_neighbor_index(planted, range(5), _settings(k=1), stats)[1]
+    # only the newest CACHE_ENTRIES entries are kept
+    for k in range(2, 2 + CACHE_ENTRIES):
+        load_or_build_neighbor_index(planted, range(5), _settings(k=k), stats)
+    assert not load_or_build_neighbor_index(planted, [0, 2], _settings(k=1), stats)[1]
+    assert (Path(planted.url) / "cache" / "neighbors").is_dir()
 
 
 def test_no_cache_written_when_disabled(planted):
@@ -147,3 +157,4 @@ def test_sampler_adds_augmented_pairs_for_the_policy_only(planted):
     cfg["algo"]["nn_augment"]["max_fraction"] = 0.1
     capped = build_window_dataset(planted, cfg)
     assert capped.num_augmented == int(0.1 / 0.9 * planted.num_steps)
+    assert build_window_dataset(planted, cfg, augment=False).num_augmented == 0
