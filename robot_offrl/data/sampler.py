@@ -36,6 +36,8 @@ from robot_offrl.data.neighbors import (
     load_or_build_neighbor_index,
     resolve_gripper_mode,
 )
+from robot_offrl.data.errors import SchemaError
+from robot_offrl.data.schema import StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY, NormStats
 from robot_offrl.data.store import EpisodeStore
 from robot_offrl.errors import ConfigError
@@ -99,6 +101,23 @@ def check_obs_keys(store: EpisodeStore, obs_keys: Sequence[str] | None) -> list[
     if not keys:
         raise ConfigError(f"{store.url}: the store has no low-dim or rgb observation keys to train on")
     return sorted(set(keys))
+
+
+def obs_info_for(schema: StoreSchema, obs_keys: Sequence[str], obs_horizon: int, pred_horizon: int) -> ObsInfo:
+    """The networks' view of a schema: what the trainer builds from a store and the runtime from schema.json."""
+    lowdim, rgb = {}, {}
+    for key in obs_keys:
+        try:
+            spec = schema.key(key)
+        except SchemaError as err:
+            raise ConfigError(f"observation key '{key}' is not in the schema ({schema.obs_keys})") from err
+        if spec.kind == "lowdim":
+            lowdim[key] = int(spec.shape[0])
+        elif spec.kind == "rgb":
+            rgb[key] = (int(spec.shape[0]), int(spec.shape[1]), int(spec.shape[2]))
+        else:
+            raise ConfigError(f"observation key '{key}' is {spec.kind}; the encoders take lowdim and rgb")
+    return ObsInfo(lowdim=lowdim, rgb=rgb, obs_horizon=obs_horizon, pred_horizon=pred_horizon)
 
 
 class WindowDataset(Dataset[Item]):
@@ -207,12 +226,7 @@ class WindowDataset(Dataset[Item]):
 
     @property
     def obs_info(self) -> ObsInfo:
-        return ObsInfo(
-            lowdim={k: int(self.schema.key(k).shape[0]) for k in self.lowdim_keys},
-            rgb={k: tuple(int(s) for s in self.schema.key(k).shape) for k in self.rgb_keys},  # type: ignore[misc]
-            obs_horizon=self.obs_horizon,
-            pred_horizon=self.pred_horizon,
-        )
+        return obs_info_for(self.schema, self.obs_keys, self.obs_horizon, self.pred_horizon)
 
     def locate(self, i: int) -> tuple[int, int, int | None]:
         """(episode index, step within it, neighbour's global step or None) of item ``i``."""
