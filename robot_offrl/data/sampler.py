@@ -29,6 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from robot_offrl.algos.config import AlgoConfig, CriticConfig, PolicyConfig, section
+from robot_offrl.data.errors import SchemaError
 from robot_offrl.data.neighbors import (
     NeighborIndex,
     NeighborSettings,
@@ -36,7 +37,6 @@ from robot_offrl.data.neighbors import (
     load_or_build_neighbor_index,
     resolve_gripper_mode,
 )
-from robot_offrl.data.errors import SchemaError
 from robot_offrl.data.schema import StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY, NormStats
 from robot_offrl.data.store import EpisodeStore

@@ -149,3 +149,12 @@ def test_build_from_config_reads_keys_horizons_and_filter(counting_store):
     assert ds.obs_keys == ["pos"] and ds.episodes == [0, 2]
     batch = ds.get_batch(range(len(ds)))
     assert batch["obs"]["pos"].shape == (len(ds), 3, 2) and batch["actions"].shape == (len(ds), 4, 2)
+
+
+def test_obs_info_from_a_schema_alone(counting_store):
+    from robot_offrl.data.sampler import obs_info_for
+
+    info = obs_info_for(counting_store.schema, ["cam_image", "pos"], 2, 8)
+    assert info.lowdim == {"pos": 2} and info.rgb == {"cam_image": (8, 8, 3)} and info.pred_horizon == 8
+    with pytest.raises(ConfigError, match="'wrist_image' is not in the schema"):
+        obs_info_for(counting_store.schema, ["wrist_image"], 2, 8)
