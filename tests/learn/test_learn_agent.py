@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_schema, tiny_cfg, write_store
+from learn_support import make_schema, tiny_cfg, write_store
 from safetensors.torch import load_file, save_file
 
 from robot_offrl.algos import build_agent

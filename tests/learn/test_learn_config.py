@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import tiny_cfg
+from learn_support import tiny_cfg
 
 from robot_offrl.algos import AgentConfig, ObsInfo, build_agent
 from robot_offrl.errors import ConfigError, ObservationError, UserError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_schema, tiny_cfg, write_store
+from learn_support import make_schema, tiny_cfg, write_store
 
 from robot_offrl.data import EpisodeStore
 from robot_offrl.data.neighbors import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import counting_episode, make_schema, tiny_cfg, write_store
+from learn_support import counting_episode, make_schema, tiny_cfg, write_store
 from torch.utils.data import DataLoader
 
 from robot_offrl.data import EpisodeStore

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_schema, tiny_cfg, write_store
+from learn_support import make_schema, tiny_cfg, write_store
 
 from robot_offrl.algos import build_agent
 from robot_offrl.data.sampler import build_window_dataset
