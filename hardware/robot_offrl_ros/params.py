@@ -34,9 +34,10 @@ class ParamSpec:
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "string", "", "run or checkpoint folder loaded by PolicyRuntime.load"),
     ParamSpec("device", "string", "auto", "torch device for inference: auto, cpu, cuda, cuda:1"),
-    ParamSpec("num_candidates", "int", 32, "action chunks sampled per step and ranked by the critic"),
-    ParamSpec("num_inference_steps", "int", 10, "denoising steps per sampled chunk"),
-    ParamSpec("n_action_steps", "int", 8, "actions per chunk sent to the controller"),
+    ParamSpec("num_candidates", "int", 0,
+              "action chunks sampled per step and ranked by the critic (0: the checkpoint's own setting)"),
+    ParamSpec("num_inference_steps", "int", 0, "denoising steps per sampled chunk (0: the checkpoint's)"),
+    ParamSpec("n_action_steps", "int", 0, "actions per chunk sent to the controller (0: the checkpoint's)"),
     ParamSpec("control_rate_hz", "double", 0.0, "inference and command rate; 0 uses the checkpoint's rate"),
     ParamSpec("autostart", "bool", False, "configure at start-up and activate once observations are fresh"),
     ParamSpec("enable_control", "bool", False, "false: dry run, nothing is sent to the controllers"),
@@ -155,7 +156,10 @@ def parse_config(values: Mapping[str, Any]) -> NodeConfig:
         raise ConfigError(f"unknown parameter(s) {unknown}; the node declares {list(PARAM_NAMES)}")
     kw = {spec.name: _coerce(spec, values.get(spec.name, spec.default)) for spec in PARAMS}
     cfg = NodeConfig(**kw)
-    positive = ("num_candidates", "num_inference_steps", "n_action_steps", "forward_rate_hz",
+    for name in ("num_candidates", "num_inference_steps", "n_action_steps"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"parameter {name} must be >= 0 (0: the checkpoint's own setting), got {getattr(cfg, name)}")
+    positive = ("forward_rate_hz",
                 "image_timeout_s", "joint_state_timeout_s", "pose_timeout_s", "hold_time_s",
                 "diagnostics_rate_hz")
     for name in positive:

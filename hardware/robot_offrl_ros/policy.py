@@ -42,10 +42,16 @@ def load_runtime(cfg: NodeConfig) -> PolicyLike:
     return PolicyRuntime.load(
         cfg.checkpoint,
         device=cfg.device,
-        num_candidates=cfg.num_candidates,
-        num_inference_steps=cfg.num_inference_steps,
-        n_action_steps=cfg.n_action_steps,
+        # 0 keeps the checkpoint's own setting (e.g. K = 1 for a Diffusion Policy checkpoint).
+        num_candidates=cfg.num_candidates or None,
+        num_inference_steps=cfg.num_inference_steps or None,
+        n_action_steps=cfg.n_action_steps or None,
     )
+
+
+def chunk_length_limit(policy: PolicyLike, cfg: NodeConfig) -> int:
+    """Most actions a chunk may hold: the parameter, or (0) what the loaded policy executes per plan."""
+    return cfg.n_action_steps or int(getattr(policy, "n_action_steps", 0)) or 1
 
 
 def check_chunk(chunk: Any, n_action_steps: int, action_dim: int) -> np.ndarray:

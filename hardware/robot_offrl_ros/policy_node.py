@@ -38,7 +38,7 @@ from robot_offrl.errors import ConfigError, UserError
 from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
 from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, TrajectoryOutput, action_chunk_msg
 from .params import PARAMS, NodeConfig, parse_config
-from .policy import PolicyFactory, PolicyLike, check_chunk, load_runtime
+from .policy import PolicyFactory, PolicyLike, check_chunk, chunk_length_limit, load_runtime
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
 from .scheduling import schedule_chunk
 from .watchdog import Watchdog
@@ -230,7 +230,7 @@ class PolicyNode(LifecycleNode):
                 obs[spec.name] = np.array([0, 0, 0, 1], dtype=np.float32)
             else:
                 obs[spec.name] = np.zeros(shape, dtype=np.dtype(str(spec.dtype)))
-        chunk = check_chunk(policy.plan(obs), cfg.n_action_steps, len(policy.action_space.names))
+        chunk = check_chunk(policy.plan(obs), chunk_length_limit(policy, cfg), len(policy.action_space.names))
         require_finite(chunk, "warm-up action chunk")
         policy.reset()
 
@@ -378,7 +378,7 @@ class PolicyNode(LifecycleNode):
             with self._policy_lock:
                 raw = policy.plan(obs)
             latency = time.perf_counter() - start
-            chunk = check_chunk(raw, cfg.n_action_steps, len(self._action_names))
+            chunk = check_chunk(raw, chunk_length_limit(policy, cfg), len(self._action_names))
             self._chunk_pub.publish(action_chunk_msg(self._action_names, chunk, self._dt, seconds_to_msg(obs_stamp)))
             require_finite(chunk, "policy action chunk")
             now = self._now()

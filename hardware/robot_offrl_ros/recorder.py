@@ -31,7 +31,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallb
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from robot_offrl_sim.teleop.session import Refused, Step
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -39,6 +38,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_offrl.data import ActionSpace, KeySpec, StoreSchema
 from robot_offrl.errors import ConfigError, ObservationError, UserError
+from robot_offrl_sim.teleop.session import Refused, Step
 
 from .image_codec import decode_image, fit_image
 from .params import PARAMS, ParamSpec

@@ -19,11 +19,12 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from robot_offrl_ros.image_codec import to_compressed_msg, to_image_msg
-from robot_offrl_ros.policy_node import ESTOP_QOS, STATUS_QOS, PolicyNode
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
+
+from robot_offrl_ros.image_codec import to_compressed_msg, to_image_msg
+from robot_offrl_ros.policy_node import ESTOP_QOS, STATUS_QOS, PolicyNode
 
 TRAJECTORY_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 Q0 = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
@@ -48,7 +49,8 @@ class Rig:
         self.ctx = ctx
         # Generous watchdog bounds by default: a loaded shared CI machine must not trip them by accident;
         # the watchdog test sets its own.
-        params = {"control_rate_hz": 10.0, "joint_state_timeout_s": 0.5, "image_timeout_s": 0.5, **(params or {})}
+        params = {"control_rate_hz": 10.0, "joint_state_timeout_s": 0.5, "image_timeout_s": 0.5, "pose_timeout_s": 0.5,
+                  **(params or {})}
         factory = None if policy is None else (lambda cfg: policy)
         self.node = PolicyNode(policy_factory=factory, context=ctx,
                                parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])

@@ -13,12 +13,12 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from robot_offrl_ros.camera_node import CameraNode
-from robot_offrl_ros.image_codec import decode_image
 from ros_rig import test_image
 from sensor_msgs.msg import CompressedImage, Image
 
 from robot_offrl.errors import ConfigError
+from robot_offrl_ros.camera_node import CameraNode
+from robot_offrl_ros.image_codec import decode_image
 
 pytestmark = pytest.mark.ros
 

@@ -9,10 +9,10 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from robot_offrl_ros.image_codec import decode_image, decode_raw, fit_image, to_compressed_msg, to_image_msg
 from ros_rig import test_image
 
 from robot_offrl.errors import ObservationError
+from robot_offrl_ros.image_codec import decode_image, decode_raw, fit_image, to_compressed_msg, to_image_msg
 
 JPEG_TOLERANCE = 6.0  # mean absolute error, 0..255, at quality 95
 

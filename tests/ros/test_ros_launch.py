@@ -12,12 +12,12 @@ import tomllib
 import yaml
 from rclpy.context import Context
 from rclpy.lifecycle import TransitionCallbackReturn
-from robot_offrl_ros.camera_node import CAMERA_PARAMS
-from robot_offrl_ros.params import PARAM_NAMES, PARAMS, parse_config
-from robot_offrl_ros.policy_node import PolicyNode
 from ros_policy_double import ScriptedPolicy
 
 from robot_offrl.errors import ConfigError
+from robot_offrl_ros.camera_node import CAMERA_PARAMS
+from robot_offrl_ros.params import PARAM_NAMES, PARAMS, parse_config
+from robot_offrl_ros.policy_node import PolicyNode
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from geometry_msgs.msg import TwistStamped
 from rclpy.lifecycle import TransitionCallbackReturn
-from robot_offrl_ros.image_codec import fit_image
 from ros_policy_double import PANDA_UPPER, ScriptedDeltaPolicy, ScriptedPolicy
 from ros_rig import Q0, TRAJECTORY_TOPIC, Rig, is_hold
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
+
+from robot_offrl_ros.image_codec import fit_image
 
 pytestmark = pytest.mark.ros
 FORWARD_TOPIC = "/forward_position_controller/commands"
@@ -97,8 +98,7 @@ def test_servo_mode_publishes_twists_clipped_to_the_workspace(rig_factory: Any) 
     assert moving.header.frame_id == "base_link"
     # At the +x face the outward velocity is cut so one stream step cannot cross it.
     rig.pose = (0.7995, 0.0, 0.3)
-    rig.wait_for(lambda: False, 0.3)
-    assert rig.msgs(SERVO_TOPIC)[-1].twist.linear.x <= 0.0005 / 0.02 + 1e-9
+    assert rig.wait_for(lambda: rig.msgs(SERVO_TOPIC)[-1].twist.linear.x <= 0.0005 / 0.02 + 1e-9)
     # Outside the box: hold (zero twist) and latch.
     rig.pose = (0.9, 0.0, 0.3)
     assert rig.wait_for(lambda: rig.node.state == "held")

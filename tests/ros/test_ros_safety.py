@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
+from robot_offrl.errors import ConfigError, UserError
 from robot_offrl_ros.safety import (
     JointCommandFilter,
     JointLimits,
@@ -15,8 +17,6 @@ from robot_offrl_ros.safety import (
     match_names,
     require_finite,
 )
-
-from robot_offrl.errors import ConfigError, UserError
 
 NAMES = ["j1", "j2", "j3"]
 

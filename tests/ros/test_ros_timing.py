@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from robot_offrl.errors import ConfigError
 from robot_offrl_ros.outputs import Timeline, duration, trajectory_msg
 from robot_offrl_ros.scheduling import finite_difference_velocities, schedule_chunk
 from robot_offrl_ros.watchdog import Watchdog
-
-from robot_offrl.errors import ConfigError
 
 
 def test_actions_in_the_past_are_dropped_and_the_rest_keep_their_times() -> None:
