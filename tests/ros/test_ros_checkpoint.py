@@ -33,7 +33,7 @@ def _train_tiny_arm_checkpoint(tmp: Path) -> Path:
     )
     store = EpisodeStore.create(str(tmp / "arm.zarr"), schema)
     rng = np.random.default_rng(0)
-    for e in range(4):
+    for _ in range(4):
         q = Q0 + np.cumsum(rng.normal(0, 0.01, size=(20, 7)), axis=0)
         store.append_episode(
             obs={"joint_pos": q.astype(np.float32),
