@@ -63,8 +63,8 @@ RUN if id ubuntu >/dev/null 2>&1; then userdel --remove ubuntu; fi \
     && if getent group ubuntu >/dev/null; then groupdel ubuntu; fi \
     && groupadd --gid "${USER_UID}" robot \
     && useradd --create-home --uid "${USER_UID}" --gid robot --shell /bin/bash robot \
-    && mkdir -p /data /runs \
-    && chown robot:robot /data /runs
+    && mkdir -p /data /runs /workspace \
+    && chown robot:robot /data /runs /workspace
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/robot_offrl /opt/robot_offrl
 # graphics in NVIDIA_DRIVER_CAPABILITIES makes the container toolkit mount the driver's EGL library,
@@ -76,8 +76,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 # Numeric, so Kubernetes runAsNonRoot and similar checks can verify it is not root.
 USER ${USER_UID}:${USER_UID}
-# Relative outputs (`robot-offrl demo` -> demo_out/) land in the /runs volume.
-WORKDIR /runs
+# The README's commands work unchanged from here: datasets/ and configs/ are the installed copies,
+# data/ and runs/ are the volumes (so `--out data/x.zarr` and `out=runs/x` persist on the host).
+WORKDIR /workspace
+RUN ln -s /opt/robot_offrl/datasets datasets \
+    && ln -s /opt/robot_offrl/configs configs \
+    && ln -s /data data \
+    && ln -s /runs runs
 VOLUME ["/data", "/runs"]
 ENTRYPOINT ["robot-offrl"]
 CMD ["--help"]

@@ -129,6 +129,30 @@ def is_ignored(rel_path: str, rules: list[tuple[bool, re.Pattern[str]]]) -> bool
     return ignored
 
 
+LIFT_LOWDIM = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2, "object": 10}
+
+
+def make_lift_store(path: Path, episodes: int = 4, steps: int = 20) -> Path:
+    """A tiny real store with the Lift task's low-dim keys (what `train task=lift` expects); half expert."""
+    import numpy as np
+
+    from robot_offrl.data import ActionSpace, EpisodeStore, KeySpec, StoreSchema
+
+    schema = StoreSchema(
+        obs=[KeySpec(k, "float32", (d,), "lowdim") for k, d in LIFT_LOWDIM.items()],
+        action=ActionSpace(names=["dx", "dy", "dz", "dax", "day", "daz", "gripper"], units=["normalized"] * 7,
+                           mode="delta", low=[-1.0] * 7, high=[1.0] * 7),
+        control_rate_hz=20.0, robot="Panda", task="lift")
+    store = EpisodeStore.create(path, schema)
+    rng = np.random.default_rng(0)
+    for i in range(episodes):
+        expert = i < episodes // 2
+        store.append_episode(obs={k: rng.normal(size=(steps, d)).astype(np.float32) for k, d in LIFT_LOWDIM.items()},
+                             actions=rng.uniform(-1, 1, (steps, 7)).astype(np.float32), expert=expert,
+                             source="teleop" if expert else "play", success=None)
+    return path
+
+
 def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None,
             pythonpath_prefix: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """`robot-offrl ARGS` in a fresh interpreter, as a newcomer's shell would run it."""

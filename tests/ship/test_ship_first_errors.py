@@ -11,15 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from ship_support import PYTHONPATH, REPO, ROS_MODULES, hide_ros, run_cli
+from ship_support import PYTHONPATH, REPO, ROS_MODULES, hide_ros, make_lift_store, run_cli
 
 from robot_offrl.cli.main import main
-from robot_offrl.data import ActionSpace, EpisodeStore, KeySpec, StoreSchema
-
-LIFT_LOWDIM = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2, "object": 10}
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -33,20 +29,7 @@ def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> No
 
 @pytest.fixture
 def lift_store(tmp_path: Path) -> Path:
-    """A tiny real store with the Lift task's low-dim keys (what `train task=lift` expects)."""
-    schema = StoreSchema(
-        obs=[KeySpec(k, "float32", (d,), "lowdim") for k, d in LIFT_LOWDIM.items()],
-        action=ActionSpace(names=["dx", "dy", "dz", "dax", "day", "daz", "gripper"], units=["normalized"] * 7,
-                           mode="delta", low=[-1.0] * 7, high=[1.0] * 7),
-        control_rate_hz=20.0, robot="Panda", task="lift")
-    path = tmp_path / "lift.zarr"
-    store = EpisodeStore.create(path, schema)
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        store.append_episode(obs={k: rng.normal(size=(20, d)).astype(np.float32) for k, d in LIFT_LOWDIM.items()},
-                             actions=rng.uniform(-1, 1, (20, 7)).astype(np.float32), expert=i < 2,
-                             source="teleop" if i < 2 else "play", success=None)
-    return path
+    return make_lift_store(tmp_path / "lift.zarr")
 
 
 # --------------------------------------------------------------------------- wrong store path

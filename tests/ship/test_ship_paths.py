@@ -145,6 +145,23 @@ def test_train_image_entrypoint_is_the_console_script():
         assert re.search(rf"(?<![\w-]){re.escape(package)}(?![\w-])", apt), f"{package} is not installed"
 
 
+def test_train_image_workdir_links_resolve():
+    """/workspace links datasets/, configs/ to the installed source and data/, runs/ to the volumes, so the
+    README's relative commands work inside the container."""
+    instructions = dockerfile_instructions(DOCKER / "train.Dockerfile")
+    placed = _image_files(instructions)
+    assert "COPY --from=build /opt/robot_offrl /opt/robot_offrl" in [f"COPY {i.args}" for i in instructions]
+    volumes = [exec_form(i.args) for i in instructions if i.keyword == "VOLUME"][-1]
+    links = dict((name, target) for target, name in re.findall(
+        r"ln -s (\S+) (\S+)", " ".join(i.args for i in instructions if i.keyword == "RUN")))
+    assert set(links) == {"datasets", "configs", "data", "runs"}
+    for name, target in links.items():
+        if target.startswith("/opt/robot_offrl/"):
+            assert placed.get(target) == name and (REPO / name).is_dir(), f"{target} is not copied from {name}/"
+        else:
+            assert target in volumes, f"{name} -> {target} is not a volume"
+
+
 def test_robot_image_entrypoint_is_the_copied_script():
     instructions = dockerfile_instructions(DOCKER / "robot.Dockerfile")
     entry = [exec_form(i.args) for i in instructions if i.keyword == "ENTRYPOINT"][-1]
