@@ -28,8 +28,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "policy_node = robot_offrl_ros.policy_node:main",
-            "camera_node = robot_offrl_ros.camera_node:main",
+            "policy_node = robot_offrl_ros.entry:policy_node",
+            "camera_node = robot_offrl_ros.entry:camera_node",
         ],
     },
 )

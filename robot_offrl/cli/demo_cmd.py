@@ -5,12 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-EPILOG = """\
+EPILOGS = {
+    "demo": """\
 example:
   robot-offrl demo --out demo_out
-  robot-offrl demo --experiment configs/experiment/lift_rise.yaml --out runs/lift_rise_bench
 Reruns reuse finished stages (dataset, trained runs, sweeps) found under --out.
-"""
+""",
+    "experiment": """\
+example:
+  robot-offrl experiment --experiment configs/experiment/lift_rise.yaml --out runs/bench_lift
+Reruns reuse finished stages (dataset, trained runs, sweeps) found under --out.
+""",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("demo", "build a small Lift dataset, train RISE and BC, sweep both, write a report"),
         ("experiment", "run an experiment file: dataset -> train methods x seeds -> sweeps -> results"),
     ):
-        parser = subparsers.add_parser(name, help=helptext, description=helptext, epilog=EPILOG,
+        parser = subparsers.add_parser(name, help=helptext, description=helptext, epilog=EPILOGS[name],
                                        formatter_class=argparse.RawDescriptionHelpFormatter)
         default = "configs/experiment/demo.yaml" if name == "demo" else None
         parser.add_argument("--experiment", default=default, required=default is None,

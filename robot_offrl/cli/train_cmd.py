@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 EPILOG = """\
 examples:
@@ -39,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from robot_offrl.train.loop import train, write_summary
 
     result = train(cfg)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0  # under torchrun, rank 0 reports for the run
     if result.checkpoint is not None and result.run_dir.exists():
         write_summary(result)
     print(json.dumps({"run": str(result.run_dir), "step": result.step, "checkpoint": str(result.checkpoint),

@@ -65,7 +65,12 @@ class Location:
     def _fs(self) -> tuple[Any, str]:
         import fsspec
 
-        return fsspec.core.url_to_fs(self.url)
+        try:
+            return fsspec.core.url_to_fs(self.url)
+        except (ImportError, ValueError) as err:
+            raise StoreError(
+                f"cannot open {self.url}: {err} (pip install s3fs for s3://, gcsfs for gs://)"
+            ) from err
 
     def exists(self) -> bool:
         """Anything at all at this address (a store or not)."""

@@ -6,7 +6,6 @@ simulator is even imported.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -23,10 +22,10 @@ LOWDIM_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "obje
 
 
 def config_dir() -> Path:
-    """configs/task of this checkout; ROBOT_OFFRL_CONFIG_DIR points elsewhere (e.g. an installed copy)."""
-    env = os.environ.get("ROBOT_OFFRL_CONFIG_DIR")
-    root = Path(env) if env else Path(__file__).resolve().parents[2] / "configs"
-    return root / "task"
+    """configs/task of the config tree the trainer uses (``$ROBOT_OFFRL_CONFIGS`` or this checkout's)."""
+    from robot_offrl.config import config_dir as configs_root
+
+    return configs_root() / "task"
 
 
 def available_tasks() -> list[str]:

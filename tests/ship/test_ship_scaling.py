@@ -41,9 +41,9 @@ def test_documented_torchrun_command_trains_with_two_processes(tmp_path: Path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(results) == 2, proc.stdout
-    assert {r["step"] for r in results} == {2}
-    assert sum(r["checkpoint"] != "None" for r in results) == 1, "only rank 0 writes a checkpoint"
+    assert len(results) == 1, "only rank 0 reports: " + proc.stdout
+    assert results[0]["step"] == 2 and results[0]["checkpoint"] != "None"
+    assert sorted(p.name for p in (out / "checkpoints").glob("step_*")) == ["step_0000002"]
     assert (out / "checkpoints" / "latest").is_file()
     logs = (out / "train_log.jsonl").read_text().splitlines()
     assert logs, "rank 0 writes the training log"
