@@ -14,6 +14,7 @@ import tempfile
 import time
 
 import numpy as np
+
 from robot_offrl_sim.experts import make_expert
 from robot_offrl_sim.rollout import run_episode
 from robot_offrl_sim.sweep import SweepConfig, run_sweep

@@ -9,9 +9,9 @@ import json
 
 import pytest
 import yaml
-from robot_offrl_sim.experiment import load_experiment, run_experiment
 
 from robot_offrl.errors import ConfigError
+from robot_offrl_sim.experiment import load_experiment, run_experiment
 
 
 def _write(tmp_path, **changes):

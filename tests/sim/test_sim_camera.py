@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from robot_offrl_sim.tasks import make_env
 
 

@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 
 import pytest
-from robot_offrl_sim.collect import collect
-from robot_offrl_sim.sweep import SweepConfig, run_sweep
 
 from robot_offrl.data import EpisodeStore
 from robot_offrl.data.validate import find_problems
 from robot_offrl.errors import UserError
+from robot_offrl_sim.collect import collect
+from robot_offrl_sim.sweep import SweepConfig, run_sweep
 
 
 def _cli(argv: list[str]) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from robot_offrl.errors import ConfigError, UserError
 from robot_offrl_sim.initial_conditions import (
     InitialCondition,
     draw_initial_condition,
@@ -15,8 +17,6 @@ from robot_offrl_sim.initial_conditions import (
 )
 from robot_offrl_sim.regions import parse_grid
 from robot_offrl_sim.spec import load_task, spec_from_mapping
-
-from robot_offrl.errors import ConfigError, UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 

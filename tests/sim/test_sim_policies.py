@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from robot_offrl.errors import ConfigError
 from robot_offrl_sim.experts import make_expert
 from robot_offrl_sim.generators import plan_episode
 from robot_offrl_sim.perturbations import parse_perturbation
 from robot_offrl_sim.rollout import run_episode
 from robot_offrl_sim.tasks import make_env
-
-from robot_offrl.errors import ConfigError
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from robot_offrl_sim.sweep import SweepConfig, episode_seed, merge_sweeps, run_sweep
 
 from robot_offrl.errors import ConfigError, UserError
+from robot_offrl_sim.sweep import SweepConfig, episode_seed, merge_sweeps, run_sweep
 
 BASE = dict(task="lift", policy="scripted:lift", region="wide", grid=(3, 3), episodes_per_cell=1, horizon=25, seed=5)
 
