@@ -28,6 +28,7 @@ from robot_offrl_sim.sweep import SweepConfig, run_sweep
 class Method:
     name: str
     overrides: tuple[str, ...]
+    seeds: tuple[int, ...] | None = None  # None: the experiment's seeds (ablations may use fewer)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,11 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"experiment file '{path}' does not exist (see configs/experiment/)")
     data = yaml.safe_load(path.read_text()) or {}
     try:
-        methods = tuple(Method(m["name"], tuple(m.get("overrides", []))) for m in data["methods"])
+        methods = tuple(
+            Method(m["name"], tuple(m.get("overrides", [])),
+                   tuple(int(x) for x in m["seeds"]) if m.get("seeds") is not None else None)
+            for m in data["methods"]
+        )
         sweeps = tuple(
             SweepSet(s["name"], s.get("region", "wide"), _grid(s.get("grid", "3x3")), int(s.get("episodes_per_cell", 1)),
                      tuple(s.get("perturb", []) or []), s.get("horizon"))
@@ -152,7 +157,7 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
     results: dict[str, Any] = {"experiment": exp.name, "task": exp.task, "methods": {}}
     t0 = time.monotonic()
     for method in exp.methods:
-        for seed in exp.seeds:
+        for seed in method.seeds or exp.seeds:
             run_dir = out / "runs" / f"{method.name}_s{seed}"
             log(f"[2/3] train {method.name} seed {seed} -> {run_dir}")
             entry = results["methods"].setdefault(method.name, {"seeds": {}})
@@ -161,7 +166,7 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
 
     t0 = time.monotonic()
     for method in exp.methods:
-        for seed in exp.seeds:
+        for seed in method.seeds or exp.seeds:
             run_dir = out / "runs" / f"{method.name}_s{seed}"
             for sweep in exp.sweeps:
                 sweep_dir = out / "sweeps" / sweep.name / f"{method.name}_s{seed}"
@@ -220,7 +225,7 @@ def _fmt(cell: dict[str, Any]) -> str:
 
 
 def write_figure(exp: Experiment, out: Path) -> None:
-    """Heatmaps side by side: one row per sweep set, one column per method (first seed)."""
+    """Heatmaps side by side: one row per sweep set, one column per method (its first seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,10 +233,10 @@ def write_figure(exp: Experiment, out: Path) -> None:
 
     rows, cols = len(exp.sweeps), len(exp.methods)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), dpi=100, squeeze=False)
-    seed = exp.seeds[0]
     for r, sweep in enumerate(exp.sweeps):
         for c, method in enumerate(exp.methods):
             ax = axes[r][c]
+            seed = (method.seeds or exp.seeds)[0]
             png = out / "sweeps" / sweep.name / f"{method.name}_s{seed}" / "heatmap.png"
             if png.is_file():
                 ax.imshow(plt.imread(str(png)))
@@ -247,14 +252,16 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
     lines = [f"# {exp.name}: {exp.task}", ""]
     if exp.notes:
         lines += [exp.notes.strip(), ""]
-    header = ["method"] + [f"{s.name} (all cells)" for s in exp.sweeps] + [f"{s.name}: narrow cells" for s in exp.sweeps]
+    header = (["method", "seeds"] + [f"{s.name} (all cells)" for s in exp.sweeps]
+              + [f"{s.name}: narrow cells" for s in exp.sweeps])
     lines += ["Success rate per sweep" + (f", mean ± std over seeds {list(exp.seeds)}" if len(exp.seeds) > 1 else
                                           f" (seed {exp.seeds[0]})") + ":", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in exp.methods:
         row = agg[method.name]
         cells = [_fmt(row[s.name]) for s in exp.sweeps] + [_fmt(row[f"{s.name}_narrow"]) for s in exp.sweeps]
-        lines.append(f"| {method.name} | " + " | ".join(cells) + " |")
+        seeds = ",".join(str(x) for x in (method.seeds or exp.seeds))
+        lines.append(f"| {method.name} | {seeds} | " + " | ".join(cells) + " |")
     lines += ["", "![heatmaps](heatmaps.png)", "", "## What was run", ""]
     lines.append(f"- experiment file: `{exp.source}`; dataset recipe: `{exp.recipe}`")
     lines.append(f"- training overrides (all methods): `{' '.join(exp.train_overrides)}`")
