@@ -155,35 +155,42 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
     timings["dataset_s"] = round(time.monotonic() - t0, 1)
 
     results: dict[str, Any] = {"experiment": exp.name, "task": exp.task, "methods": {}}
-    t0 = time.monotonic()
-    for method in exp.methods:
-        for seed in method.seeds or exp.seeds:
-            run_dir = out / "runs" / f"{method.name}_s{seed}"
-            log(f"[2/3] train {method.name} seed {seed} -> {run_dir}")
-            entry = results["methods"].setdefault(method.name, {"seeds": {}})
-            entry["seeds"][str(seed)] = {"train": _train(exp, method, seed, data, run_dir, log), "sweeps": {}}
-    timings["train_s"] = round(time.monotonic() - t0, 1)
+    timings.update(train_s=0.0, sweep_s=0.0)
+    # Seed-major order: after each seed every method has a result, and the report is rewritten after
+    # every run, so a benchmark stopped early still leaves a complete, honest partial table.
+    for seed, method in run_order(exp):
+        run_dir = out / "runs" / f"{method.name}_s{seed}"
+        log(f"[2/3] train {method.name} seed {seed} -> {run_dir}")
+        t0 = time.monotonic()
+        entry = results["methods"].setdefault(method.name, {"seeds": {}})
+        entry["seeds"][str(seed)] = {"train": _train(exp, method, seed, data, run_dir, log), "sweeps": {}}
+        timings["train_s"] = round(timings["train_s"] + time.monotonic() - t0, 1)
+        t0 = time.monotonic()
+        for sweep in exp.sweeps:
+            sweep_dir = out / "sweeps" / sweep.name / f"{method.name}_s{seed}"
+            log(f"[3/3] sweep {sweep.name}: {method.name} seed {seed} -> {sweep_dir}")
+            summary = _sweep(exp, sweep, run_dir, seed, sweep_dir, log)
+            entry["seeds"][str(seed)]["sweeps"][sweep.name] = {
+                "rate": summary["totals"]["rate"], "narrow_rate": summary["narrow"]["rate"],
+                "episodes": summary["totals"]["episodes"], "dir": str(sweep_dir),
+            }
+        timings["sweep_s"] = round(timings["sweep_s"] + time.monotonic() - t0, 1)
+        write_results(exp, results, timings, out)
+    return results
 
-    t0 = time.monotonic()
-    for method in exp.methods:
-        for seed in method.seeds or exp.seeds:
-            run_dir = out / "runs" / f"{method.name}_s{seed}"
-            for sweep in exp.sweeps:
-                sweep_dir = out / "sweeps" / sweep.name / f"{method.name}_s{seed}"
-                log(f"[3/3] sweep {sweep.name}: {method.name} seed {seed} -> {sweep_dir}")
-                summary = _sweep(exp, sweep, run_dir, seed, sweep_dir, log)
-                results["methods"][method.name]["seeds"][str(seed)]["sweeps"][sweep.name] = {
-                    "rate": summary["totals"]["rate"], "narrow_rate": summary["narrow"]["rate"],
-                    "episodes": summary["totals"]["episodes"], "dir": str(sweep_dir),
-                }
-    timings["sweep_s"] = round(time.monotonic() - t0, 1)
+
+def run_order(exp: Experiment) -> list[tuple[int, Method]]:
+    seeds = sorted({s for m in exp.methods for s in (m.seeds or exp.seeds)})
+    return [(seed, m) for seed in seeds for m in exp.methods if seed in (m.seeds or exp.seeds)]
+
+
+def write_results(exp: Experiment, results: dict[str, Any], timings: dict[str, float], out: Path) -> None:
     results["aggregate"] = aggregate(results, exp)
-    results["timings"] = timings
+    results["timings"] = dict(timings)
     results["machine"] = machine_description()
     (out / "results.json").write_text(json.dumps(results, indent=1))
     write_figure(exp, out)
     write_markdown(exp, results, out)
-    return results
 
 
 def _mean_std(values: list[float | None]) -> dict[str, Any]:
@@ -197,7 +204,7 @@ def aggregate(results: dict[str, Any], exp: Experiment) -> dict[str, Any]:
     """Per method and sweep: mean and spread over seeds of the overall and the narrow-region rate."""
     table: dict[str, Any] = {}
     for name, entry in results["methods"].items():
-        row: dict[str, Any] = {}
+        row: dict[str, Any] = {"seeds_done": sorted(int(k) for k in entry["seeds"])}
         for sweep in exp.sweeps:
             per_seed = [s["sweeps"].get(sweep.name, {}) for s in entry["seeds"].values()]
             row[sweep.name] = _mean_std([p.get("rate") for p in per_seed])
@@ -258,14 +265,21 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
                                           f" (seed {exp.seeds[0]})") + ":", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in exp.methods:
+        if method.name not in agg:
+            lines.append(f"| {method.name} | not run yet |" + " |" * (len(header) - 2))
+            continue
         row = agg[method.name]
         cells = [_fmt(row[s.name]) for s in exp.sweeps] + [_fmt(row[f"{s.name}_narrow"]) for s in exp.sweeps]
-        seeds = ",".join(str(x) for x in (method.seeds or exp.seeds))
+        planned = method.seeds or exp.seeds
+        done = row["seeds_done"]
+        seeds = ",".join(map(str, done)) + ("" if len(done) == len(planned) else f" (of {len(planned)} planned)")
         lines.append(f"| {method.name} | {seeds} | " + " | ".join(cells) + " |")
     lines += ["", "![heatmaps](heatmaps.png)", "", "## What was run", ""]
     lines.append(f"- experiment file: `{exp.source}`; dataset recipe: `{exp.recipe}`")
     lines.append(f"- training overrides (all methods): `{' '.join(exp.train_overrides)}`")
     for method in exp.methods:
+        if method.name not in results["methods"]:
+            continue
         first = next(iter(results["methods"][method.name]["seeds"].values()))["train"]
         loss = first.get("losses", {}).get("loss")
         loss_text = f", final loss {loss:.4f}" if isinstance(loss, float) else ""
