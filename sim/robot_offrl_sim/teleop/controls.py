@@ -231,14 +231,26 @@ class WaitSteps:
     steps: int
 
 
+@dataclass(frozen=True)
+class WaitFor:
+    """Scripted operator: wait until ``predicate(status)`` holds (e.g. a confirmation is pending)."""
+
+    predicate: Callable[[Any], bool]
+
+
+class ScriptExhaustedError(RuntimeError):
+    """The script ended but the loop still asks for keys: the test's script is wrong, not the loop."""
+
+
 class ScriptedKeys:
-    """A scripted operator for tests and demos: keys, waits on the step count, and callbacks.
+    """A scripted operator for tests and demos: keys, waits on the loop's status, and callbacks.
 
     Items: a key string (sent on the next poll), ``WaitSteps(n)`` (hold until the current episode has
-    ``n`` steps) or a callable (run once when reached, e.g. to tell a parent process it may interrupt).
+    ``n`` steps), ``WaitFor(predicate)``, or a callable (run once when reached, e.g. to tell a parent
+    process it may interrupt). Polling past the end raises instead of leaving the loop waiting forever.
     """
 
-    def __init__(self, script: Sequence[str | WaitSteps | Callable[[], None]]) -> None:
+    def __init__(self, script: Sequence[str | WaitSteps | WaitFor | Callable[[], None]]) -> None:
         self._script = list(script)
         self._pos = 0
         self._lock = threading.Lock()
@@ -248,12 +260,19 @@ class ScriptedKeys:
         return self._pos >= len(self._script)
 
     def poll(self, status: Any) -> list[str]:
+        """One key per call, as a person presses them; waits and callbacks are passed in the same call."""
         keys: list[str] = []
         with self._lock:
+            if self.done:
+                raise ScriptExhaustedError(
+                    f"scripted keys ran out while the loop is {status.state.value!r} with {status.steps} steps "
+                    f"(last event: {status.last_event!r})"
+                )
             while self._pos < len(self._script):
                 item = self._script[self._pos]
-                if isinstance(item, WaitSteps):
-                    if status.steps < item.steps:
+                if isinstance(item, WaitSteps | WaitFor):
+                    ready = status.steps >= item.steps if isinstance(item, WaitSteps) else item.predicate(status)
+                    if not ready:
                         break
                     self._pos += 1
                     continue
