@@ -186,6 +186,7 @@ class Agent(nn.Module):
         num_inference_steps: int | None = None,
         use_ema: bool = True,
         generator: torch.Generator | None = None,
+        scheduler: str | None = None,
     ) -> torch.Tensor:
         """(B, K, Tp, A) normalised candidate chunks; deterministic given ``generator``."""
         policy = self.ema_policy if use_ema else self.policy
@@ -193,7 +194,7 @@ class Agent(nn.Module):
         policy.eval()
         try:
             steps = num_inference_steps or self.config.policy.num_inference_steps
-            return policy.sample(obs, num_candidates, steps, self.config.policy.scheduler, generator)
+            return policy.sample(obs, num_candidates, steps, scheduler or self.config.policy.scheduler, generator)
         finally:
             policy.train(was_training)
 
@@ -223,6 +224,7 @@ class Agent(nn.Module):
         selection: str | None = None,
         temperature: float | None = None,
         generator: torch.Generator | None = None,
+        scheduler: str | None = None,
     ) -> torch.Tensor:
         """(B, Tp, A): the best of K chunks by min(Q1, Q2) of their first action.
 
@@ -239,7 +241,7 @@ class Agent(nn.Module):
             raise ConfigError(f"selection temperature must be > 0, got {temp}")
         if self.critic is None:
             k = 1
-        chunks = self.sample_chunks(obs, k, num_inference_steps, use_ema=True, generator=generator)
+        chunks = self.sample_chunks(obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler)
         if k == 1:
             return chunks[:, 0]
         q = self.score(obs, chunks[:, :, 0])

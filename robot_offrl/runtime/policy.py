@@ -40,6 +40,7 @@ class PolicyRuntime:
         selection: str | None = None,
         temperature: float | None = None,
         seed: int = 0,
+        scheduler: str | None = None,
     ) -> None:
         self.agent = agent.eval()
         self.stats = stats
@@ -54,6 +55,9 @@ class PolicyRuntime:
         self.n_action_steps = int(n_action_steps or policy_cfg.n_action_steps)
         self.selection = selection or sel.mode
         self.temperature = float(temperature if temperature is not None else sel.temperature)
+        self.scheduler = scheduler or policy_cfg.scheduler
+        if self.scheduler not in ("ddim", "ddpm"):
+            raise ConfigError(f"scheduler must be ddim or ddpm, got {self.scheduler!r}")
         if self.num_candidates < 1 or self.num_inference_steps < 1:
             raise ConfigError("num_candidates and num_inference_steps must be >= 1")
         if not 1 <= self.n_action_steps <= policy_cfg.pred_horizon:
@@ -82,6 +86,7 @@ class PolicyRuntime:
         selection: str | None = None,
         temperature: float | None = None,
         seed: int = 0,
+        scheduler: str | None = None,
     ) -> PolicyRuntime:
         """From a checkpoint folder or a run folder (its latest checkpoint); never unpickles."""
         ckpt = load_checkpoint(path)
@@ -109,6 +114,7 @@ class PolicyRuntime:
             selection=selection,
             temperature=temperature,
             seed=seed,
+            scheduler=scheduler,
         )
 
     # -- facts users need ---------------------------------------------------------------------------
@@ -167,6 +173,7 @@ class PolicyRuntime:
             selection=self.selection,
             temperature=self.temperature,
             generator=self._generator,
+            scheduler=self.scheduler,
         )[0, : self.n_action_steps]
         actions = self.stats.unnormalize(ACTIONS_KEY, chunk.float().cpu().numpy()).astype(np.float32)
         return actions
@@ -178,6 +185,7 @@ class PolicyRuntime:
             "action_names": list(self.action_space.names),
             "num_candidates": self.num_candidates,
             "num_inference_steps": self.num_inference_steps,
+            "scheduler": self.scheduler,
             "n_action_steps": self.n_action_steps,
             "selection": self.selection,
             "device": str(self.device),

@@ -86,6 +86,8 @@ def test_runtime_round_trip_gives_identical_actions(lowdim_store, tmp_path):
     chunk = first.plan(obs)
     assert chunk.shape == (4, 7) and np.isfinite(chunk).all()
     assert PolicyRuntime.load(out, num_candidates=1, n_action_steps=2).plan(obs).shape == (2, 7)
+    ddpm = PolicyRuntime.load(out, scheduler="ddpm", num_inference_steps=100)
+    assert ddpm.describe()["scheduler"] == "ddpm" and np.isfinite(ddpm.plan(obs)).all()
 
 
 def test_runtime_rejects_bad_observations(lowdim_store, tmp_path):
@@ -103,6 +105,8 @@ def test_runtime_rejects_bad_observations(lowdim_store, tmp_path):
 
     with pytest.raises(ConfigError, match="needs a critic"):
         PolicyRuntime.load(out, num_candidates=8)
+    with pytest.raises(ConfigError, match="scheduler must be ddim or ddpm"):
+        PolicyRuntime.load(out, scheduler="euler")
 
 
 def test_image_observations_train_through_the_trainer(tmp_path):

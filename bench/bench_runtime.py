@@ -1,0 +1,82 @@
+"""Action latency of the policy runtime (p50/p99) for K candidates and samplers, plus train steps/s.
+
+Trains a short low-dim RISE checkpoint on a synthetic Lift-shaped store (so the critic exists),
+then times ``PolicyRuntime.plan`` — what the sweep and the ROS node call at every replanning step —
+for K = 1, 32, 128 with 10 DDIM steps and with 100 DDPM steps. Reports CUDA too when present.
+
+    PYTHONPATH=.:sim .venv/bin/python bench/bench_runtime.py [--repeats 30] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from robot_offrl.config import compose
+from robot_offrl.data import ActionSpace, EpisodeStore, KeySpec, StoreSchema
+from robot_offrl.runtime import PolicyRuntime
+from robot_offrl.train.loop import train
+
+LOWDIM = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2, "object": 10}
+
+
+def synthetic_store(path: Path, episodes: int = 20, length: int = 60) -> Path:
+    schema = StoreSchema(
+        obs=[KeySpec(k, "float32", (d,), "lowdim") for k, d in LOWDIM.items()],
+        action=ActionSpace([f"a{i}" for i in range(7)], ["normalized"] * 7, "delta", [-1.0] * 7, [1.0] * 7),
+        control_rate_hz=20.0, robot="Panda", task="lift",
+    )
+    store = EpisodeStore.create(str(path), schema)
+    rng = np.random.default_rng(0)
+    for e in range(episodes):
+        obs = {k: np.cumsum(rng.normal(0, 0.05, (length, d)), 0).astype(np.float32) for k, d in LOWDIM.items()}
+        store.append_episode(obs=obs, actions=np.tanh(rng.normal(size=(length, 7))).astype(np.float32),
+                             expert=e % 3 == 0, source="scripted" if e % 3 == 0 else "play", success=None)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--train-steps", type=int, default=60)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp())
+    store = synthetic_store(tmp / "lift.zarr")
+    cfg = compose("train", [f"data={store}", f"out={tmp / 'run'}", "algo=rise", "trainer=small",
+                            f"trainer.steps={args.train_steps}", "trainer.batch_size=256", "trainer.progress=false",
+                            "trainer.val_fraction=0", f"trainer.device={args.device}"])
+    t0 = time.perf_counter()
+    train(cfg)
+    train_rate = args.train_steps / (time.perf_counter() - t0)
+    obs = {k: np.zeros(d, np.float32) for k, d in LOWDIM.items()}
+    rows = []
+    for scheduler, steps in (("ddim", 10), ("ddpm", 100)):
+        for k in (1, 32, 128):
+            policy = PolicyRuntime.load(tmp / "run", device=args.device, num_candidates=k,
+                                        num_inference_steps=steps, scheduler=scheduler)
+            policy.plan(obs)  # warm-up
+            times = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                policy.plan(obs)
+                if policy.device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append((time.perf_counter() - t) * 1000)
+            rows.append({"sampler": f"{scheduler}-{steps}", "K": k, "p50_ms": round(float(np.percentile(times, 50)), 1),
+                         "p99_ms": round(float(np.percentile(times, 99)), 1), "device": str(policy.device)})
+            print(json.dumps(rows[-1]), flush=True)
+    params = sum(p.numel() for p in policy.agent.policy.parameters())
+    critic = sum(p.numel() for p in policy.agent.critic.parameters()) if policy.agent.critic is not None else 0
+    print(json.dumps({"policy_params": params, "critic_params": critic,
+                      "train_steps_per_s_rise_batch256": round(train_rate, 2), "threads": torch.get_num_threads()}))
+
+
+if __name__ == "__main__":
+    main()
