@@ -78,6 +78,14 @@ RECORDER_PARAMS: tuple[ParamSpec, ...] = (
 RECORDER_PARAM_NAMES = tuple(p.name for p in RECORDER_PARAMS)
 
 
+@dataclass(frozen=True)
+class StaleInputs:
+    """Why a tick produced no step: the inputs (topics) that were too old or missing, and the details."""
+
+    topics: tuple[str, ...]
+    message: str
+
+
 class SilentTopicError(UserError):
     """A configured input published nothing within the start timeout."""
 
@@ -418,11 +426,12 @@ class RecorderNode(Node):
                 "ROS_DOMAIN_ID, or remove the input from the recorder config"
             )
 
-    def sample(self, t: float) -> tuple[dict[str, np.ndarray], np.ndarray] | str:
+    def sample(self, t: float) -> tuple[dict[str, np.ndarray], np.ndarray] | StaleInputs:
         """The step for tick time ``t``, or the reason it is refused (which inputs are too old)."""
         cfg, period = self.cfg, self.cfg.period_s
         picked: dict[str, Any] = {}
         stale: list[str] = []
+        stale_topics: list[str] = []
         for topic, buf in self.buffers.items():
             item = buf.at_or_before(t)
             if item is None:
@@ -430,13 +439,15 @@ class RecorderNode(Node):
                 hint = (f"newest is {1000 * (newest - t):.0f} ms after the tick: clocks out of sync? "
                         "(chrony, or use_header_stamps: false)" if newest is not None else "nothing received")
                 stale.append(f"{topic} ({hint})")
+                stale_topics.append(topic)
             elif t - item[0] > period:
                 stale.append(f"{topic} ({1000 * (t - item[0]):.0f} ms old > {1000 * period:.0f} ms)")
+                stale_topics.append(topic)
             else:
                 picked[topic] = item[1]
         if stale:
             recent = f"; last bad message: {self.errors[-1]}" if self.errors else ""
-            return "stale input: " + ", ".join(stale) + recent
+            return StaleInputs(tuple(stale_topics), "stale input: " + ", ".join(stale) + recent)
         arm, grip = picked[cfg.joint_states_topic]
         obs: dict[str, np.ndarray] = {"joint_pos": arm.astype(np.float32)}
         if cfg.gripper_joint_names:
@@ -449,7 +460,7 @@ class RecorderNode(Node):
             try:
                 obs[key] = fit_image(decode_image(picked[topic], topic), shape)
             except ObservationError as err:
-                return f"undecodable image: {err}"
+                return StaleInputs((topic,), f"undecodable image: {err}")
         action = np.asarray(picked[cfg.action_topic], dtype=np.float32)
         if cfg.gripper_command_topic:
             action = np.append(action, np.float32(picked[cfg.gripper_command_topic]))
@@ -471,7 +482,8 @@ class RosBackend:
         self._thread = threading.Thread(target=self._spin, name="recorder-executor", daemon=True)
         self._thread.start()
         self._t_start = 0.0
-        self._refused_reasons: dict[str, int] = {}
+        self._refused_by_topic: dict[str, int] = {}
+        self._last_refusal = ""
 
     def _spin(self) -> None:
         ok = (lambda: self._context.ok()) if self._context is not None else rclpy.ok
@@ -495,14 +507,16 @@ class RosBackend:
 
     def begin_episode(self) -> None:
         self._t_start = self.node.now_s()
-        self._refused_reasons = {}
+        self._refused_by_topic = {}
+        self._last_refusal = ""
 
     def step(self) -> Step | Refused:
         result = self.node.sample(self.node.now_s() - self.cfg.alignment_delay_s)
-        if isinstance(result, str):
-            key = result.split(" (")[0]
-            self._refused_reasons[key] = self._refused_reasons.get(key, 0) + 1
-            return Refused(result)
+        if isinstance(result, StaleInputs):
+            for topic in result.topics:
+                self._refused_by_topic[topic] = self._refused_by_topic.get(topic, 0) + 1
+            self._last_refusal = result.message
+            return Refused(result.message)
         return Step(obs=result[0], action=result[1])
 
     def detected_success(self) -> bool | None:
@@ -520,7 +534,8 @@ class RosBackend:
                        "ee_pose": cfg.ee_pose_topic, "gripper_command": cfg.gripper_command_topic},
             "ros_time_start": self._t_start,
             "ros_time_end": self.node.now_s(),
-            "refused_by_reason": dict(self._refused_reasons),
+            "refused_by_topic": dict(self._refused_by_topic),
+            "last_refusal": self._last_refusal,
         }
 
     def idle(self) -> None:
