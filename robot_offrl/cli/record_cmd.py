@@ -45,13 +45,12 @@ def _session_config(args: argparse.Namespace, operator: str = "") -> Any:
 def _record_sim(args: argparse.Namespace) -> int:
     if not args.task:
         raise ConfigError("--task is required in sim (e.g. --task lift); use --ros for a real arm")
+    from robot_offrl.data import EpisodeStore
     from robot_offrl_sim.tasks import make_env
     from robot_offrl_sim.teleop.controls import ListenerKeys
     from robot_offrl_sim.teleop.devices import check_device_available, make_device
     from robot_offrl_sim.teleop.session import RecordSession, summarize_saved
     from robot_offrl_sim.teleop.sim_backend import SimBackend, Viewer
-
-    from robot_offrl.data import EpisodeStore
 
     config = _session_config(args)
     check_device_available(args.device)  # no display / no hid: clear error before building the simulator
@@ -88,14 +87,14 @@ def _record_ros(args: argparse.Namespace) -> int:
         raise ConfigError("--ros needs --config (start from hardware/config/record.yaml)")
     try:
         import rclpy
+
         from robot_offrl_ros.recorder import RosBackend, load_recorder_yaml
     except ImportError as err:
         raise ConfigError(f"--ros needs rclpy and the ROS 2 message packages ({err}); install the ros extra "
                           "or source your ROS 2 workspace") from err
+    from robot_offrl.data import EpisodeStore
     from robot_offrl_sim.teleop.controls import CommandQueue, open_terminal_keys
     from robot_offrl_sim.teleop.session import RecordSession, service_handler, summarize_saved
-
-    from robot_offrl.data import EpisodeStore
 
     cfg = load_recorder_yaml(args.config)
     config = _session_config(args, operator=cfg.operator)
