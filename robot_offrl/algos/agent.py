@@ -124,7 +124,10 @@ class Agent(nn.Module):
         lip_weight = self.config.algo.lipschitz_weight
         if lip_weight > 0:
             sigma = self.policy.head.spectral_norm()
-            lipschitz = lip_weight * sigma
+            # A hinge at lipschitz_max, not lambda * sigma: sigma alone has no minimum (the next layer
+            # can absorb any scale), and minimising it drove sigma to ~1e-4 on Lift, leaving a policy
+            # that ignored its observation. lipschitz_max = 0 restores the plain penalty.
+            lipschitz = lip_weight * torch.relu(sigma - self.config.algo.lipschitz_max)
         else:  # still logged, so runs with and without the penalty can be compared
             with torch.no_grad():
                 sigma = self.policy.head.spectral_norm()

@@ -160,6 +160,7 @@ class AlgoConfig:
     use_critic: bool = False
     lipschitz_weight: float = 0.0
     lipschitz_method: str = "exact"
+    lipschitz_max: float = 1.0  # the penalty acts only on the part of sigma above this bound
     nn_augment: NNAugmentConfig = field(default_factory=NNAugmentConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
 
@@ -171,7 +172,8 @@ class AlgoConfig:
             raise ConfigError(f"algo.name is required (one of {', '.join(ALGO_NAMES)})")
         name = read_choice(sec, w, "name", "bc", ALGO_NAMES)
         default_critic = name in ("idql", "rise")
-        data_filter = read_choice(sec, w, "data_filter", "expert" if name == "bc" else "all", DATA_FILTERS)
+        data_filter = read_choice(sec, w, "data_filter", "expert" if name in ("bc", "bc_expert") else "all",
+                                  DATA_FILTERS)
         sources = read_str_list(sec, w, "sources")
         if data_filter == "sources" and not sources:
             raise ConfigError("algo.data_filter is 'sources' but algo.sources lists none (e.g. [teleop, play])")
@@ -185,6 +187,7 @@ class AlgoConfig:
             use_critic=use_critic,
             lipschitz_weight=read_float(sec, w, "lipschitz_weight", 0.1 if name == "rise" else 0.0, low=0.0),
             lipschitz_method=read_choice(sec, w, "lipschitz_method", "exact", LIPSCHITZ_METHODS),
+            lipschitz_max=read_float(sec, w, "lipschitz_max", 1.0, low=0.0),
             nn_augment=NNAugmentConfig.from_mapping(section(sec, "nn_augment")),
             selection=SelectionConfig.from_mapping(section(sec, "selection")),
         )

@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HW = ROOT / "hardware"
 LAUNCH = HW / "launch" / "policy.launch.py"
 ENTRY_POINTS = {
-    "policy_node": "robot_offrl_ros.policy_node:main",
-    "camera_node": "robot_offrl_ros.camera_node:main",
+    "policy_node": "robot_offrl_ros.entry:policy_node",
+    "camera_node": "robot_offrl_ros.entry:camera_node",
 }
 
 

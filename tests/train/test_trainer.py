@@ -133,3 +133,16 @@ def test_train_cli(lowdim_store, tmp_path, capsys):
     assert main(["train", *small_overrides(lowdim_store, tmp_path / "cli", "bc", steps=5)]) == 0
     assert (tmp_path / "cli" / "train_summary.json").is_file()
     assert main(["train", f"data={tmp_path / 'missing.zarr'}", f"out={tmp_path / 'x'}"]) == 2
+
+
+def test_lipschitz_hinge_keeps_the_policy_conditioned(lowdim_store, tmp_path):
+    """A plain lambda * sigma penalty has no minimum and collapses the head (the policy then ignores
+    its observation); the hinge at algo.lipschitz_max stops at the bound."""
+    sigmas = {}
+    for bound in (1.0, 0.0):
+        overrides = small_overrides(lowdim_store, tmp_path / f"run{bound}", "rise", steps=100) + [
+            "trainer.lr=5e-2", "trainer.val_fraction=0", "algo.lipschitz_weight=5.0", f"algo.lipschitz_max={bound}",
+        ]
+        sigmas[bound] = train(compose("train", overrides)).losses["lipschitz_sigma"]
+    assert sigmas[1.0] > 0.8, sigmas
+    assert sigmas[0.0] < 0.5 * sigmas[1.0], sigmas
