@@ -128,7 +128,9 @@ class NodeConfig:
     hardware_id: str
 
 
-def _coerce(spec: ParamSpec, value: Any) -> Any:
+def coerce_param(spec: ParamSpec, value: Any, what: str = "parameter") -> Any:
+    """One typed value per ParamSpec; shared by the policy node and the recorder so both accept
+    exactly the same YAML. Booleans are not numbers and a string is not a list."""
     if value is None:  # an empty array in YAML arrives as "not set"
         value = spec.default
     try:
@@ -136,17 +138,21 @@ def _coerce(spec: ParamSpec, value: Any) -> Any:
             if not isinstance(value, bool):
                 raise TypeError
             return value
-        if spec.kind == "int":
-            return int(value)
-        if spec.kind == "double":
-            return float(value)
+        if spec.kind in ("int", "double"):
+            if isinstance(value, bool) or (spec.kind == "int" and float(value) != int(value)):
+                raise TypeError
+            return int(value) if spec.kind == "int" else float(value)
         if spec.kind == "string":
-            return str(value)
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if isinstance(value, str):
+            raise TypeError
         if spec.kind == "string[]":
             return tuple(str(v) for v in value)
         return tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ConfigError(f"parameter {spec.name} must be {spec.kind}, got {value!r}") from None
+        raise ConfigError(f"{what} {spec.name} must be {spec.kind}, got {value!r}") from None
 
 
 def parse_config(values: Mapping[str, Any]) -> NodeConfig:
@@ -154,7 +160,7 @@ def parse_config(values: Mapping[str, Any]) -> NodeConfig:
     unknown = sorted(set(values) - set(PARAM_NAMES))
     if unknown:
         raise ConfigError(f"unknown parameter(s) {unknown}; the node declares {list(PARAM_NAMES)}")
-    kw = {spec.name: _coerce(spec, values.get(spec.name, spec.default)) for spec in PARAMS}
+    kw = {spec.name: coerce_param(spec, values.get(spec.name, spec.default)) for spec in PARAMS}
     cfg = NodeConfig(**kw)
     for name in ("num_candidates", "num_inference_steps", "n_action_steps"):
         if getattr(cfg, name) < 0:

@@ -41,7 +41,7 @@ from robot_offrl.errors import ConfigError, ObservationError, UserError
 from robot_offrl_sim.teleop.session import Refused, Step
 
 from .image_codec import decode_image, fit_image
-from .params import PARAMS, ParamSpec
+from .params import PARAMS, ParamSpec, coerce_param
 from .safety import match_names
 
 NODE_NAME = "recorder_node"
@@ -126,40 +126,13 @@ class RecorderConfig:
         return self.action_joint_names or self.joint_names
 
 
-def _coerce(spec: ParamSpec, value: Any) -> Any:
-    # Same rules as params.py's private coercion for the policy node (kept separate: that one is private).
-    if value is None:
-        value = spec.default
-    try:
-        if spec.kind == "bool":
-            if not isinstance(value, bool):
-                raise TypeError
-            return value
-        if spec.kind == "int":
-            if isinstance(value, bool) or float(value) != int(value):
-                raise TypeError
-            return int(value)
-        if spec.kind == "double":
-            if isinstance(value, bool):
-                raise TypeError
-            return float(value)
-        if spec.kind == "string":
-            if not isinstance(value, str):
-                raise TypeError
-            return value
-        if isinstance(value, str):
-            raise TypeError
-        return tuple(str(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"recorder parameter {spec.name} must be {spec.kind}, got {value!r}") from None
-
-
 def parse_recorder_config(values: Mapping[str, Any]) -> RecorderConfig:
     """Validate raw parameter values; every mistake names the parameter and what to write instead."""
     unknown = sorted(set(values) - set(RECORDER_PARAM_NAMES))
     if unknown:
         raise ConfigError(f"unknown recorder parameter(s) {unknown}; known: {list(RECORDER_PARAM_NAMES)}")
-    cfg = RecorderConfig(**{p.name: _coerce(p, values.get(p.name, p.default)) for p in RECORDER_PARAMS})
+    cfg = RecorderConfig(**{p.name: coerce_param(p, values.get(p.name, p.default), "recorder parameter")
+                            for p in RECORDER_PARAMS})
     for name in ("control_rate_hz", "start_timeout_s", "twist_linear_scale", "twist_angular_scale",
                  "image_height", "image_width"):
         if not getattr(cfg, name) > 0:
