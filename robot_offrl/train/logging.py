@@ -39,8 +39,10 @@ class RunLogger:
         if self._progress_enabled:
             from tqdm import tqdm
 
+            # Redrawn often in a terminal; in a log file (CI, nohup) every redraw is a line, so rarely.
+            interval = 0.5 if sys.stderr.isatty() else 60.0
             self._bar = tqdm(total=total, initial=start, desc=f"train {cfg.algo.name}", unit="step",
-                             dynamic_ncols=True, file=sys.stderr)
+                             dynamic_ncols=True, file=sys.stderr, mininterval=interval, maxinterval=interval)
 
     def log(self, phase: str, step: int, scalars: dict[str, float], steps_per_s: float | None = None) -> None:
         if not self.enabled:
@@ -58,10 +60,9 @@ class RunLogger:
     def advance(self, step: int, losses: dict[str, float]) -> None:
         if self._bar is None:
             return
-        self._bar.n = step
         shown = {k: f"{losses[k]:.4f}" for k in PROGRESS_KEYS if k in losses}
         self._bar.set_postfix(shown, refresh=False)
-        self._bar.refresh()
+        self._bar.update(step - self._bar.n)  # update() honours mininterval; refresh() would not
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._jsonl is not None:
