@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     results = run_experiment(exp, args.out)
     print(f"\nreport: {Path(args.out) / 'results.md'}")
     for method, row in results["aggregate"].items():
-        print(f"  {method}: " + ", ".join(f"{name} {_percent(cell['mean'])}" for name, cell in row.items()))
+        rates = [f"{name} {_percent(cell['mean'])}" for name, cell in row.items() if isinstance(cell, dict)]
+        print(f"  {method}: " + ", ".join(rates))
     return 0
 
 

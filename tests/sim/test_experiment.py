@@ -77,3 +77,13 @@ def test_shipped_experiment_files_load():
     for path in sorted((config_dir() / "experiment").glob("*.yaml")):
         exp = load_experiment(path)
         assert exp.methods and exp.sweeps, path
+
+
+def test_experiment_cli_prints_the_table(tmp_path, capsys):
+    from robot_offrl.cli.main import main
+
+    out = tmp_path / "cli_out"
+    assert main(["experiment", "--experiment", str(_write(tmp_path)), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "report:" in printed and "bc_expert: wide" in printed
+    assert (out / "results.md").is_file()
