@@ -50,7 +50,10 @@ class PolicyRuntime:
         self.obs_schema: list[KeySpec] = [schema.key(k) for k in obs_keys]
         policy_cfg = agent.config.policy
         sel = agent.config.algo.selection
-        self.num_candidates = int(num_candidates if num_candidates is not None else sel.num_candidates)
+        # Without a critic the checkpoint's own K means nothing (there is nothing to rank by): use 1.
+        # An explicit K > 1 for such a checkpoint is refused below rather than silently ignored.
+        default_k = sel.num_candidates if agent.has_critic else 1
+        self.num_candidates = int(num_candidates if num_candidates is not None else default_k)
         self.num_inference_steps = int(num_inference_steps or policy_cfg.num_inference_steps)
         self.n_action_steps = int(n_action_steps or policy_cfg.n_action_steps)
         self.selection = selection or sel.mode

@@ -105,6 +105,10 @@ def test_runtime_rejects_bad_observations(lowdim_store, tmp_path):
 
     with pytest.raises(ConfigError, match="needs a critic"):
         PolicyRuntime.load(out, num_candidates=8)
+    # A checkpoint whose config asks for K > 1 but trained no critic acts with K = 1.
+    bc_many = tmp_path / "bc_many"
+    train(compose("train", small_overrides(lowdim_store, bc_many, "bc", steps=2) + ["algo.selection.num_candidates=16"]))
+    assert PolicyRuntime.load(bc_many).num_candidates == 1
     with pytest.raises(ConfigError, match="scheduler must be ddim or ddpm"):
         PolicyRuntime.load(out, scheduler="euler")
 
