@@ -79,19 +79,12 @@ class PolicyRuntime:
 
     # -- loading ------------------------------------------------------------------------------------
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        device: str = "auto",
-        num_candidates: int | None = None,
-        num_inference_steps: int | None = None,
-        n_action_steps: int | None = None,
-        selection: str | None = None,
-        temperature: float | None = None,
-        seed: int = 0,
-        scheduler: str | None = None,
-    ) -> PolicyRuntime:
-        """From a checkpoint folder or a run folder (its latest checkpoint); never unpickles."""
+    def load(cls, path: str | Path, device: str = "auto", **acting: Any) -> PolicyRuntime:
+        """From a checkpoint folder or a run folder (its latest checkpoint); never unpickles.
+
+        ``acting`` takes the keyword options of ``__init__`` (num_candidates, num_inference_steps,
+        n_action_steps, selection, temperature, seed, scheduler); None keeps the checkpoint's own.
+        """
         ckpt = load_checkpoint(path)
         try:
             schema = StoreSchema.from_dict(ckpt.schema["store"])
@@ -111,13 +104,7 @@ class PolicyRuntime:
             schema,
             obs_keys,
             torch_device,
-            num_candidates=num_candidates,
-            num_inference_steps=num_inference_steps,
-            n_action_steps=n_action_steps,
-            selection=selection,
-            temperature=temperature,
-            seed=seed,
-            scheduler=scheduler,
+            **acting,
         )
 
     # -- facts users need ---------------------------------------------------------------------------
