@@ -2,7 +2,8 @@
 # System libraries for offscreen MuJoCo rendering (EGL / OSMesa). Installed with apt-get when we are root;
 # otherwise we say exactly what is missing and carry on (low-dim work needs none of it).
 set -uo pipefail
-pkgs=(libegl1 libgl1-mesa-dri libegl-mesa0 libosmesa6)
+# EGL/OSMesa for offscreen rendering; cmake and g++ build egl_probe (robomimic's source-only dependency).
+pkgs=(libegl1 libgl1-mesa-dri libegl-mesa0 libosmesa6 cmake g++)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -13,7 +14,7 @@ if ! command -v apt-get >/dev/null 2>&1; then
   exit 0
 fi
 if [ "$(id -u)" -eq 0 ]; then
-  echo "installing offscreen rendering libraries: ${missing[*]}"
+  echo "installing system packages: ${missing[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 else
   echo "note: camera rendering needs: sudo apt-get install -y ${missing[*]} (not root, so not installed)." >&2

@@ -122,11 +122,11 @@ def test_steps_are_aligned_within_one_period_and_stale_steps_are_refused(
     rec = Recording(ros_context, tmp_path / "arm.zarr", publisher)
     try:
         assert rec.call("start") == (True, "recording")
-        time.sleep(1.5)
+        time.sleep(2.5)  # generous: a loaded CI machine must still record >= 15 steps at 10 Hz
         publisher.enabled["camera"] = False      # camera driver hiccup: steps must be refused, not padded
-        time.sleep(0.6)
+        time.sleep(0.8)
         publisher.enabled["camera"] = True
-        time.sleep(1.5)
+        time.sleep(2.0)
         ok, message = rec.call("save")
         assert ok and message.startswith("saved episode 0"), message
     finally:
@@ -164,12 +164,12 @@ def test_services_discard_and_flags(ros_context: Any, publisher: JitterPublisher
         assert rec.call("start")[0]
         ok, message = rec.call("start")
         assert not ok and "already recording" in message
-        time.sleep(0.5)
+        time.sleep(1.0)
         ok, message = rec.call("discard")
         assert ok and "nothing was written" in message
         assert rec.call("set_expert", False)[0] and rec.call("set_success", True)[0]
         assert rec.call("start")[0]
-        time.sleep(0.5)
+        time.sleep(1.5)
         ok, message = rec.call("save")
         assert ok and "non-expert" in message and "success=True" in message
     finally:
@@ -184,14 +184,14 @@ def test_services_discard_and_flags(ros_context: Any, publisher: JitterPublisher
 def test_refuses_to_start_when_a_topic_is_silent(ros_context: Any, publisher: JitterPublisher) -> None:
     publisher.enabled["camera"] = False
     publisher.start()
-    backend = RosBackend(config(start_timeout_s=0.7), context=ros_context)
+    backend = RosBackend(config(start_timeout_s=3.0), context=ros_context)
     try:
         with pytest.raises(SilentTopicError) as exc:
             backend.wait_for_topics()
     finally:
         backend.close()
     message = str(exc.value)
-    assert TOPICS["camera"] in message and "published nothing within 0.7 s" in message
+    assert TOPICS["camera"] in message and "published nothing within 3.0 s" in message
     assert TOPICS["joints"] not in message and TOPICS["leader"] not in message
 
 
