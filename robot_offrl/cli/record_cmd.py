@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from robot_offrl.cli.options import csv_list
 from robot_offrl.data import SOURCES
 from robot_offrl.errors import ConfigError
 
@@ -26,10 +27,6 @@ Keys (sim: in any window; ROS: in this terminal, or the services ~/start ~/save 
   n start   k save prompt (1 expert, 2 success, Enter save)   x discard   z re-record
   g new scene   Q quit   c cancel   ? help.   Ctrl-C quits; every saved episode is kept.
 See docs/recording.md."""
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _session_config(args: argparse.Namespace, operator: str = "") -> Any:
@@ -54,7 +51,7 @@ def _record_sim(args: argparse.Namespace) -> int:
 
     config = _session_config(args)
     check_device_available(args.device)  # no display / no hid: clear error before building the simulator
-    cameras = _csv(args.cameras) if args.cameras is not None else None
+    cameras = csv_list(args.cameras) if args.cameras is not None else None
     env = make_env(args.task, cameras=cameras, camera_size=args.camera_size, horizon=args.horizon,
                    render_video=not args.no_view)
     backend = None

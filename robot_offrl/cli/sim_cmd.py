@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from robot_offrl.cli.options import csv_list
 from robot_offrl.errors import ConfigError
-
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
@@ -21,7 +18,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
     idx = collect(
         args.task, args.kind, args.episodes, args.out, region=args.region,
-        cameras=_csv(args.cameras) if args.cameras else None, seed=args.seed, horizon=args.horizon,
+        cameras=csv_list(args.cameras) if args.cameras else None, seed=args.seed, horizon=args.horizon,
         progress=not args.quiet,
     )
     print(f"appended {len(idx)} {args.kind} episode(s) to {args.out} (indices {idx[0]}..{idx[-1]})")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.errors import ConfigError
+from robot_offrl_sim.experts.base import yaw_of
 from robot_offrl_sim.initial_conditions import InitialCondition, draw_initial_condition
 from robot_offrl_sim.spec import TaskSpec, check_cameras, load_task
 
@@ -55,15 +56,6 @@ def _import_robosuite() -> Any:
     import robosuite
 
     return robosuite
-
-
-def quat_xyzw_to_yaw(q: np.ndarray) -> float:
-    x, y, z, w = (float(v) for v in q)
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-
-
-def wrap_angle(a: float) -> float:
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
 
 
 class SimEnv:
@@ -195,8 +187,8 @@ class SimEnv:
         """(x, y, yaw) of the object relative to the task origin."""
         lo, _ = self._qpos_addr
         q = self.env.sim.data.qpos[lo : lo + 7]
-        w, x, y, z = (float(v) for v in q[3:7])
-        yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+        w, x, y, z = (float(v) for v in q[3:7])  # MuJoCo stores wxyz; yaw_of takes xyzw
+        yaw = yaw_of(np.array([x, y, z, w]))
         return float(q[0] - self.spec.origin[0]), float(q[1] - self.spec.origin[1]), yaw
 
     def object_height(self) -> float:

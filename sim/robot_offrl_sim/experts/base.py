@@ -60,10 +60,6 @@ def yaw_of(obs_quat: np.ndarray) -> float:
     return math.atan2(r[1, 0], r[0, 0])
 
 
-def wrap(a: float) -> float:
-    return (a + math.pi) % (2.0 * math.pi) - math.pi
-
-
 def nearest_equivalent(target: float, current: float, period: float) -> float:
     """The angle equal to `target` modulo `period` closest to `current` (symmetric grasps)."""
     return current + ((target - current + period / 2.0) % period) - period / 2.0
