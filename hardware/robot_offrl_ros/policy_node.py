@@ -40,7 +40,7 @@ from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, Trajector
 from .params import PARAMS, NodeConfig, parse_config
 from .policy import PolicyFactory, PolicyLike, check_chunk, chunk_length_limit, load_runtime
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
-from .scheduling import schedule_chunk
+from .scheduling import message_time_s, schedule_chunk
 from .watchdog import Watchdog
 
 _ARRAY_TYPES = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.Type.DOUBLE_ARRAY}
@@ -300,9 +300,7 @@ class PolicyNode(LifecycleNode):
 
     def _stamp(self, header: Any) -> float:
         cfg = self._cfg
-        if cfg is not None and cfg.use_header_stamps and (header.stamp.sec or header.stamp.nanosec):
-            return header.stamp.sec + header.stamp.nanosec * 1e-9
-        return self._now()
+        return message_time_s(header, cfg is not None and cfg.use_header_stamps, self._now())
 
     def _on_joint_state(self, msg: JointState) -> None:
         assembler, watchdog = self._assembler, self._watchdog

@@ -43,6 +43,7 @@ from robot_offrl_sim.teleop.session import Refused, Step
 from .image_codec import decode_image, fit_image
 from .params import PARAMS, ParamSpec, coerce_param
 from .safety import match_names
+from .scheduling import message_time_s
 
 NODE_NAME = "recorder_node"
 ACTION_SOURCES = ("joint_state", "twist", "joint_trajectory", "float64_array")
@@ -245,10 +246,6 @@ class TopicBuffer:
             return self._items[-1][0] if self._items else None
 
 
-def _stamp_s(header: Any) -> float:
-    return float(header.stamp.sec) + float(header.stamp.nanosec) * 1e-9
-
-
 class RecorderNode(Node):
     """Subscribes every configured input into a TopicBuffer and serves the episode-control services."""
 
@@ -288,12 +285,7 @@ class RecorderNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _stamp(self, msg: Any) -> float:
-        header = getattr(msg, "header", None)
-        if self.cfg.use_header_stamps and header is not None:
-            stamp = _stamp_s(header)
-            if stamp > 0.0:  # a zero stamp (JointTrajectory's "start now") means: use arrival time
-                return stamp
-        return self.now_s()
+        return message_time_s(getattr(msg, "header", None), self.cfg.use_header_stamps, self.now_s())
 
     # ------------------------------------------------------------------ callbacks
     def _guard(self, handler: Callable[[Any, str], None], msg: Any, topic: str) -> None:

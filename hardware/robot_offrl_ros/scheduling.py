@@ -8,6 +8,7 @@ executing them late would replay the past, so they are dropped and the rest keep
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -70,3 +71,14 @@ def finite_difference_velocities(positions: np.ndarray, times: np.ndarray) -> np
     if n >= 3:
         vel[1:-1] = (pos[2:] - pos[:-2]) / (t[2:] - t[:-2])[:, None]
     return vel
+
+
+def message_time_s(header: Any, use_header_stamps: bool, now_s: float) -> float:
+    """When an input was observed: its header stamp, or the arrival time when stamps are off or zero.
+
+    A zero stamp means "unset" (a driver that never fills headers, or JointTrajectory's "start now"),
+    so both nodes fall back to arrival time for it rather than treating it as 1970.
+    """
+    if use_header_stamps and header is not None and (header.stamp.sec or header.stamp.nanosec):
+        return float(header.stamp.sec) + float(header.stamp.nanosec) * 1e-9
+    return now_s
