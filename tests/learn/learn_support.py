@@ -112,3 +112,15 @@ def single_torch_thread():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def optimise(agent: Any, ds: Any, opt: torch.optim.Optimizer, steps: int, batch_size: int,
+             rng: np.random.Generator) -> None:
+    """The plain training loop the learning tests share: random batches, one optimiser, EMA/targets."""
+    for step in range(steps):
+        batch = ds.get_batch(rng.choice(len(ds), batch_size))
+        loss = agent.compute_losses(batch, step)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        agent.after_optimizer_step(step + 1)

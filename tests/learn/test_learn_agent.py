@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from learn_support import make_schema, tiny_cfg, write_store
+from learn_support import make_schema, optimise, tiny_cfg, write_store
 from safetensors.torch import load_file, save_file
 
 from robot_offrl.algos import build_agent
@@ -204,13 +204,6 @@ def test_a_few_hundred_steps_reduce_the_diffusion_loss(lowdim_store):
 
     initial = eval_loss()
     opt = torch.optim.AdamW(agent.param_groups()["policy"], lr=3e-3)
-    gen = np.random.default_rng(0)
-    for step in range(300):
-        batch = ds.get_batch(gen.choice(len(ds), 32))
-        loss = agent.compute_losses(batch, step)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        agent.after_optimizer_step(step + 1)
+    optimise(agent, ds, opt, steps=300, batch_size=32, rng=np.random.default_rng(0))
     final = eval_loss()
     assert final < 0.6 * initial, (initial, final)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from learn_support import make_schema, tiny_cfg, write_store
+from learn_support import make_schema, optimise, tiny_cfg, write_store
 
 from robot_offrl.algos import build_agent
 from robot_offrl.data.sampler import build_window_dataset
@@ -88,14 +88,7 @@ def trained(tmp_path_factory):
     opt = torch.optim.AdamW(
         [{"params": agent.param_groups()["policy"], "lr": 2e-3}, {"params": agent.param_groups()["critic"], "lr": 1e-3}]
     )
-    order = np.random.default_rng(1)
-    for step in range(800):
-        batch = ds.get_batch(order.choice(len(ds), 128))
-        loss = agent.compute_losses(batch, step)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        agent.after_optimizer_step(step + 1)
+    optimise(agent, ds, opt, steps=800, batch_size=128, rng=np.random.default_rng(1))
     return agent, ds.norm_stats
 
 
