@@ -49,7 +49,7 @@ class Rig:
         self.ctx = ctx
         # Generous watchdog bounds by default: a loaded shared CI machine must not trip them by accident;
         # the watchdog test sets its own.
-        params = {"control_rate_hz": 10.0, "joint_state_timeout_s": 0.5, "image_timeout_s": 0.5, "pose_timeout_s": 0.5,
+        params = {"control_rate_hz": 10.0, "joint_state_timeout_s": 1.0, "image_timeout_s": 1.0, "pose_timeout_s": 1.0,
                   **(params or {})}
         factory = None if policy is None else (lambda cfg: policy)
         self.node = PolicyNode(policy_factory=factory, context=ctx,
@@ -137,7 +137,7 @@ class Rig:
             self._cam_pub.publish(to_image_msg(self.image, self.encoding, stamp=self._stamp()))
 
     # -------------------------------------------------------------- test verbs
-    def wait_for(self, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = predicate()

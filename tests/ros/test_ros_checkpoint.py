@@ -45,7 +45,7 @@ def _train_tiny_arm_checkpoint(tmp: Path) -> Path:
         f"data={tmp / 'arm.zarr'}", f"out={run}", "algo=bc", "task.lowdim_keys=[joint_pos]",
         "task.image_keys=[agentview_image]", "trainer.steps=3", "trainer.batch_size=4", "trainer.warmup_steps=1",
         "trainer.checkpoint_every=3", "trainer.val_fraction=0", "trainer.progress=false",
-        "policy.hidden_dim=32", "policy.num_blocks=1", "policy.pred_horizon=8", "policy.n_action_steps=4",
+        "policy.hidden_dim=32", "policy.num_blocks=1", "policy.pred_horizon=16", "policy.n_action_steps=12",
         "encoder.feature_dim=16", "encoder.num_keypoints=8",
     ])
     train(cfg)
