@@ -21,9 +21,8 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -35,6 +34,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_offrl.errors import ConfigError, UserError
 
+from .inference_worker import InferenceWorker
 from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
 from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, TrajectoryOutput, action_chunk_msg
 from .params import PARAMS, NodeConfig, parse_config
@@ -80,9 +80,6 @@ class PolicyNode(LifecycleNode):
             self.declare_parameter(spec.name, default, ParameterDescriptor(description=spec.description))
         self._lock = threading.RLock()
         self._policy_lock = threading.Lock()
-        self._safety_group = MutuallyExclusiveCallbackGroup()
-        self._control_group = MutuallyExclusiveCallbackGroup()
-        self._sensor_group = ReentrantCallbackGroup()
         self._status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._lifecycle = "unconfigured"
@@ -102,11 +99,12 @@ class PolicyNode(LifecycleNode):
         self._entities: list[tuple[str, Any]] = []
         self._run_timers: list[Any] = []
         rate = self.get_parameter("diagnostics_rate_hz").value
-        self._diag_timer = self.create_timer(1.0 / rate if rate > 0 else 1.0, self._publish_diagnostics,
-                                             callback_group=self._safety_group)
+        self._diag_timer = self.create_timer(1.0 / rate if rate > 0 else 1.0, self._publish_diagnostics)
         self._autostart_timer = None
         if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.5, self._autostart_step, callback_group=self._safety_group)
+            self._autostart_timer = self.create_timer(0.5, self._autostart_step)
+        # Inference runs here, so every ROS callback (e-stop, watchdog, services) stays on one executor thread.
+        self._worker = InferenceWorker(self._control_step, name=f"{node_name}-inference")
         self._publish_status()
 
     # ------------------------------------------------------------------ lifecycle
@@ -156,14 +154,11 @@ class PolicyNode(LifecycleNode):
                 return TransitionCallbackReturn.FAILURE
             assert self._cfg is not None
             self._stats = _Stats()
-            self._run_timers.append(self.create_timer(self._dt, self._control_tick, callback_group=self._control_group))
+            self._run_timers.append(self.create_timer(self._dt, self._worker.request))
             watch_period = min(0.5 * self._dt, 0.05)
-            self._run_timers.append(
-                self.create_timer(watch_period, self._watchdog_tick, callback_group=self._safety_group)
-            )
+            self._run_timers.append(self.create_timer(watch_period, self._watchdog_tick))
             if self._cfg.output_mode in ("forward", "servo"):
-                self._run_timers.append(self.create_timer(
-                    1.0 / self._cfg.forward_rate_hz, self._stream_tick, callback_group=self._safety_group))
+                self._run_timers.append(self.create_timer(1.0 / self._cfg.forward_rate_hz, self._stream_tick))
             self._lifecycle = "active"
             self._set_running()
         self.get_logger().info("activated: running")
@@ -203,6 +198,10 @@ class PolicyNode(LifecycleNode):
         self._cancel_run_timers()
         if self._state in ("running", "held"):
             self._hold("deactivated", why)
+
+    def destroy_node(self) -> None:
+        self._worker.close()
+        super().destroy_node()
 
     # ------------------------------------------------------------------ configure helpers
     def _param_value(self, name: str) -> Any:
@@ -249,16 +248,15 @@ class PolicyNode(LifecycleNode):
             self._entities.append((kind, entity))
 
         keep("sub", self.create_subscription(JointState, cfg.joint_states_topic, self._on_joint_state,
-                                             qos_profile_sensor_data, callback_group=self._sensor_group))
+                                             qos_profile_sensor_data))
         for topic in assembler.camera_topics:
             msg_type = CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
             keep("sub", self.create_subscription(msg_type, topic, self._image_callback(topic),
-                                                 qos_profile_sensor_data, callback_group=self._sensor_group))
+                                                 qos_profile_sensor_data))
         if cfg.ee_pose_topic:
             keep("sub", self.create_subscription(PoseStamped, cfg.ee_pose_topic, self._on_pose,
-                                                 qos_profile_sensor_data, callback_group=self._sensor_group))
-        keep("sub", self.create_subscription(Bool, cfg.estop_topic, self._on_estop_msg, ESTOP_QOS,
-                                             callback_group=self._safety_group))
+                                                 qos_profile_sensor_data))
+        keep("sub", self.create_subscription(Bool, cfg.estop_topic, self._on_estop_msg, ESTOP_QOS))
         self._chunk_pub = self.create_publisher(JointTrajectory, "~/action_chunk", 10)
         keep("pub", self._chunk_pub)
         for name, srv_type, callback in (
@@ -267,7 +265,7 @@ class PolicyNode(LifecycleNode):
             ("~/reset_policy", Trigger, self._srv_reset),
             ("~/estop", SetBool, self._srv_estop),
         ):
-            keep("srv", self.create_service(srv_type, name, callback, callback_group=self._safety_group))
+            keep("srv", self.create_service(srv_type, name, callback))
 
     def _destroy_entities(self) -> None:
         for kind, entity in self._entities:
@@ -360,7 +358,8 @@ class PolicyNode(LifecycleNode):
                 self._policy.reset()
         self._state, self._reason, self._fault = "running", "", False
 
-    def _control_tick(self) -> None:
+    def _control_step(self) -> None:
+        """One control period, on the inference thread: plan from the newest observations, send."""
         if self._state != "running":
             return
         cfg, assembler, watchdog, policy, output = self._cfg, self._assembler, self._watchdog, self._policy, self._output
@@ -566,10 +565,10 @@ class PolicyNode(LifecycleNode):
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point: spin the node with enough threads that e-stop never waits on inference."""
+    """Console entry point. One executor thread is enough: inference has its own (see InferenceWorker)."""
     rclpy.init(args=args)
     node = PolicyNode()
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

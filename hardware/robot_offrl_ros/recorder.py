@@ -8,8 +8,10 @@ control period the whole step is refused (not padded), because a step that pairs
 stale action teaches the policy something the operator never did. Observation keys are the ones
 ``observations.py`` builds for the policy node, so recorded data trains a policy the node can run.
 
-The episode controls are those of the sim recorder (``robot_offrl_sim.teleop.session``): the node
-only exposes them as std_srvs services and forwards calls to a handler the session installs.
+The episode controls are those of the sim recorder (``robot_offrl_sim.teleop.session``): a second
+node only exposes them as std_srvs services and forwards calls to a handler the session installs.
+Each service call waits for the record loop to answer, so the services spin in a thread apart from
+the subscriptions: a slow ``~/save`` never delays an input message.
 """
 
 from __future__ import annotations
@@ -24,11 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 import yaml
 from geometry_msgs.msg import PoseStamped, TwistStamped
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -44,8 +43,10 @@ from .image_codec import decode_image, fit_image
 from .params import PARAMS, ParamSpec, coerce_param
 from .safety import match_names
 from .scheduling import message_time_s
+from .spinning import SpinThread
 
-NODE_NAME = "recorder_node"
+NODE_NAME = "recorder_node"  # serves ~/start, ~/save, ...
+INPUTS_NODE_NAME = "recorder_inputs"  # subscribes the configured topics
 ACTION_SOURCES = ("joint_state", "twist", "joint_trajectory", "float64_array")
 TWIST_NAMES = ["dx", "dy", "dz", "dax", "day", "daz"]
 # The policy node's default arm, so a recorder and a node configured alike agree on joint_pos.
@@ -247,15 +248,12 @@ class TopicBuffer:
 
 
 class RecorderNode(Node):
-    """Subscribes every configured input into a TopicBuffer and serves the episode-control services."""
+    """Subscribes every configured input into a TopicBuffer and builds aligned steps from them."""
 
-    def __init__(self, cfg: RecorderConfig, *, context: Any = None, node_name: str = NODE_NAME) -> None:
+    def __init__(self, cfg: RecorderConfig, *, context: Any = None, node_name: str = INPUTS_NODE_NAME) -> None:
         super().__init__(node_name, context=context)
         self.cfg = cfg
-        self.command_handler: Callable[[str, Any], tuple[bool, str]] | None = None
         self.errors: deque[str] = deque(maxlen=20)  # bad messages, newest last (shown when steps are refused)
-        sensors = ReentrantCallbackGroup()
-        control = MutuallyExclusiveCallbackGroup()
         self.buffers: dict[str, TopicBuffer] = {}
         self._arm_idx: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray | None]] = {}
         self._action_idx: dict[tuple[str, ...], np.ndarray] = {}
@@ -263,7 +261,7 @@ class RecorderNode(Node):
         def sub(msg_type: Any, topic: str, handler: Callable[[Any, str], None]) -> None:
             self.buffers[topic] = TopicBuffer(topic)
             self.create_subscription(msg_type, topic, lambda m, t=topic: self._guard(handler, m, t),
-                                     qos_profile_sensor_data, callback_group=sensors)
+                                     qos_profile_sensor_data)
 
         sub(JointState, cfg.joint_states_topic, self._on_joint_state)
         for topic in cfg.camera_topics:
@@ -275,10 +273,6 @@ class RecorderNode(Node):
         sub(action_types[cfg.action_source], cfg.action_topic, self._on_action)
         if cfg.gripper_command_topic:
             sub(Float64, cfg.gripper_command_topic, self._on_gripper_command)
-        for name in ("start", "save", "discard", "quit"):
-            self.create_service(Trigger, f"~/{name}", self._trigger(name), callback_group=control)
-        for name in ("set_expert", "set_success"):
-            self.create_service(SetBool, f"~/{name}", self._set_bool(name), callback_group=control)
 
     # ------------------------------------------------------------------ time
     def now_s(self) -> float:
@@ -354,26 +348,6 @@ class RecorderNode(Node):
             raise ObservationError(f"non-finite gripper command {value}")
         self.buffers[topic].add(self._stamp(msg), float(np.clip(value, -1.0, 1.0)))
 
-    # ------------------------------------------------------------------ services
-    def _call(self, name: str, value: Any = None) -> tuple[bool, str]:
-        if self.command_handler is None:
-            return False, "the record loop is not running yet"
-        return self.command_handler(name, value)
-
-    def _trigger(self, name: str) -> Callable[[Any, Any], Any]:
-        def callback(request: Any, response: Any) -> Any:
-            response.success, response.message = self._call(name)
-            return response
-
-        return callback
-
-    def _set_bool(self, name: str) -> Callable[[Any, Any], Any]:
-        def callback(request: Any, response: Any) -> Any:
-            response.success, response.message = self._call(name, bool(request.data))
-            return response
-
-        return callback
-
     # ------------------------------------------------------------------ sampling
     def silent_topics(self) -> list[str]:
         return [t for t, b in self.buffers.items() if b.count == 0]
@@ -432,31 +406,53 @@ class RecorderNode(Node):
         return obs, action
 
 
+class RecorderServices(Node):
+    """The episode-control services (``~/start``, ``~/save``, ...), forwarded to the record loop's handler."""
+
+    def __init__(self, *, context: Any = None, node_name: str = NODE_NAME) -> None:
+        super().__init__(node_name, context=context)
+        self.command_handler: Callable[[str, Any], tuple[bool, str]] | None = None
+        for name in ("start", "save", "discard", "quit"):
+            self.create_service(Trigger, f"~/{name}", self._trigger(name))
+        for name in ("set_expert", "set_success"):
+            self.create_service(SetBool, f"~/{name}", self._set_bool(name))
+
+    def _call(self, name: str, value: Any = None) -> tuple[bool, str]:
+        if self.command_handler is None:
+            return False, "the record loop is not running yet"
+        return self.command_handler(name, value)
+
+    def _trigger(self, name: str) -> Callable[[Any, Any], Any]:
+        def callback(request: Any, response: Any) -> Any:
+            response.success, response.message = self._call(name)
+            return response
+
+        return callback
+
+    def _set_bool(self, name: str) -> Callable[[Any, Any], Any]:
+        def callback(request: Any, response: Any) -> Any:
+            response.success, response.message = self._call(name, bool(request.data))
+            return response
+
+        return callback
+
+
 class RosBackend:
-    """``RecordBackend`` for the record loop: a RecorderNode spun by its own executor thread."""
+    """``RecordBackend`` for the record loop: the inputs node and the services node, each on its own spin thread."""
 
     def __init__(self, cfg: RecorderConfig, context: Any = None) -> None:
         self.cfg = cfg
         self.control_rate_hz = cfg.control_rate_hz
         self.max_steps: int | None = cfg.max_episode_steps or None
         self.node = RecorderNode(cfg, context=context)
-        self._executor = MultiThreadedExecutor(num_threads=3, context=context)
-        self._executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._context = context
-        self._thread = threading.Thread(target=self._spin, name="recorder-executor", daemon=True)
-        self._thread.start()
+        self.services = RecorderServices(context=context)
+        self._spinners = [SpinThread(self.node, context=context), SpinThread(self.services, context=context)]
         self._t_start = 0.0
         self._refused_by_topic: dict[str, int] = {}
         self._last_refusal = ""
 
-    def _spin(self) -> None:
-        ok = (lambda: self._context.ok()) if self._context is not None else rclpy.ok
-        while not self._stop.is_set() and ok():
-            self._executor.spin_once(timeout_sec=0.05)
-
     def set_command_handler(self, handler: Callable[[str, Any], tuple[bool, str]]) -> None:
-        self.node.command_handler = handler
+        self.services.command_handler = handler
 
     def wait_for_topics(self) -> None:
         self.node.wait_for_topics(self.cfg.start_timeout_s)
@@ -507,7 +503,7 @@ class RosBackend:
         return None
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._executor.shutdown()
+        for spinner in self._spinners:
+            spinner.close()
+        self.services.destroy_node()
         self.node.destroy_node()

@@ -60,7 +60,8 @@ class JitterPublisher:
 
     def __init__(self, ctx: Any, topics: dict[str, str], seed: int = 0) -> None:
         import rclpy
-        from rclpy.executors import SingleThreadedExecutor
+
+        from robot_offrl_ros.spinning import SpinThread
 
         self.ctx = ctx
         self.node = rclpy.create_node("record_test_publisher", context=ctx)
@@ -71,14 +72,7 @@ class JitterPublisher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._pubs: dict[str, Any] = {}
-        self._executor = SingleThreadedExecutor(context=ctx)
-        self._executor.add_node(self.node)
-        self._spin = threading.Thread(target=self._spin_loop, daemon=True)
-        self._spin.start()
-
-    def _spin_loop(self) -> None:
-        while not self._stop.is_set() and self.ctx.ok():
-            self._executor.spin_once(timeout_sec=0.05)
+        self._spinner = SpinThread(self.node, context=ctx)
 
     def start(self, rates: dict[str, float] | None = None) -> None:
         from rclpy.qos import qos_profile_sensor_data
@@ -128,8 +122,7 @@ class JitterPublisher:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=2)
-        self._spin.join(timeout=2)
-        self._executor.shutdown()
+        self._spinner.close()
         self.node.destroy_node()
 
 

@@ -1,4 +1,5 @@
-"""An in-process test bench: the policy node, a helper node playing robot + camera, one executor.
+"""An in-process test bench: the policy node and a helper node playing robot + camera, each spun
+by its own single-threaded executor thread, as two processes would be.
 
 The helper publishes joint states (shuffled, with extra joints, so name matching is exercised)
 and camera frames from timers, and records everything the policy node publishes with the
@@ -16,7 +17,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import JointState
@@ -25,6 +25,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_offrl_ros.image_codec import to_compressed_msg, to_image_msg
 from robot_offrl_ros.policy_node import ESTOP_QOS, STATUS_QOS, PolicyNode
+from robot_offrl_ros.spinning import SpinThread
 
 TRAJECTORY_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 Q0 = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
@@ -77,18 +78,9 @@ class Rig:
         self.listen("/diagnostics", DiagnosticArray)
         self.listen("/policy_node/status", String, STATUS_QOS)
         self._timers = [h.create_timer(0.02, self._publish_joints), h.create_timer(0.05, self._publish_camera)]
-        self.executor = MultiThreadedExecutor(num_threads=4, context=ctx)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.helper)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
+        self._spinners = [SpinThread(self.node, context=ctx), SpinThread(self.helper, context=ctx)]
 
     # -------------------------------------------------------------- plumbing
-    def _spin(self) -> None:
-        while not self._stop.is_set() and self.ctx.ok():
-            self.executor.spin_once(timeout_sec=0.05)
-
     def listen(self, topic: str, msg_type: Any, qos: Any = 10) -> None:
         self.received[topic] = []
 
@@ -173,10 +165,9 @@ class Rig:
         return diags[-1].status[0] if diags else None
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+        for spinner in self._spinners:
+            spinner.close()
         self.node.safe_stop("test end")
-        self.executor.shutdown()
         self.node.destroy_node()
         self.helper.destroy_node()
 
