@@ -31,7 +31,7 @@ from robot_offrl_ros.recorder import (  # noqa: E402
     store_schema,
 )
 from robot_offrl_sim.teleop.controls import CommandQueue  # noqa: E402
-from robot_offrl_sim.teleop.session import RecordSession, SessionConfig, service_handler  # noqa: E402
+from robot_offrl_sim.teleop.session import RecordSession, Refused, SessionConfig, Step, service_handler  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,3 +237,80 @@ def test_record_yaml_documents_every_parameter_and_schemas_follow_the_source() -
 def test_bad_recorder_config_is_named(overrides: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         config(**overrides)
+
+
+def _action_message(source: str, t: float) -> Any:
+    """The teleop command at time ``t`` as each source sends it (joint sources: shuffled names)."""
+    from geometry_msgs.msg import TwistStamped
+    from std_msgs.msg import Float64MultiArray
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    joints = [f"panda_joint{i}" for i in range(1, 8)]
+    values = [t + 0.001 * i for i in range(7)]
+    if source == "twist":
+        msg = TwistStamped()
+        msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = 0.05, -0.10, 0.5  # z beyond the scale
+        msg.twist.angular.z = 0.25
+        return msg
+    if source == "joint_trajectory":
+        msg = JointTrajectory(joint_names=joints[::-1])
+        msg.points = [JointTrajectoryPoint(positions=values[::-1])]
+        return msg
+    return Float64MultiArray(data=values)
+
+
+@pytest.mark.parametrize("source", ["twist", "joint_trajectory", "float64_array"])
+def test_every_teleop_source_is_recorded_from_real_traffic(ros_context: Any, source: str) -> None:
+    """SpaceMouse twists (scaled to [-1, 1]) with a gripper topic, controller trajectories and raw
+    command arrays all arrive as the step's action, joints matched by name."""
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from std_msgs.msg import Float64
+
+    from robot_offrl_ros.spinning import SpinThread
+
+    publisher = JitterPublisher(ros_context, {k: v for k, v in TOPICS.items() if k != "leader"})
+    publisher.start()
+    action_topic, grip_topic = f"/rec_test/{source}", "/rec_test/gripper_command"
+    overrides: dict[str, Any] = {"action_source": source, "action_topic": action_topic}
+    if source == "twist":
+        overrides.update(gripper_command_topic=grip_topic, twist_linear_scale=0.1, twist_angular_scale=0.5)
+    backend = RosBackend(config(**overrides), context=ros_context)
+    teleop = rclpy.create_node("teleop_source", context=ros_context)
+    msg_type = type(_action_message(source, 0.0))
+    action_pub = teleop.create_publisher(msg_type, action_topic, qos_profile_sensor_data)
+    grip_pub = teleop.create_publisher(Float64, grip_topic, qos_profile_sensor_data)
+    spinner = SpinThread(teleop, context=ros_context)
+    stop = threading.Event()
+
+    def send() -> None:
+        while not stop.is_set():
+            action_pub.publish(_action_message(source, 0.5))
+            grip_pub.publish(Float64(data=-3.0))  # beyond the gripper range: clipped
+            time.sleep(0.03)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        backend.wait_for_topics()
+        step = None
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            step = backend.step()
+            if not isinstance(step, Refused):
+                break
+            time.sleep(PERIOD)
+        assert isinstance(step, Step), step
+    finally:
+        stop.set()
+        sender.join(timeout=5)
+        spinner.close()
+        teleop.destroy_node()
+        backend.close()
+        publisher.close()
+    action = step.action
+    if source == "twist":
+        np.testing.assert_allclose(action, [0.5, -1.0, 1.0, 0.0, 0.0, 0.5, -1.0], atol=1e-6)
+        assert backend.schema().action.names == ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+    else:
+        np.testing.assert_allclose(action, [0.5 + 0.001 * i for i in range(7)], atol=1e-6)
