@@ -5,11 +5,15 @@ Checks the plumbing (dataset -> training -> sweeps -> table, reuse on rerun), no
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from robot_offrl.data import EpisodeStore
 from robot_offrl.errors import ConfigError
 from robot_offrl_sim.experiment import load_experiment, run_experiment
 
@@ -58,6 +62,30 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     again: list[str] = []
     run_experiment(exp, out, log=again.append)
     assert sum("reuse" in m for m in again) == 1 + 2 + 4, again  # dataset, 2 runs, 2x2 sweeps
+
+    # The benchmark's critic probe reads the same runs and store.
+    probe = _bench_module("rise_sim/critic_probe.py")
+    store = EpisodeStore.open(str(out / "data" / "tiny_recipe.zarr"))
+    report = probe.probe(out / "runs" / "rise_s0", store, count=8, num_candidates=4, seed=0)
+    assert 0.0 <= report["q_auc_expert_vs_non_expert"] <= 1.0
+    for side in ("expert", "non_expert"):
+        assert report[side]["candidate_q_std"] >= 0 and np.isfinite(report[side]["q_data_mean"])
+    assert probe.probe(out / "runs" / "bc_expert_s0", store, 8, 4, 0)["critic"] is False
+
+
+def _bench_module(relative: str):
+    path = Path(__file__).resolve().parents[2] / "bench" / relative
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_critic_probe_auc_counts_ties_as_half():
+    probe = _bench_module("rise_sim/critic_probe.py")
+    assert probe.auc(np.array([2.0, 3.0]), np.array([1.0])) == 1.0
+    assert probe.auc(np.array([0.0]), np.array([1.0, 2.0])) == 0.0
+    assert probe.auc(np.array([1.0]), np.array([1.0])) == 0.5
 
 
 def test_bad_experiment_files_are_clear_errors(tmp_path):
