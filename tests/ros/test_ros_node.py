@@ -75,7 +75,7 @@ def test_chunks_arrive_at_control_rate_with_increasing_times(make_rig: Any, poli
         np.testing.assert_allclose(final, Q0 + policy.offset, atol=1e-5)
     # One chunk per control period, measured on the node's own stamps (robust to test-machine load).
     intervals = np.diff([stamp_s(m) for m in received])
-    assert 0.5 * PERIOD < float(np.median(intervals)) < 3.0 * PERIOD  # loose: CI hosts vary in speed
+    assert 0.5 * PERIOD < float(np.median(intervals)) < 1.5 * PERIOD
     # The observation the policy saw: joints ordered by joint_names, image at the schema shape.
     np.testing.assert_allclose(policy.last_obs["joint_pos"], Q0, atol=1e-6)
     assert policy.last_obs["agentview_image"].shape == (84, 84, 3)
@@ -84,7 +84,7 @@ def test_chunks_arrive_at_control_rate_with_increasing_times(make_rig: Any, poli
 
 
 def test_stale_camera_holds_reports_error_and_waits_for_start(make_rig: Any, policy: ScriptedPolicy) -> None:
-    timeout = 0.5  # the rig's camera runs at 20 Hz; on a slow CI host frames can arrive 0.25 s apart
+    timeout = 0.2  # four frames of the rig's 20 Hz camera
     rig = running_rig(make_rig, policy, {"image_timeout_s": timeout})
     assert rig.wait_for(lambda: len(chunks(rig)) >= 3)
     rig.clear()
