@@ -79,7 +79,9 @@ class PolicyNode(LifecycleNode):
             default = _ARRAY_TYPES[spec.kind] if spec.kind in _ARRAY_TYPES and not spec.default else spec.default
             self.declare_parameter(spec.name, default, ParameterDescriptor(description=spec.description))
         self._lock = threading.RLock()
-        self._policy_lock = threading.Lock()
+        # Set by ~/start, activation and ~/reset_policy; the inference thread clears the policy's history
+        # before its next plan, so no ROS callback ever waits for an inference in progress.
+        self._reset_pending = threading.Event()
         self._status_pub = self.create_publisher(String, "~/status", STATUS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._lifecycle = "unconfigured"
@@ -353,9 +355,7 @@ class PolicyNode(LifecycleNode):
         return ""
 
     def _set_running(self) -> None:
-        with self._policy_lock:
-            if self._policy is not None:
-                self._policy.reset()
+        self._reset_pending.set()
         self._state, self._reason, self._fault = "running", "", False
 
     def _control_step(self) -> None:
@@ -372,8 +372,10 @@ class PolicyNode(LifecycleNode):
         try:
             obs, obs_stamp = assembler.build()
             start = time.perf_counter()
-            with self._policy_lock:
-                raw = policy.plan(obs)
+            if self._reset_pending.is_set():
+                self._reset_pending.clear()
+                policy.reset()
+            raw = policy.plan(obs)
             latency = time.perf_counter() - start
             chunk = check_chunk(raw, chunk_length_limit(policy, cfg), len(self._action_names))
             self._chunk_pub.publish(action_chunk_msg(self._action_names, chunk, self._dt, seconds_to_msg(obs_stamp)))
@@ -475,12 +477,11 @@ class PolicyNode(LifecycleNode):
         return response
 
     def _srv_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
-        with self._policy_lock:
-            if self._policy is None:
-                response.success, response.message = False, "no policy loaded; configure first"
-                return response
-            self._policy.reset()
-        response.success, response.message = True, "policy history cleared"
+        if self._policy is None:
+            response.success, response.message = False, "no policy loaded; configure first"
+            return response
+        self._reset_pending.set()
+        response.success, response.message = True, "policy history will be cleared before the next plan"
         return response
 
     def _srv_estop(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:

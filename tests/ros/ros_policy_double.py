@@ -7,6 +7,7 @@ safety paths. Tests with a real trained checkpoint swap the factory in conftest.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,8 +31,10 @@ class ScriptedPolicy:
     obs_horizon: int = 2
     extra_actions: Sequence[str] = ()
     mode: str = "offset"
+    slow_s: float = 3.0  # mode "slow": how long each plan takes
     resets: int = 0
     calls: int = 0
+    in_plan: bool = False  # True while a plan is being computed (to act during inference)
     last_obs: dict[str, np.ndarray] | None = None
 
     @property
@@ -54,6 +57,10 @@ class ScriptedPolicy:
         self.last_obs = {k: np.array(v) for k, v in obs.items()}
         if self.mode == "raise":
             raise RuntimeError("scripted inference failure")
+        if self.mode == "slow":
+            self.in_plan = True
+            time.sleep(self.slow_s)
+            self.in_plan = False
         q = np.asarray(obs["joint_pos"], dtype=np.float64)
         ramp = (np.arange(1, self.n_action_steps + 1) / self.n_action_steps)[:, None]
         chunk = q[None, :] + self.offset * ramp

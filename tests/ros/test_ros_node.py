@@ -214,6 +214,23 @@ def test_inference_exception_holds_and_reports(make_rig: Any, policy: ScriptedPo
     assert rig.wait_for(lambda: len(chunks(rig)) > n)
 
 
+def test_estop_and_services_answer_while_inference_is_running(make_rig: Any, policy: ScriptedPolicy) -> None:
+    """Inference has its own thread: a 3 s plan must not delay the e-stop or any service."""
+    rig = running_rig(make_rig, policy)
+    assert rig.wait_for(lambda: len(chunks(rig)) >= 1)
+    policy.mode = "slow"
+    assert rig.wait_for(lambda: policy.in_plan)
+    sent = len(chunks(rig))
+    assert rig.call(Trigger, "/policy_node/reset_policy").success
+    assert rig.call(SetBool, "/policy_node/estop", SetBool.Request(data=True)).success
+    assert rig.wait_for(lambda: holds(rig))
+    assert policy.in_plan, "the e-stop waited for the slow plan to finish"
+    # The chunk that was being computed when the e-stop came never reaches the controller.
+    assert rig.wait_for(lambda: not policy.in_plan)
+    rig.wait_for(lambda: False, 0.3)
+    assert len(chunks(rig)) == sent and rig.node.state == "held"
+
+
 def test_dry_run_publishes_action_chunk_only(make_rig: Any, policy: ScriptedPolicy) -> None:
     rig = running_rig(make_rig, policy, {"enable_control": False})
     assert rig.wait_for(lambda: len(rig.msgs("/policy_node/action_chunk")) >= 3)
