@@ -96,7 +96,6 @@ def main() -> None:
     parser.add_argument("--num-candidates", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     store = EpisodeStore.open(args.store, mode="r")
     for run in args.runs:
         print(json.dumps(probe(run, store, args.windows, args.num_candidates, args.seed)))

@@ -1,9 +1,9 @@
 """Spin one node on a single-threaded executor in a background thread.
 
 Why single-threaded: rclpy's Python ``MultiThreadedExecutor`` rebuilds its wait set on every
-dispatch and completion, which on this project's 2-core machine cost a full core at only ~75
-sensor messages/s and starved every other Python thread (measured with the recorder's test
-publisher: 1.0 CPU-s/s against 0.15 for ``SingleThreadedExecutor``). Work that must not wait
+dispatch and completion, which on this project's 2-core machine cost a full core at 110 sensor
+messages/s and starved every other Python thread (``bench/bench_ros_executor.py``: 1.01 CPU-s/s
+and 12.9 % of messages received, against 0.15 and 97.9 % single-threaded). Work that must not wait
 behind callbacks (policy inference, a record loop) runs in its own thread instead, and nodes
 whose callbacks may block (the recorder's services) get a spin thread of their own.
 """
