@@ -1,8 +1,9 @@
 """How much can a trained critic steer action selection? (run by hand on benchmark runs)
 
 RISE and IDQL act by sampling K chunks from a behaviour policy trained on all data and keeping the one
-whose first action has the highest min(Q1, Q2). That only helps if Q tells expert behaviour apart
-from the rest, and if the K samples differ enough in Q for the choice to matter. This prints, per
+whose scored actions (the first ``critic.action_steps`` of the chunk) have the highest min(Q1, Q2).
+That only helps if Q tells expert behaviour apart from the rest, and if the K samples differ enough
+in Q for the choice to matter. This prints, per
 trained run, on windows of the benchmark's own store:
 
 - Q and V on the recorded actions of expert and of non-expert windows, and the AUC of Q between
@@ -11,7 +12,11 @@ trained run, on windows of the benchmark's own store:
   candidates (std and max - mean), and how far the chosen candidate's first action is from the
   expert's recorded one, against the average candidate (chosen/mean < 1: selection moves toward the
   expert);
-- the same spread at non-expert states.
+- the same spread at non-expert states;
+- with ``--value-flow``: where value reaches in the non-expert data. V at non-expert steps binned by
+  their distance to the nearest expert step (the neighbour augmentation's normalised state distance),
+  and, along non-expert episodes that come within ``--contact`` of an expert state, V k steps before
+  that first contact next to gamma^k V(contact), which is what TD would give had value flowed back.
 
     PYTHONPATH=.:sim:hardware .venv/bin/python bench/rise_sim/critic_probe.py \\
         --store runs/bench_lift/data/lift_rise.zarr runs/bench_lift/runs/{idql,rise}_s0
@@ -29,6 +34,7 @@ import numpy as np
 import torch
 
 from robot_offrl.data import EpisodeStore
+from robot_offrl.data.neighbors import default_feature_keys, state_features
 from robot_offrl.data.sampler import WindowDataset
 from robot_offrl.runtime import PolicyRuntime
 
@@ -70,11 +76,11 @@ def probe(run: Path, store: EpisodeStore, count: int, num_candidates: int, seed:
     for side, expert in (("expert", True), ("non_expert", False)):
         batch = windows(runtime, store, expert, count, seed)
         obs, actions = batch["obs"], batch["actions"]
-        q = agent.score(obs, actions[:, :1]).squeeze(1).numpy()
+        q = agent.score(obs, actions[:, None]).squeeze(1).numpy()
         v = agent.critic.value(agent.critic.twin.features(obs)).float().numpy()
         q_by_side[side] = q
         chunks = agent.sample_chunks(obs, num_candidates, generator=generator)  # (B, K, Tp, A)
-        cand_q = agent.score(obs, chunks[:, :, 0]).numpy()  # (B, K)
+        cand_q = agent.score(obs, chunks).numpy()  # (B, K)
         dist = torch.linalg.vector_norm(chunks[:, :, 0] - actions[:, None, 0], dim=-1).numpy()  # (B, K)
         chosen = dist[np.arange(dist.shape[0]), cand_q.argmax(axis=1)]
         out[side] = {
@@ -88,6 +94,77 @@ def probe(run: Path, store: EpisodeStore, count: int, num_candidates: int, seed:
     return out
 
 
+DISTANCE_BINS = (0.0, 0.05, 0.1, 0.2, 0.4, np.inf)
+STEPS_BEFORE_CONTACT = (0, 5, 10, 20, 40)
+
+
+def nearest_distance(queries: np.ndarray, references: np.ndarray, block: int = 4096) -> np.ndarray:
+    """Euclidean distance of each query row to its nearest reference row (exact, in blocks)."""
+    ref = torch.from_numpy(references)
+    out = [torch.cdist(torch.from_numpy(queries[i : i + block]), ref).min(dim=1).values
+           for i in range(0, len(queries), block)]
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+@torch.no_grad()
+def state_values(runtime: PolicyRuntime, dataset: WindowDataset, batch: int = 2048) -> np.ndarray:
+    """V(s) of every window start of ``dataset``, in its order."""
+    agent = runtime.agent
+    values = []
+    for start in range(0, len(dataset), batch):
+        obs = dataset.get_batch(np.arange(start, min(start + batch, len(dataset))), runtime.device)["obs"]
+        values.append(agent.critic.value(agent.critic.twin.features(obs)).float().numpy())
+    return np.concatenate(values)
+
+
+def value_flow(run: Path, store: EpisodeStore, contact: float) -> dict[str, Any]:
+    runtime = PolicyRuntime.load(run, device="cpu")
+    agent = runtime.agent
+    if not agent.has_critic:
+        return {"run": str(run), "critic": False}
+    obs_keys = [s.name for s in runtime.obs_schema]
+    dataset = WindowDataset(
+        store, obs_keys=obs_keys, obs_horizon=agent.obs_info.obs_horizon,
+        pred_horizon=agent.config.policy.pred_horizon, norm_stats=runtime.stats, cache_in_ram=True,
+    )
+    table = dataset.base_windows()
+    steps, episode, expert = table["step"], table["episode"], table["expert"]
+    value = state_values(runtime, dataset)
+    features = state_features(store, steps, default_feature_keys(store, obs_keys), runtime.stats)
+    distance = nearest_distance(features[~expert], features[expert])
+    v_non = value[~expert]
+    bins = []
+    for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:], strict=True):
+        inside = (distance >= lo) & (distance < hi)
+        bins.append({"distance": f"[{lo}, {hi})", "steps": int(inside.sum()),
+                     "v_mean": round(float(v_non[inside].mean()), 3) if inside.any() else None})
+    gamma = agent.config.critic.gamma
+    before: dict[int, list[tuple[float, float]]] = {k: [] for k in STEPS_BEFORE_CONTACT}
+    for ep in np.unique(episode[~expert]):
+        own = episode[~expert] == ep
+        ep_v, ep_d = v_non[own], distance[own]
+        hits = np.flatnonzero(ep_d < contact)
+        if hits.size == 0:
+            continue
+        t = int(hits[0])
+        for k in STEPS_BEFORE_CONTACT:
+            if t - k >= 0:
+                before[k].append((float(ep_v[t - k]), gamma**k * float(ep_v[t])))
+    flow = {
+        str(k): {"episodes": len(pairs),
+                 "v_mean": round(float(np.mean([p[0] for p in pairs])), 3) if pairs else None,
+                 "if_flowed": round(float(np.mean([p[1] for p in pairs])), 3) if pairs else None}
+        for k, pairs in before.items()
+    }
+    return {
+        "run": str(run), "algo": agent.config.algo.name, "gamma": gamma,
+        "v_expert_mean": round(float(value[expert].mean()), 3),
+        "v_non_expert_by_distance_to_expert": bins,
+        "contact_distance": contact,
+        "v_steps_before_first_contact": flow,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path, help="trained run folders (critic methods)")
@@ -95,10 +172,16 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=512, help="windows per side (expert / non-expert)")
     parser.add_argument("--num-candidates", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--value-flow", action="store_true", help="where value reaches in the non-expert data")
+    parser.add_argument("--contact", type=float, default=0.1,
+                        help="distance to an expert state that counts as reaching it (the augmentation's T)")
     args = parser.parse_args()
     store = EpisodeStore.open(args.store, mode="r")
     for run in args.runs:
-        print(json.dumps(probe(run, store, args.windows, args.num_candidates, args.seed)))
+        if args.value_flow:
+            print(json.dumps(value_flow(run, store, args.contact)))
+        else:
+            print(json.dumps(probe(run, store, args.windows, args.num_candidates, args.seed)))
         sys.stdout.flush()
 
 

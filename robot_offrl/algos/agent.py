@@ -10,8 +10,9 @@ prefixed names (``policy.*``, ``ema_policy.*``, ``critic.*``, ``critic_target.*`
 Everything here works in normalised units: observations and actions as the sampler hands them
 over ([-1, 1] low-dim, uint8 images). De-normalising actions is the runtime's job.
 
-The critic scores the FIRST action of the chunk (the one executed at t), in training and in
-selection alike. Episode ends are absorbing by default (done = 0, the last step bootstraps from
+The critic scores the first ``critic.action_steps`` actions of the chunk (default 1: the action
+executed at t), flattened, in training and in selection alike (``critic_actions``); with n > 1 its TD
+target is the n-step one. Episode ends are absorbing by default (done = 0, the last step bootstraps from
 itself; contracts "Episode ends"), so along an expert trajectory values rise toward 1 / (1 - gamma).
 """
 
@@ -27,7 +28,7 @@ from torch import nn
 from robot_offrl.algos.averaging import ema_decay, soft_update
 from robot_offrl.algos.config import AgentConfig
 from robot_offrl.algos.diffusion import DiffusionPolicy
-from robot_offrl.algos.iql import masked_mean, q_loss, td_target, value_loss
+from robot_offrl.algos.iql import masked_mean, n_step_td_target, q_loss, value_loss
 from robot_offrl.errors import ConfigError
 from robot_offrl.models.critics import Critic
 from robot_offrl.models.denoisers import ConditionalUnet1D, MLPResNetDenoiser
@@ -80,7 +81,8 @@ class Agent(nn.Module):
         self.critic_target: nn.Module | None = None
         if config.algo.use_critic:
             c = config.critic
-            self.critic = Critic(_encoder(obs_info, config), action_dim, c.hidden_dim, c.num_layers)
+            scored_dim = action_dim * c.action_steps
+            self.critic = Critic(_encoder(obs_info, config), scored_dim, c.hidden_dim, c.num_layers)
             self.critic_target = _frozen(self.critic.twin)
 
     # -- what the trainer uses -------------------------------------------------------------------
@@ -150,17 +152,19 @@ class Agent(nn.Module):
         assert self.critic is not None and self.critic_target is not None
         c = self.config.critic
         obs, next_obs = batch["obs"], batch["next_obs"]
-        first_action = batch["actions"][:, 0]
-        reward = batch["reward"].float().to(first_action.device)
-        done = batch["done"].float().to(first_action.device)
+        scored = self.critic_actions(batch["actions"])
+        reward = batch["reward"].float().to(scored.device)
+        done = batch["done"].float().to(scored.device)
+        reward_steps = batch.get("reward_steps")
+        reward_steps = torch.ones_like(reward) if reward_steps is None else reward_steps.float().to(scored.device)
         features = self.critic.twin.features(obs)
         with torch.no_grad():
-            tq1, tq2 = self.critic_target(obs, first_action)
+            tq1, tq2 = self.critic_target(obs, scored)
             target_q = torch.minimum(tq1, tq2).float()
             next_v = self.critic.value(self.critic.twin.features(next_obs)).float()
-            backup = td_target(reward, done, next_v, c.gamma)
+            backup = n_step_td_target(reward, reward_steps, done, next_v, c.gamma, c.action_steps)
         v = self.critic.value(features).float()
-        q1, q2 = self.critic.twin.from_features(features, first_action)
+        q1, q2 = self.critic.twin.from_features(features, scored)
         v_loss = value_loss(target_q, v, c.expectile, td_mask)
         td_loss = q_loss(q1.float(), q2.float(), backup, td_mask)
         return {
@@ -201,20 +205,34 @@ class Agent(nn.Module):
         finally:
             policy.train(was_training)
 
+    def critic_actions(self, chunks: torch.Tensor) -> torch.Tensor:
+        """The part of (..., T, A) action chunks that Q scores: the first action_steps, flattened.
+
+        The one place that decides it, so training targets and candidate scoring index the same actions.
+        """
+        n = self.config.critic.action_steps
+        if chunks.dim() < 2 or chunks.shape[-1] != self.action_dim or chunks.shape[-2] < n:
+            raise ConfigError(
+                f"action chunks must be (..., T >= {n}, {self.action_dim}) for a critic scoring {n} "
+                f"action(s), got {tuple(chunks.shape)}"
+            )
+        return chunks[..., :n, :].flatten(-2)
+
     @torch.no_grad()
-    def score(self, obs: Obs, first_actions: torch.Tensor) -> torch.Tensor:
-        """min(Q1, Q2) of (B, K, A) first actions -> (B, K). BC has no critic: a clear error, not zeros."""
+    def score(self, obs: Obs, chunks: torch.Tensor) -> torch.Tensor:
+        """min(Q1, Q2) of (B, K, T, A) candidate chunks -> (B, K). BC has no critic: a clear error, not zeros."""
         if self.critic is None:
             raise ConfigError(
                 f"algo '{self.config.algo.name}' trains no critic, so it cannot score actions; "
                 "use K = 1 or train with algo=idql / algo=rise"
             )
-        if first_actions.dim() != 3 or first_actions.shape[-1] != self.action_dim:
-            raise ConfigError(f"first_actions must be (B, K, {self.action_dim}), got {tuple(first_actions.shape)}")
+        if chunks.dim() != 4:
+            raise ConfigError(f"candidate chunks must be (B, K, T, {self.action_dim}), got {tuple(chunks.shape)}")
+        scored = self.critic_actions(chunks)
         was_training = self.critic.training
         self.critic.eval()
         try:
-            return self.critic.min_q(obs, first_actions).float()
+            return self.critic.min_q(obs, scored).float()
         finally:
             self.critic.train(was_training)
 
@@ -229,7 +247,7 @@ class Agent(nn.Module):
         generator: torch.Generator | None = None,
         scheduler: str | None = None,
     ) -> torch.Tensor:
-        """(B, Tp, A): the best of K chunks by min(Q1, Q2) of their first action.
+        """(B, Tp, A): the best of K chunks by min(Q1, Q2) of their scored actions (``critic_actions``).
 
         K = 1 or no critic is plain Diffusion Policy. ``softmax`` samples a chunk with
         probability proportional to exp(Q / temperature) instead of taking the argmax.
@@ -247,7 +265,7 @@ class Agent(nn.Module):
         chunks = self.sample_chunks(obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler)
         if k == 1:
             return chunks[:, 0]
-        q = self.score(obs, chunks[:, :, 0])
+        q = self.score(obs, chunks)
         if mode == "argmax":
             index = q.argmax(dim=1)
         else:

@@ -274,6 +274,10 @@ class CriticConfig:
     num_layers: int = 3
     terminal: str = "absorbing"
     lr: float = 3e-4
+    # How many actions of a chunk Q scores: 1 is the classic first-action critic; n > 1 scores the
+    # first n executed actions with an n-step TD target, so candidates differ by n steps of motion
+    # and value travels n steps per backup.
+    action_steps: int = 1
 
     @classmethod
     def from_mapping(cls, sec: Mapping[str, Any]) -> CriticConfig:
@@ -292,6 +296,7 @@ class CriticConfig:
             num_layers=read_int(sec, w, "num_layers", 3, minimum=1),
             terminal=read_choice(sec, w, "terminal", "absorbing", TERMINALS),
             lr=read_float(sec, w, "lr", 3e-4, low=0.0, low_open=True),
+            action_steps=read_int(sec, w, "action_steps", 1, minimum=1),
         )
 
 
@@ -364,10 +369,17 @@ class AgentConfig:
         """Read ``algo``, ``policy``, ``critic``, ``encoder`` and the EMA keys of ``trainer``."""
         if cfg is None or not hasattr(cfg, "get"):
             raise ConfigError(f"the agent needs a mapping config with an 'algo' section, got {type(cfg).__name__}")
-        return cls(
+        config = cls(
             algo=AlgoConfig.from_mapping(section(cfg, "algo")),
             policy=PolicyConfig.from_mapping(section(cfg, "policy")),
             critic=CriticConfig.from_mapping(section(cfg, "critic")),
             encoder=EncoderConfig.from_mapping(section(cfg, "encoder")),
             ema=EmaConfig.from_mapping(section(cfg, "trainer")),
         )
+        if config.algo.use_critic and config.critic.action_steps > config.policy.n_action_steps:
+            # Q would then value actions that are never executed before the next replan.
+            raise ConfigError(
+                f"critic.action_steps={config.critic.action_steps} must be <= policy.n_action_steps="
+                f"{config.policy.n_action_steps}: the critic may only score actions that get executed"
+            )
+        return config

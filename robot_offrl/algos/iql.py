@@ -2,7 +2,7 @@
 
 V regresses toward min(Q1_target, Q2_target)(s, a) with an upper expectile (an in-support
 maximum over the data's actions, no out-of-distribution action is ever queried); Q regresses
-toward r + gamma (1 - done) V(s'). The reward is 1 on every step of an expert episode and 0
+toward r + gamma (1 - done) V(s') (or its n-step form when the critic scores n actions). The reward is 1 on every step of an expert episode and 0
 otherwise, so a high Q means "this leads into expert behaviour soon".
 """
 
@@ -28,6 +28,24 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def td_target(reward: torch.Tensor, done: torch.Tensor, next_value: torch.Tensor, gamma: float) -> torch.Tensor:
     return reward + gamma * (1.0 - done) * next_value
+
+
+def n_step_td_target(
+    reward: torch.Tensor,
+    reward_steps: torch.Tensor,
+    done: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    horizon: int,
+) -> torch.Tensor:
+    """sum_{i < m} gamma^i r + gamma^n (1 - done) V(s_{t+n}), with m = ``reward_steps`` <= n = ``horizon``.
+
+    Flag rewards are constant within an episode, so the m rewards sum in closed form. m < n only
+    where the episode ends inside the chunk under ``terminal: done`` (then done = 1 as well).
+    With n = 1 this is ``td_target``.
+    """
+    reward_sum = reward * (1.0 - gamma ** reward_steps) / (1.0 - gamma)
+    return reward_sum + gamma**horizon * (1.0 - done) * next_value
 
 
 def value_loss(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from robot_offrl.cli.options import csv_list
 from robot_offrl.errors import ConfigError
@@ -46,7 +47,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         episodes_per_cell=args.episodes_per_cell,
         perturbations=tuple(parse_perturbation(p) for p in args.perturb or []),
         seed=args.seed, horizon=args.horizon, workers=args.workers, shard=parse_shard(args.shard),
-        video=args.video, record=args.record,
+        video=args.video, record=args.record, policy_kwargs=_acting_options(args),
     )
     summary = run_sweep(config, args.out, progress=not args.quiet)
     t, n = summary["totals"], summary["narrow"]
@@ -54,6 +55,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     print(f"success {t['successes']}/{t['episodes']} ({t['rate']:.1%}); inside narrow: {narrow}; "
           f"wrote {args.out}/sweep.json, heatmap.png, report.md")
     return 0
+
+
+def _acting_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Test-time options of a checkpoint (PolicyRuntime's keywords); unset ones keep the checkpoint's.
+
+    They let one trained critic be evaluated at several K or replanning intervals without retraining.
+    A scripted expert has no such knobs, so giving one with --policy is an error, not a silent no-op.
+    """
+    chosen = {
+        "num_candidates": args.candidates, "n_action_steps": args.n_action_steps,
+        "selection": args.selection, "temperature": args.temperature,
+    }
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    if chosen and args.checkpoint is None:
+        raise ConfigError(f"{', '.join(sorted(chosen))}: acting options apply to --checkpoint policies only")
+    return chosen
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
@@ -128,6 +145,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--horizon", type=int, default=None)
     sw.add_argument("--shard", default="0/1", help="run cells i, i+n, ... of the grid (i/n)")
     sw.add_argument("--record", default=None, help="also append every rollout to this store (policy_rollout)")
+    sw.add_argument("--candidates", type=int, default=None,
+                    help="K action chunks scored by the critic per plan (default: the checkpoint's)")
+    sw.add_argument("--n-action-steps", type=int, default=None,
+                    help="actions executed per plan before replanning (default: the checkpoint's)")
+    sw.add_argument("--selection", choices=("argmax", "softmax"), default=None,
+                    help="how the critic picks among candidates (default: the checkpoint's)")
+    sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
     sw.add_argument("--out", required=True)
     sw.add_argument("--quiet", action="store_true")
     sw.set_defaults(func=_cmd_sweep)

@@ -6,8 +6,10 @@ another episode, flagged ``augmented`` so the agent keeps it out of TD.
 
 Window at t: observations t-To+1..t (padded at the episode start by repeating step 0), actions
 t..t+Tp-1 (padded at the end by repeating the last action), reward = the episode's expert flag,
-next_obs = the window at t+1. The last step's next window is its own (absorbing state); with
-``terminal="done"`` it is marked done = 1 instead. A window never crosses an episode.
+next_obs = the window at t+n, n = ``td_steps`` (1 unless the critic scores n actions of the chunk),
+clamped to the last step, whose next window is its own (absorbing state). With ``terminal="done"`` a
+window whose n steps reach the episode's end is marked done = 1 instead, and ``reward_steps`` counts
+the rewards it collects before that end (n otherwise). A window never crosses an episode.
 
 Low-dim observations and actions come out normalised to [-1, 1] with the store's min/max
 statistics (constant dims map to 0); images stay uint8 and are scaled in the encoder.
@@ -133,6 +135,7 @@ class WindowDataset(Dataset[Item]):
         sources: Sequence[str] | None = None,
         split: str | None = None,
         terminal: str = "absorbing",
+        td_steps: int = 1,
         norm_stats: NormStats | None = None,
         cache_in_ram: bool | str = "auto",
         neighbors: NeighborIndex | None = None,
@@ -146,6 +149,10 @@ class WindowDataset(Dataset[Item]):
                 raise ConfigError(f"policy.{name} must be a positive integer, got {value!r}")
         if terminal not in ("absorbing", "done"):
             raise ConfigError(f"critic.terminal must be absorbing or done, got {terminal!r}")
+        if isinstance(td_steps, bool) or not isinstance(td_steps, int) or not 1 <= td_steps <= pred_horizon:
+            raise ConfigError(
+                f"critic.action_steps must be an integer in [1, pred_horizon={pred_horizon}], got {td_steps!r}"
+            )
         if cache_in_ram not in (True, False, "auto"):
             raise ConfigError(f"trainer.cache_in_ram must be auto, true or false; got {cache_in_ram!r}")
         self._store: EpisodeStore | None = store
@@ -155,6 +162,7 @@ class WindowDataset(Dataset[Item]):
         self.obs_horizon = obs_horizon
         self.pred_horizon = pred_horizon
         self.terminal = terminal
+        self.td_steps = td_steps
         self.obs_keys = check_obs_keys(store, obs_keys)
         self.lowdim_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "lowdim"]
         self.rgb_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "rgb"]
@@ -228,6 +236,15 @@ class WindowDataset(Dataset[Item]):
     def obs_info(self) -> ObsInfo:
         return obs_info_for(self.schema, self.obs_keys, self.obs_horizon, self.pred_horizon)
 
+    def base_windows(self) -> dict[str, np.ndarray]:
+        """Per non-augmented window, in item order: its global start step, episode index, expert flag.
+
+        Analyses that score every window (e.g. a critic's value along episodes) need this mapping
+        for whole arrays at once; ``locate`` answers one item at a time.
+        """
+        steps = self._base_steps.copy()
+        return {"step": steps, "episode": self._step_episode[steps], "expert": self._step_expert[steps] > 0.5}
+
     def locate(self, i: int) -> tuple[int, int, int | None]:
         """(episode index, step within it, neighbour's global step or None) of item ``i``."""
         self._check_items(np.asarray([i]))
@@ -274,7 +291,7 @@ class WindowDataset(Dataset[Item]):
         start, end = self._step_start[g], self._step_end[g]
         history = np.arange(-self.obs_horizon + 1, 1)
         obs_idx = np.maximum(g[:, None] + history, start[:, None])
-        g_next = np.minimum(g + 1, end - 1)  # the last step bootstraps from its own window
+        g_next = np.minimum(g + self.td_steps, end - 1)  # the last step bootstraps from its own window
         next_idx = np.maximum(g_next[:, None] + history, start[:, None])
         source = np.where(is_aug, self._aug_neighbor[aug_i] if self.num_augmented else 0, g)
         act_idx = np.minimum(source[:, None] + np.arange(self.pred_horizon), self._step_end[source][:, None] - 1)
@@ -284,13 +301,16 @@ class WindowDataset(Dataset[Item]):
         for key in self.obs_keys:
             values = self._read(key, both)
             obs[key], next_obs[key] = values[:, : self.obs_horizon], values[:, self.obs_horizon :]
-        last = g == end - 1
+        ends = self.terminal == "done"
+        reaches_end = g + self.td_steps >= end
+        rewards_left = end - g if ends else np.full_like(g, self.td_steps)
         return {
             "obs": obs,
             "actions": self._actions[act_idx],
             "reward": self._step_expert[g],
+            "reward_steps": np.minimum(self.td_steps, rewards_left).astype(np.float32),
             "next_obs": next_obs,
-            "done": (last & (self.terminal == "done")).astype(np.float32),
+            "done": (reaches_end & ends).astype(np.float32),
             "augmented": is_aug,
         }
 
@@ -314,6 +334,7 @@ def _split(batch: Mapping[str, Any], n: int) -> list[Item]:
                 "obs": {k: v[j] for k, v in batch["obs"].items()},
                 "actions": batch["actions"][j],
                 "reward": batch["reward"][j],
+                "reward_steps": batch["reward_steps"][j],
                 "next_obs": {k: v[j] for k, v in batch["next_obs"].items()},
                 "done": batch["done"][j],
                 "augmented": batch["augmented"][j],
@@ -327,6 +348,7 @@ def _as_tensors(batch: Mapping[str, Any]) -> dict[str, Any]:
         "obs": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch["obs"].items()},
         "actions": torch.from_numpy(np.ascontiguousarray(batch["actions"], dtype=np.float32)),
         "reward": torch.from_numpy(np.asarray(batch["reward"], dtype=np.float32)),
+        "reward_steps": torch.from_numpy(np.asarray(batch["reward_steps"], dtype=np.float32)),
         "next_obs": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch["next_obs"].items()},
         "done": torch.from_numpy(np.asarray(batch["done"], dtype=np.float32)),
         "augmented": torch.from_numpy(np.asarray(batch["augmented"], dtype=bool)),
@@ -342,6 +364,7 @@ def collate_windows(items: Sequence[Item]) -> dict[str, Any]:
         "obs": {k: np.stack([it["obs"][k] for it in items]) for k in keys},
         "actions": np.stack([it["actions"] for it in items]),
         "reward": np.array([it["reward"] for it in items], dtype=np.float32),
+        "reward_steps": np.array([it["reward_steps"] for it in items], dtype=np.float32),
         "next_obs": {k: np.stack([it["next_obs"][k] for it in items]) for k in keys},
         "done": np.array([it["done"] for it in items], dtype=np.float32),
         "augmented": np.array([it["augmented"] for it in items], dtype=bool),
@@ -371,6 +394,7 @@ def build_window_dataset(
 
     Reads task.lowdim_keys / task.image_keys (empty: every key of the store), policy.obs_horizon,
     policy.pred_horizon, algo.data_filter, algo.sources, algo.nn_augment.*, critic.terminal,
+    critic.action_steps,
     trainer.cache_in_ram and seed. ``augment=False`` leaves the neighbour pairs out even when
     algo.nn_augment.enabled (e.g. for a validation set, whose loss should measure real windows only).
     """
@@ -407,6 +431,7 @@ def build_window_dataset(
         data_filter="all",
         split=None,
         terminal=critic.terminal,
+        td_steps=critic.action_steps,
         norm_stats=stats,
         cache_in_ram=cache,
         neighbors=neighbors,

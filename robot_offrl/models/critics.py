@@ -27,7 +27,7 @@ def mlp(in_dim: int, hidden_dim: int, num_layers: int, out_dim: int) -> nn.Seque
 
 
 class TwinQ(nn.Module):
-    """(observation window, first action of the chunk) -> (Q1, Q2), each (B,)."""
+    """(observation window, scored actions of the chunk, flattened) -> (Q1, Q2), each (B,)."""
 
     def __init__(self, encoder: ObsEncoder, action_dim: int, hidden_dim: int, num_layers: int) -> None:
         super().__init__()
@@ -58,7 +58,7 @@ class Critic(nn.Module):
         return self.v(features).squeeze(-1)
 
     def min_q(self, obs: Mapping[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
-        """min(Q1, Q2) for K actions per observation: actions (B, K, A) -> (B, K), encoding obs once."""
+        """min(Q1, Q2) for K scored actions per observation: (B, K, D) -> (B, K), encoding obs once."""
         b, k = actions.shape[:2]
         feats = self.twin.features(obs)
         feats = feats[:, None].expand(b, k, feats.shape[-1]).reshape(b * k, -1)

@@ -67,6 +67,13 @@ class PolicyRuntime:
             raise ConfigError(
                 f"n_action_steps must be in [1, pred_horizon={policy_cfg.pred_horizon}], got {self.n_action_steps}"
             )
+        scored = agent.config.critic.action_steps
+        if self.num_candidates > 1 and agent.has_critic and self.n_action_steps < scored:
+            raise ConfigError(
+                f"n_action_steps={self.n_action_steps} is below the critic's action_steps={scored}: the "
+                "critic would choose chunks by actions that are never executed; use n_action_steps >= "
+                f"{scored} or K = 1"
+            )
         if self.num_candidates > 1 and not agent.has_critic:
             raise ConfigError(
                 f"num_candidates={self.num_candidates} needs a critic to score candidates, and this "

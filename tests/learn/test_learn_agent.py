@@ -163,7 +163,7 @@ def test_sampling_selection_and_safetensors_round_trip(lowdim_store, tmp_path):
     assert chunks.shape == (3, 5, 4, 2) and torch.isfinite(chunks).all()
     again = agent.sample_chunks(obs, 5, 4, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(chunks, again)
-    q = agent.score(obs, chunks[:, :, 0])
+    q = agent.score(obs, chunks)
     assert q.shape == (3, 5)
     chosen = agent.select(obs, 5, 4, generator=torch.Generator().manual_seed(7))
     torch.testing.assert_close(chosen, chunks[torch.arange(3), q.argmax(1)])
@@ -185,7 +185,7 @@ def test_bc_has_no_critic_to_score_with(lowdim_store):
     agent, batch, _ = _agent_and_batch(lowdim_store, "bc", image=False)
     obs = {k: v[:2] for k, v in batch["obs"].items()}
     with pytest.raises(ConfigError, match="trains no critic"):
-        agent.score(obs, torch.zeros(2, 3, 2))
+        agent.score(obs, torch.zeros(2, 3, 4, 2))
     assert agent.select(obs, 8, 3).shape == (2, 4, 2)  # K is ignored: plain Diffusion Policy
 
 
@@ -207,3 +207,49 @@ def test_a_few_hundred_steps_reduce_the_diffusion_loss(lowdim_store):
     optimise(agent, ds, opt, steps=300, batch_size=32, rng=np.random.default_rng(0))
     final = eval_loss()
     assert final < 0.6 * initial, (initial, final)
+
+
+def test_chunk_critic_scores_the_executed_actions_with_an_n_step_target(lowdim_store):
+    cfg = tiny_cfg("idql", critic__action_steps=2)
+    ds = build_window_dataset(lowdim_store, cfg)
+    assert ds.td_steps == 2
+    torch.manual_seed(0)
+    agent = build_agent(cfg, ds.obs_info, ds.action_dim)
+    batch = ds.get_batch(np.arange(len(ds)))
+    out = agent.compute_losses(batch)
+    gamma = cfg["critic"]["gamma"]
+    with torch.no_grad():  # the 2-step backup by hand: r + gamma r + gamma^2 V(s_{t+2}), absorbing ends
+        scored = batch["actions"][:, :2].flatten(1)
+        q1, q2 = agent.critic.twin(batch["obs"], scored)
+        next_v = agent.critic.value(agent.critic.twin.features(batch["next_obs"]))
+        target = batch["reward"] * (1 + gamma) + gamma**2 * next_v
+        want = ((q1 - target).square() + (q2 - target).square()).mean()
+    torch.testing.assert_close(out["q_loss"], want)
+    # candidates are scored by the same two actions, whatever the rest of the chunk holds
+    obs = {k: v[:3] for k, v in batch["obs"].items()}
+    chunks = agent.sample_chunks(obs, 5, 4, generator=torch.Generator().manual_seed(3))
+    tail_changed = chunks.clone()
+    tail_changed[:, :, 2:] = 0.0
+    torch.testing.assert_close(agent.score(obs, chunks), agent.score(obs, tail_changed))
+    torch.testing.assert_close(agent.score(obs, chunks), agent.critic.min_q(obs, chunks[:, :, :2].flatten(-2)))
+    with pytest.raises(ConfigError, match="T >= 2"):
+        agent.score(obs, chunks[:, :, :1])
+
+
+@pytest.mark.parametrize(("steps", "needle"), [(0, "action_steps must be >= 1"), (3, "n_action_steps=2")])
+def test_bad_critic_action_steps_are_refused(lowdim_store, steps, needle):
+    cfg = tiny_cfg("rise", critic__action_steps=steps)
+    with pytest.raises(ConfigError, match=needle):
+        build_agent(cfg, build_window_dataset(lowdim_store, tiny_cfg("bc")).obs_info, 2)
+
+
+def test_runtime_refuses_to_execute_fewer_actions_than_the_critic_scores(lowdim_store):
+    from robot_offrl.runtime import PolicyRuntime
+
+    cfg = tiny_cfg("idql", critic__action_steps=2)
+    ds = build_window_dataset(lowdim_store, cfg)
+    agent = build_agent(cfg, ds.obs_info, ds.action_dim)
+    args = (agent, ds.norm_stats, ds.schema, ds.obs_keys, torch.device("cpu"))
+    with pytest.raises(ConfigError, match="never executed"):
+        PolicyRuntime(*args, num_candidates=4, n_action_steps=1)
+    assert PolicyRuntime(*args, num_candidates=1, n_action_steps=1).n_action_steps == 1  # no critic choice

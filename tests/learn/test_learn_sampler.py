@@ -67,6 +67,27 @@ def test_done_marks_only_episode_ends_when_configured(counting_store):
         np.testing.assert_array_equal(batch["next_obs"][key][ends], batch["obs"][key][ends])
 
 
+@pytest.mark.parametrize("terminal", ["absorbing", "done"])
+def test_n_step_windows_bootstrap_n_steps_ahead_and_count_rewards_to_the_end(counting_store, terminal):
+    """A critic scoring 3 actions gets next_obs at t+3 (clamped to the last step) and, under 'done',
+    only the rewards before the episode's end."""
+    ds = WindowDataset(counting_store, obs_horizon=2, pred_horizon=4, terminal=terminal, td_steps=3)
+    batch = ds.gather(np.arange(len(ds)))
+    for i in range(len(ds)):
+        e, t, _ = ds.locate(i)
+        length, base = LENGTHS[e], 100.0 * e
+        nt = min(t + 3, length - 1)
+        want_next = [base + max(s, 0) for s in (nt - 1, nt)]
+        np.testing.assert_allclose(_raw(ds, "pos", batch["next_obs"]["pos"][i])[:, 0], want_next, atol=1e-3)
+        reaches_end = t + 3 >= length
+        if terminal == "done":
+            assert batch["done"][i] == float(reaches_end) and batch["reward_steps"][i] == min(3, length - t)
+        else:
+            assert batch["done"][i] == 0.0 and batch["reward_steps"][i] == 3
+    with pytest.raises(ConfigError, match="action_steps"):
+        WindowDataset(counting_store, obs_horizon=2, pred_horizon=4, td_steps=5)
+
+
 def test_episode_filters(counting_store):
     expert = WindowDataset(counting_store, data_filter="expert", obs_horizon=1, pred_horizon=1)
     assert expert.episodes == [0, 2] and len(expert) == LENGTHS[0] + LENGTHS[2]

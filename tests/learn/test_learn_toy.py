@@ -4,7 +4,9 @@ Expert episodes start in a small region E and drive to the goal G. Non-expert ep
 far region N: half of them move into E (and stop there), half move away from it. A policy cloned
 from all data is bimodal in N. The critic, trained with flag rewards only, must rank "into E" above
 "away", and selecting among K candidates with it must reach the goal from N far more often than
-K = 1 sampling. Everything is real: a zarr store in tmp_path, the sampler, the agent.
+K = 1 sampling. Everything is real: a zarr store in tmp_path, the sampler, the agent. Both critics
+run: the classic one scoring the first action, and the chunk critic scoring the two executed actions
+with a 2-step TD target.
 """
 
 from __future__ import annotations
@@ -75,13 +77,13 @@ def _rollout(agent, stats, starts, k, generator, steps=24, n_action=2):
     return reached
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 2], ids=["first_action", "two_actions"])
+def trained(tmp_path_factory, request):
     rng = np.random.default_rng(0)
     store = write_store(tmp_path_factory.mktemp("toy") / "toy.zarr", make_schema({"pos": 2}), _dataset(rng))
     cfg = tiny_cfg("idql", obs_horizon=2, pred_horizon=4)
     cfg["policy"].update(hidden_dim=64, num_blocks=2, cond_dim=32)
-    cfg["critic"].update(gamma=0.9, tau=0.02, hidden_dim=64, num_layers=2, expectile=0.9)
+    cfg["critic"].update(gamma=0.9, tau=0.02, hidden_dim=64, num_layers=2, expectile=0.9, action_steps=request.param)
     ds = build_window_dataset(store, cfg)
     torch.manual_seed(0)
     agent = build_agent(cfg, ds.obs_info, ds.action_dim)
@@ -101,7 +103,8 @@ def test_critic_ranks_actions_into_the_expert_region_above_actions_away(trained)
     toward /= np.linalg.norm(toward, axis=1, keepdims=True)
     away = -toward
     actions = torch.as_tensor(np.stack([toward, away], axis=1), dtype=torch.float32)
-    q = agent.score(obs, stats.normalize("actions", actions))
+    chunks = actions[:, :, None].expand(-1, -1, agent.config.critic.action_steps, -1)  # hold the direction
+    q = agent.score(obs, stats.normalize("actions", chunks))
     assert (q[:, 0] > q[:, 1]).float().mean() >= 0.9, q
 
 

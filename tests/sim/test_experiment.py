@@ -44,7 +44,7 @@ def _write(tmp_path, **changes):
     return path
 
 
-def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path):
+def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys):
     exp = load_experiment(_write(tmp_path))
     out = tmp_path / "out"
     messages: list[str] = []
@@ -71,6 +71,25 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path):
     for side in ("expert", "non_expert"):
         assert report[side]["candidate_q_std"] >= 0 and np.isfinite(report[side]["q_data_mean"])
     assert probe.probe(out / "runs" / "bc_expert_s0", store, 8, 4, 0)["critic"] is False
+    flow = probe.value_flow(out / "runs" / "rise_s0", store, contact=0.5)
+    assert sum(b["steps"] for b in flow["v_non_expert_by_distance_to_expert"]) > 0
+    assert np.isfinite(flow["v_expert_mean"]) and set(flow["v_steps_before_first_contact"]) == {"0", "5", "10", "20", "40"}
+
+    # A trained critic can be swept at another K / replanning interval than it was trained with.
+    from robot_offrl.cli.main import main
+
+    sweep_out = tmp_path / "k2"
+    argv = ["sweep", "--checkpoint", str(out / "runs" / "rise_s0"), "--task", "lift", "--grid", "1x1",
+            "--horizon", "5", "--quiet", "--candidates", "2", "--n-action-steps", "4", "--out", str(sweep_out)]
+    assert main(argv) == 0
+    assert json.loads((sweep_out / "sweep.json").read_text())["config"]["policy_kwargs"] == {
+        "n_action_steps": 4, "num_candidates": 2}
+    capsys.readouterr()
+    assert main([*argv[:2], str(out / "runs" / "bc_expert_s0"), *argv[3:-1], str(tmp_path / "bc_k2")]) == 2
+    assert "needs a critic" in capsys.readouterr().err
+    assert main(["sweep", "--policy", "scripted:lift", "--task", "lift", "--candidates", "2",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--checkpoint policies only" in capsys.readouterr().err
 
 
 def _bench_module(relative: str):
