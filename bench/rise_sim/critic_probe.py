@@ -14,9 +14,12 @@ trained run, on windows of the benchmark's own store:
   expert);
 - the same spread at non-expert states;
 - with ``--value-flow``: where value reaches in the non-expert data. V at non-expert steps binned by
-  their distance to the nearest expert step (the neighbour augmentation's normalised state distance),
-  and, along non-expert episodes that come within ``--contact`` of an expert state, V k steps before
-  that first contact next to gamma^k V(contact), which is what TD would give had value flowed back.
+  their distance to the nearest expert step (the neighbour augmentation's normalised state distance,
+  on the run's own ``nn_augment.feature_keys``; gripper state is not matched), and, along non-expert
+  episodes that come within ``--contact`` (default: the run's ``nn_augment.threshold``) of an expert
+  state, V k steps before that first contact next to gamma^k V(contact), which is what TD would give
+  had value flowed back. Contacts are searched from step ``nn_augment.skip_first`` on, as the
+  augmentation does: every episode starts with the arm at home, close to the expert's first states.
 
     PYTHONPATH=.:sim:hardware .venv/bin/python bench/rise_sim/critic_probe.py \\
         --store runs/bench_lift/data/lift_rise.zarr runs/bench_lift/runs/{idql,rise}_s0
@@ -117,22 +120,27 @@ def state_values(runtime: PolicyRuntime, dataset: WindowDataset, batch: int = 20
     return np.concatenate(values)
 
 
-def value_flow(run: Path, store: EpisodeStore, contact: float) -> dict[str, Any]:
+def value_flow(run: Path, store: EpisodeStore, contact: float | None = None) -> dict[str, Any]:
     runtime = PolicyRuntime.load(run, device="cpu")
     agent = runtime.agent
     if not agent.has_critic:
         return {"run": str(run), "critic": False}
+    aug = agent.config.algo.nn_augment
+    contact = aug.threshold if contact is None else contact
     obs_keys = [s.name for s in runtime.obs_schema]
     dataset = WindowDataset(
         store, obs_keys=obs_keys, obs_horizon=agent.obs_info.obs_horizon,
         pred_horizon=agent.config.policy.pred_horizon, norm_stats=runtime.stats, cache_in_ram=True,
     )
     table = dataset.base_windows()
-    steps, episode, expert = table["step"], table["episode"], table["expert"]
+    steps, episode, within, expert = table["step"], table["episode"], table["within"], table["expert"]
+    if expert.all() or not expert.any():
+        return {"run": str(run), "error": "the store needs both expert and non-expert episodes"}
     value = state_values(runtime, dataset)
-    features = state_features(store, steps, default_feature_keys(store, obs_keys), runtime.stats)
+    keys = tuple(sorted(aug.feature_keys)) if aug.feature_keys else default_feature_keys(store, obs_keys)
+    features = state_features(store, steps, keys, runtime.stats)
     distance = nearest_distance(features[~expert], features[expert])
-    v_non = value[~expert]
+    v_non, within_non = value[~expert], within[~expert]
     bins = []
     for lo, hi in zip(DISTANCE_BINS[:-1], DISTANCE_BINS[1:], strict=True):
         inside = (distance >= lo) & (distance < hi)
@@ -143,7 +151,7 @@ def value_flow(run: Path, store: EpisodeStore, contact: float) -> dict[str, Any]
     for ep in np.unique(episode[~expert]):
         own = episode[~expert] == ep
         ep_v, ep_d = v_non[own], distance[own]
-        hits = np.flatnonzero(ep_d < contact)
+        hits = np.flatnonzero((ep_d < contact) & (within_non[own] >= aug.skip_first))
         if hits.size == 0:
             continue
         t = int(hits[0])
@@ -161,6 +169,7 @@ def value_flow(run: Path, store: EpisodeStore, contact: float) -> dict[str, Any]
         "v_expert_mean": round(float(value[expert].mean()), 3),
         "v_non_expert_by_distance_to_expert": bins,
         "contact_distance": contact,
+        "contact_from_step": aug.skip_first,
         "v_steps_before_first_contact": flow,
     }
 
@@ -173,8 +182,8 @@ def main() -> None:
     parser.add_argument("--num-candidates", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--value-flow", action="store_true", help="where value reaches in the non-expert data")
-    parser.add_argument("--contact", type=float, default=0.1,
-                        help="distance to an expert state that counts as reaching it (the augmentation's T)")
+    parser.add_argument("--contact", type=float, default=None,
+                        help="distance to an expert state that counts as reaching it (default: the run's nn_augment.threshold)")
     args = parser.parse_args()
     store = EpisodeStore.open(args.store, mode="r")
     for run in args.runs:

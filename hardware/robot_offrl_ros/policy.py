@@ -49,6 +49,24 @@ def load_runtime(cfg: NodeConfig) -> PolicyLike:
     )
 
 
+def check_replanning(policy: PolicyLike) -> None:
+    """Refuse a policy whose chunk choice depends on more actions than this node is sure to run.
+
+    The node replans every control period and each new chunk replaces the last, so only a chunk's
+    first action is sure to execute. A critic trained with ``critic.action_steps = n > 1`` picks chunks
+    by their first n actions; following such chunks for one step would act on a choice made for
+    motion that never happens. ``scored_actions`` is optional (1 when absent), like the rest of the
+    runtime's extras.
+    """
+    scored = int(getattr(policy, "scored_actions", 1))
+    if scored > 1:
+        raise ConfigError(
+            f"this checkpoint's critic chooses chunks by their first {scored} actions (critic.action_steps="
+            f"{scored}), but the node replans every control period and only the first action is sure to run; "
+            "deploy a checkpoint trained with critic.action_steps=1, or set num_candidates:=1"
+        )
+
+
 def chunk_length_limit(policy: PolicyLike, cfg: NodeConfig) -> int:
     """Most actions a chunk may hold: the parameter, or (0) what the loaded policy executes per plan."""
     return cfg.n_action_steps or int(getattr(policy, "n_action_steps", 0)) or 1

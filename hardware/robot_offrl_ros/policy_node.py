@@ -38,7 +38,7 @@ from .inference_worker import InferenceWorker
 from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
 from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, TrajectoryOutput, action_chunk_msg
 from .params import PARAMS, NodeConfig, parse_config
-from .policy import PolicyFactory, PolicyLike, check_chunk, chunk_length_limit, load_runtime
+from .policy import PolicyFactory, PolicyLike, check_chunk, check_replanning, chunk_length_limit, load_runtime
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
 from .scheduling import message_time_s, schedule_chunk
 from .watchdog import Watchdog
@@ -114,6 +114,7 @@ class PolicyNode(LifecycleNode):
         try:
             cfg = parse_config({spec.name: self._param_value(spec.name) for spec in PARAMS})
             policy = self._factory(cfg)
+            check_replanning(policy)
             assembler = ObservationAssembler(policy.obs_schema, cfg)
             layout = ActionLayout.build(policy.action_space, cfg)
             rate = cfg.control_rate_hz or float(policy.control_rate_hz)

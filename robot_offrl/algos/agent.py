@@ -156,7 +156,14 @@ class Agent(nn.Module):
         reward = batch["reward"].float().to(scored.device)
         done = batch["done"].float().to(scored.device)
         reward_steps = batch.get("reward_steps")
-        reward_steps = torch.ones_like(reward) if reward_steps is None else reward_steps.float().to(scored.device)
+        if reward_steps is None:
+            if c.action_steps > 1:  # a silent default would train toward a wrong, one-reward target
+                raise ConfigError(
+                    f"critic.action_steps={c.action_steps} needs batch['reward_steps'] (the sampler's "
+                    "WindowDataset(td_steps=...) provides it; docs/contracts.md)"
+                )
+            reward_steps = torch.ones_like(reward)
+        reward_steps = reward_steps.float().to(scored.device)
         features = self.critic.twin.features(obs)
         with torch.no_grad():
             tq1, tq2 = self.critic_target(obs, scored)

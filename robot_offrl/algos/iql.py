@@ -42,8 +42,10 @@ def n_step_td_target(
 
     Flag rewards are constant within an episode, so the m rewards sum in closed form. m < n only
     where the episode ends inside the chunk under ``terminal: done`` (then done = 1 as well).
-    With n = 1 this is ``td_target``.
+    With n = 1 this is ``td_target`` exactly (bit for bit, so one-step runs train as before).
     """
+    if horizon == 1:
+        return td_target(reward, done, next_value, gamma)
     reward_sum = reward * (1.0 - gamma ** reward_steps) / (1.0 - gamma)
     return reward_sum + gamma**horizon * (1.0 - done) * next_value
 

@@ -63,14 +63,19 @@ def _acting_options(args: argparse.Namespace) -> dict[str, Any]:
     They let one trained critic be evaluated at several K or replanning intervals without retraining.
     A scripted expert has no such knobs, so giving one with --policy is an error, not a silent no-op.
     """
-    chosen = {
-        "num_candidates": args.candidates, "n_action_steps": args.n_action_steps,
-        "selection": args.selection, "temperature": args.temperature,
+    flags = {
+        "--candidates": ("num_candidates", args.candidates), "--n-action-steps": ("n_action_steps", args.n_action_steps),
+        "--selection": ("selection", args.selection), "--temperature": ("temperature", args.temperature),
     }
-    chosen = {k: v for k, v in chosen.items() if v is not None}
-    if chosen and args.checkpoint is None:
-        raise ConfigError(f"{', '.join(sorted(chosen))}: acting options apply to --checkpoint policies only")
-    return chosen
+    given = {flag: kv for flag, kv in flags.items() if kv[1] is not None}
+    if given and args.checkpoint is None:
+        raise ConfigError(f"{', '.join(given)}: acting options apply to --checkpoint policies only")
+    for flag in ("--candidates", "--n-action-steps"):
+        if flag in given and given[flag][1] < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {given[flag][1]}")
+    if "--temperature" in given and not given["--temperature"][1] > 0:
+        raise ConfigError(f"--temperature must be > 0, got {given['--temperature'][1]}")
+    return dict(given.values())
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:

@@ -237,13 +237,14 @@ class WindowDataset(Dataset[Item]):
         return obs_info_for(self.schema, self.obs_keys, self.obs_horizon, self.pred_horizon)
 
     def base_windows(self) -> dict[str, np.ndarray]:
-        """Per non-augmented window, in item order: its global start step, episode index, expert flag.
+        """Per non-augmented window, in item order: global step, episode index, step within it, expert flag.
 
         Analyses that score every window (e.g. a critic's value along episodes) need this mapping
         for whole arrays at once; ``locate`` answers one item at a time.
         """
         steps = self._base_steps.copy()
-        return {"step": steps, "episode": self._step_episode[steps], "expert": self._step_expert[steps] > 0.5}
+        return {"step": steps, "episode": self._step_episode[steps], "within": steps - self._step_start[steps],
+                "expert": self._step_expert[steps] > 0.5}
 
     def locate(self, i: int) -> tuple[int, int, int | None]:
         """(episode index, step within it, neighbour's global step or None) of item ``i``."""
@@ -431,7 +432,7 @@ def build_window_dataset(
         data_filter="all",
         split=None,
         terminal=critic.terminal,
-        td_steps=critic.action_steps,
+        td_steps=critic.action_steps if algo.use_critic else 1,  # BC has no TD target to shape
         norm_stats=stats,
         cache_in_ram=cache,
         neighbors=neighbors,

@@ -127,6 +127,15 @@ class PolicyRuntime:
     def control_rate_hz(self) -> float:
         return float(self.schema.control_rate_hz)
 
+    @property
+    def scored_actions(self) -> int:
+        """Leading actions of each chunk that the candidate choice depends on (1 without selection).
+
+        An executor that replans before this many actions have run would follow chunks chosen for
+        motion it never performs; the ROS node refuses such checkpoints.
+        """
+        return self.agent.config.critic.action_steps if self.num_candidates > 1 else 1
+
     # -- acting -------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Start of an episode: forget the history and any planned actions, re-seed sampling."""

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from robot_offrl.algos import Agent, build_agent
+from robot_offrl.algos.config import AgentConfig
 from robot_offrl.config import require
 from robot_offrl.data import EpisodeStore, NormStats
 from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows, to_device
@@ -97,6 +98,7 @@ def _check_trainer_cfg(cfg: DictConfig) -> None:
 class Trainer:
     def __init__(self, cfg: DictConfig, dist_info: distributed.DistInfo | None = None) -> None:
         _check_trainer_cfg(cfg)
+        AgentConfig.from_cfg(cfg)  # every cross-section check before the datasets and neighbour index are built
         self.cfg = cfg
         self.dist = dist_info or distributed.from_environment()
         self.device = select_device(str(cfg.trainer.device), self.dist.local_rank if self.dist.enabled else None)

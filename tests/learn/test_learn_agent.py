@@ -234,6 +234,20 @@ def test_chunk_critic_scores_the_executed_actions_with_an_n_step_target(lowdim_s
     torch.testing.assert_close(agent.score(obs, chunks), agent.critic.min_q(obs, chunks[:, :, :2].flatten(-2)))
     with pytest.raises(ConfigError, match="T >= 2"):
         agent.score(obs, chunks[:, :, :1])
+    with pytest.raises(ConfigError, match="reward_steps"):  # no silent one-reward target
+        agent.compute_losses({k: v for k, v in batch.items() if k != "reward_steps"})
+
+
+def test_the_one_step_target_is_unchanged_bit_for_bit():
+    from robot_offrl.algos.iql import n_step_td_target, td_target
+
+    g = torch.Generator().manual_seed(0)
+    reward, next_v = torch.randint(0, 2, (64,), generator=g).float(), 100 * torch.rand(64, generator=g)
+    done = (torch.rand(64, generator=g) < 0.2).float()
+    one = n_step_td_target(reward, torch.ones(64), done, next_v, 0.999, 1)
+    assert torch.equal(one, td_target(reward, done, next_v, 0.999))
+    two = n_step_td_target(reward, torch.full((64,), 2.0), done, next_v, 0.9, 2)
+    torch.testing.assert_close(two, reward * 1.9 + 0.81 * (1 - done) * next_v)
 
 
 @pytest.mark.parametrize(("steps", "needle"), [(0, "action_steps must be >= 1"), (3, "n_action_steps=2")])
@@ -252,4 +266,5 @@ def test_runtime_refuses_to_execute_fewer_actions_than_the_critic_scores(lowdim_
     args = (agent, ds.norm_stats, ds.schema, ds.obs_keys, torch.device("cpu"))
     with pytest.raises(ConfigError, match="never executed"):
         PolicyRuntime(*args, num_candidates=4, n_action_steps=1)
-    assert PolicyRuntime(*args, num_candidates=1, n_action_steps=1).n_action_steps == 1  # no critic choice
+    assert PolicyRuntime(*args, num_candidates=1, n_action_steps=1).scored_actions == 1  # no critic choice
+    assert PolicyRuntime(*args, num_candidates=4, n_action_steps=2).scored_actions == 2

@@ -32,6 +32,7 @@ class ScriptedPolicy:
     extra_actions: Sequence[str] = ()
     mode: str = "offset"
     slow_s: float = 3.0  # mode "slow": how long each plan takes
+    scored_actions: int = 1  # PolicyRuntime's: leading actions the candidate choice depends on
     resets: int = 0
     calls: int = 0
     in_plan: bool = False  # True while a plan is being computed (to act during inference)

@@ -274,6 +274,7 @@ def test_deactivate_holds_and_cancels_the_timer(make_rig: Any, policy: ScriptedP
         ({}, {"camera_topics": ["/a", "/b"]}, "pair up"),
         ({}, {"joint_upper_limits": [1.0]}, "joint_upper_limits"),
         ({}, {"output_mode": "servo", "ee_pose_topic": "/ee_pose"}, "delta"),
+        ({"scored_actions": 4}, {}, "critic.action_steps=4"),
     ],
 )
 def test_bad_configuration_fails_configure_with_a_clear_reason(

@@ -90,6 +90,9 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     assert main(["sweep", "--policy", "scripted:lift", "--task", "lift", "--candidates", "2",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--checkpoint policies only" in capsys.readouterr().err
+    for flag, value in (("--candidates", "0"), ("--n-action-steps", "0"), ("--temperature", "0")):
+        assert main([*argv[:-1], str(tmp_path / "bad"), flag, value]) == 2
+        assert f"{flag} must be" in capsys.readouterr().err
 
 
 def _bench_module(relative: str):
