@@ -7,6 +7,7 @@ the actions of the two saved episodes are in ACTIONS.npz (what the parent compar
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 import numpy as np
@@ -24,6 +25,9 @@ from robot_offrl_sim.teleop.sim_backend import SimBackend  # noqa: E402
 
 
 def main(store_path: str, actions_path: str) -> int:
+    # A shell without job control starts background jobs with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored; an operator's terminal never does that, so restore Ctrl-C's behaviour.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     env = make_env("lift")
     device = ScriptedDevice(wiggle(11))
 

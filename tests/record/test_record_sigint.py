@@ -48,3 +48,33 @@ def test_sigint_mid_episode_keeps_saved_episodes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(store.read_episode(0).actions, expected["ep0"])
     np.testing.assert_array_equal(store.read_episode(1).actions, expected["ep1"])
     assert store.num_steps == 8 + 5 == store.action_array().shape[0]
+
+
+def test_ctrl_c_is_held_until_the_recorder_asks_and_an_ignored_sigint_stays_ignored() -> None:
+    """A Ctrl-C inside a simulator step (numba, MuJoCo callbacks) must not surface there as a
+    SystemError: CtrlC turns it into a flag that the record loop raises between ticks."""
+    from robot_offrl_sim.teleop.session import CtrlC, sigint_deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    with CtrlC() as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # delivered here, and nothing is raised
+        assert ctrl_c.pressed
+        with pytest.raises(KeyboardInterrupt):
+            ctrl_c.raise_if_pressed()
+        ctrl_c.raise_if_pressed()  # consumed once
+    assert signal.getsignal(signal.SIGINT) is before
+
+    with pytest.raises(KeyboardInterrupt), sigint_deferred():  # a save finishes, then the interrupt lands
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with CtrlC() as ctrl_c:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert not ctrl_c.pressed
+    finally:
+        signal.signal(signal.SIGINT, before)

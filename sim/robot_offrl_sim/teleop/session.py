@@ -148,6 +148,40 @@ def format_status(status: Status) -> str:
     return " | ".join(parts)
 
 
+class CtrlC:
+    """Catch Ctrl-C as a flag, so it takes effect at a point the recorder chooses.
+
+    Python raises KeyboardInterrupt at whatever bytecode runs when the signal lands. Inside the
+    simulator that can be a numba or MuJoCo callback, which turns it into a SystemError and a
+    traceback instead of the clean "interrupted" exit. In the main thread only (signals are delivered
+    there). A SIGINT the parent set to ignored stays ignored.
+    """
+
+    def __init__(self) -> None:
+        self.pressed = False
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.pressed = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
+
+    def raise_if_pressed(self) -> None:
+        if self.pressed:
+            self.pressed = False
+            raise KeyboardInterrupt
+
+
 @contextmanager
 def sigint_deferred() -> Iterator[None]:
     """Hold Ctrl-C while an episode is committed, then deliver it: a save in progress always finishes.
@@ -155,17 +189,9 @@ def sigint_deferred() -> Iterator[None]:
     The store's append is atomic anyway; deferring just avoids throwing away an episode the operator
     already chose to keep because the interrupt landed a millisecond too early.
     """
-    if threading.current_thread() is not threading.main_thread():
+    with CtrlC() as ctrl_c:
         yield
-        return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            raise KeyboardInterrupt
+    ctrl_c.raise_if_pressed()
 
 
 class RecordSession:
@@ -203,33 +229,35 @@ class RecordSession:
         self._event(f"ready: press n to record, ? for keys ({self.store.num_episodes} episodes in {self.store.url})")
         period = 1.0 / self.backend.control_rate_hz
         next_tick = time.monotonic()
-        try:
-            while self.status.state is not State.DONE:
-                self._handle_inputs()
-                if self.status.state is State.RECORDING:
-                    self._record_one()
-                    if self.config.pace:
-                        next_tick += period
-                        delay = next_tick - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
-                        else:
-                            next_tick = time.monotonic()  # fell behind: do not burst to catch up
-                else:
-                    self.backend.idle()
-                    time.sleep(0.02 if self.config.pace else 0.001)
-                    next_tick = time.monotonic()
-                self._show_status()
-        except KeyboardInterrupt:
-            dropped = len(self.buffer)
-            self.buffer.clear()
-            self._event(
-                f"interrupted: {dropped} unsaved step(s) dropped; {len(self.saved_indices)} episode(s) saved "
-                f"this session are safe in {self.store.url}"
-            )
-            raise
-        finally:
-            self._end_line()
+        with CtrlC() as ctrl_c:  # Ctrl-C lands between control ticks, never inside a simulator step
+            try:
+                while self.status.state is not State.DONE:
+                    ctrl_c.raise_if_pressed()
+                    self._handle_inputs()
+                    if self.status.state is State.RECORDING:
+                        self._record_one()
+                        if self.config.pace:
+                            next_tick += period
+                            delay = next_tick - time.monotonic()
+                            if delay > 0:
+                                time.sleep(delay)
+                            else:
+                                next_tick = time.monotonic()  # fell behind: do not burst to catch up
+                    else:
+                        self.backend.idle()
+                        time.sleep(0.02 if self.config.pace else 0.001)
+                        next_tick = time.monotonic()
+                    self._show_status()
+            except KeyboardInterrupt:
+                dropped = len(self.buffer)
+                self.buffer.clear()
+                self._event(
+                    f"interrupted: {dropped} unsaved step(s) dropped; {len(self.saved_indices)} episode(s) saved "
+                    f"this session are safe in {self.store.url}"
+                )
+                raise
+            finally:
+                self._end_line()
         self._event(f"done: saved {len(self.saved_indices)} episode(s) to {self.store.url}")
         return self.saved_indices
 
