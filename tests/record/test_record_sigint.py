@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,16 @@ def test_sigint_mid_episode_keeps_saved_episodes(tmp_path: Path) -> None:
     assert store.num_steps == 8 + 5 == store.action_array().shape[0]
 
 
-def test_ctrl_c_is_held_until_the_recorder_asks_and_an_ignored_sigint_stays_ignored() -> None:
+@pytest.fixture
+def terminal_ctrl_c() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, however pytest itself was started."""
+    outer = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, outer)
+
+
+def test_ctrl_c_is_held_until_the_recorder_asks_and_an_ignored_sigint_stays_ignored(terminal_ctrl_c: None) -> None:
     """A Ctrl-C inside a simulator step (numba, MuJoCo callbacks) must not surface there as a
     SystemError: CtrlC turns it into a flag that the record loop raises between ticks."""
     from robot_offrl_sim.teleop.session import CtrlC, sigint_deferred
