@@ -70,12 +70,9 @@ def _acting_options(args: argparse.Namespace) -> dict[str, Any]:
     given = {flag: kv for flag, kv in flags.items() if kv[1] is not None}
     if given and args.checkpoint is None:
         raise ConfigError(f"{', '.join(given)}: acting options apply to --checkpoint policies only")
-    for flag in ("--candidates", "--n-action-steps"):
-        if flag in given and given[flag][1] < 1:
-            raise ConfigError(f"{flag} must be >= 1, got {given[flag][1]}")
-    if "--temperature" in given and not given["--temperature"][1] > 0:
-        raise ConfigError(f"--temperature must be > 0, got {given['--temperature'][1]}")
-    return dict(given.values())
+    from robot_offrl.runtime.policy import check_acting_options
+
+    return check_acting_options(dict(given.values()), shown={key: flag for flag, (key, _) in flags.items()})
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:

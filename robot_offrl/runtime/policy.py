@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from robot_offrl.algos import Agent, build_agent
+from robot_offrl.algos.config import SELECTION_MODES
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
 from robot_offrl.errors import ConfigError
@@ -24,6 +25,36 @@ from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
 from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint
 from robot_offrl.train.device import select_device
+
+# Test-time options a checkpoint can be run with (PolicyRuntime's keywords besides seed), so one
+# trained critic can be evaluated at another K, replanning interval or selection rule.
+ACTING_OPTIONS = ("num_candidates", "num_inference_steps", "n_action_steps", "selection", "temperature", "scheduler")
+SCHEDULERS = ("ddim", "ddpm")
+
+
+def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Refuse bad acting options before any work starts, not when the first policy loads.
+
+    A sweep or an experiment may train for hours before it builds its first PolicyRuntime, so the
+    checks that need no checkpoint run up front; the limits that depend on one (pred_horizon, having
+    a critic) are checked again when it loads. ``shown`` names options the way the user wrote them
+    (a CLI flag), so the message points at what to fix.
+    """
+    label = {**{k: k for k in ACTING_OPTIONS}, **(shown or {})}
+    unknown = sorted(set(options) - set(ACTING_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown acting option(s) {unknown}; known: {list(ACTING_OPTIONS)}")
+    for key in ("num_candidates", "num_inference_steps", "n_action_steps"):
+        value = options.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{label[key]} must be an integer >= 1, got {value!r}")
+    temperature = options.get("temperature")
+    if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ConfigError(f"{label['temperature']} must be > 0, got {temperature!r}")
+    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULERS)):
+        if options.get(key) is not None and options[key] not in choices:
+            raise ConfigError(f"{label[key]} must be one of {list(choices)}, got {options[key]!r}")
+    return dict(options)
 
 
 class PolicyRuntime:
@@ -59,7 +90,7 @@ class PolicyRuntime:
         self.selection = selection or sel.mode
         self.temperature = float(temperature if temperature is not None else sel.temperature)
         self.scheduler = scheduler or policy_cfg.scheduler
-        if self.scheduler not in ("ddim", "ddpm"):
+        if self.scheduler not in SCHEDULERS:
             raise ConfigError(f"scheduler must be ddim or ddpm, got {self.scheduler!r}")
         if self.num_candidates < 1 or self.num_inference_steps < 1:
             raise ConfigError("num_candidates and num_inference_steps must be >= 1")

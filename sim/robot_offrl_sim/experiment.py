@@ -21,14 +21,24 @@ import yaml
 
 from robot_offrl.errors import ConfigError
 from robot_offrl_sim.perturbations import parse_perturbation
+from robot_offrl_sim.regions import parse_grid
 from robot_offrl_sim.sweep import SweepConfig, run_sweep
 
 
 @dataclass(frozen=True)
 class Method:
+    """One row of the table: a training recipe, or another row's trained runs acted with other options.
+
+    ``policy_from`` names an earlier method whose runs this one sweeps instead of training its own:
+    an ablation of a test-time part (critic-guided selection: ``acting: {num_candidates: 1}``) then
+    uses the very same weights, so the row isolates that part and costs no training.
+    """
+
     name: str
     overrides: tuple[str, ...]
     seeds: tuple[int, ...] | None = None  # None: the experiment's seeds (ablations may use fewer)
+    policy_from: str | None = None
+    acting: dict[str, Any] = field(default_factory=dict)  # PolicyRuntime options for the sweeps
 
 
 @dataclass(frozen=True)
@@ -59,14 +69,6 @@ class Experiment:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _grid(text: Any) -> tuple[int, int]:
-    try:
-        nx, ny = (int(v) for v in str(text).lower().split("x"))
-    except ValueError as err:
-        raise ConfigError(f"grid must look like 7x7, got {text!r}") from err
-    return nx, ny
-
-
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
     if not path.is_file():
@@ -75,11 +77,13 @@ def load_experiment(path: str | Path) -> Experiment:
     try:
         methods = tuple(
             Method(m["name"], tuple(m.get("overrides", [])),
-                   tuple(int(x) for x in m["seeds"]) if m.get("seeds") is not None else None)
+                   tuple(int(x) for x in m["seeds"]) if m.get("seeds") is not None else None,
+                   m.get("policy_from"), dict(m.get("acting") or {}))
             for m in data["methods"]
         )
         sweeps = tuple(
-            SweepSet(s["name"], s.get("region", "wide"), _grid(s.get("grid", "3x3")), int(s.get("episodes_per_cell", 1)),
+            SweepSet(s["name"], s.get("region", "wide"), parse_grid(str(s.get("grid", "3x3"))),
+                     int(s.get("episodes_per_cell", 1)),
                      tuple(s.get("perturb", []) or []), s.get("horizon"))
             for s in data.get("sweeps", [{"name": "wide"}])
         )
@@ -93,10 +97,42 @@ def load_experiment(path: str | Path) -> Experiment:
         raise ConfigError(f"{path}: malformed experiment file ({err!r}); see configs/experiment/demo.yaml") from err
     if not experiment.methods or not experiment.seeds:
         raise ConfigError(f"{path}: needs at least one method and one seed")
+    _check_methods(experiment, path)
     for s in experiment.sweeps:
         for p in s.perturb:
             parse_perturbation(p)
     return experiment
+
+
+def _check_methods(exp: Experiment, path: Path) -> None:
+    """Problems a run would otherwise hit hours in: duplicate rows, bad acting options, a bad policy_from."""
+    from robot_offrl.runtime.policy import check_acting_options
+
+    seen: dict[str, Method] = {}
+    for method in exp.methods:
+        where = f"{path}: method {method.name!r}"
+        if method.name in seen:
+            raise ConfigError(f"{where} is listed twice")
+        try:
+            check_acting_options(method.acting)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: acting: {err}") from err
+        if method.policy_from is not None:
+            source = seen.get(method.policy_from)
+            if source is None or source.policy_from is not None:
+                raise ConfigError(f"{where}: policy_from must name a method listed above it that trains "
+                                  f"its own runs, got {method.policy_from!r}")
+            if method.overrides:
+                raise ConfigError(f"{where}: a policy_from method trains nothing, so it cannot have "
+                                  "training overrides; use acting: for test-time options")
+            missing = set(_seeds(method, exp)) - set(_seeds(source, exp))
+            if missing:
+                raise ConfigError(f"{where}: seeds {sorted(missing)} are not trained by {source.name!r}")
+        seen[method.name] = method
+
+
+def _seeds(method: Method, exp: Experiment) -> tuple[int, ...]:
+    return method.seeds or exp.seeds
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -125,7 +161,8 @@ def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path
     return out
 
 
-def _sweep(exp: Experiment, sweep: SweepSet, run_dir: Path, seed: int, out: Path, log: Any) -> dict[str, Any]:
+def _sweep(exp: Experiment, method: Method, sweep: SweepSet, run_dir: Path, seed: int, out: Path,
+           log: Any) -> dict[str, Any]:
     if (out / "sweep.json").is_file():
         log(f"  reuse {out}")
         return json.loads((out / "sweep.json").read_text())
@@ -133,6 +170,7 @@ def _sweep(exp: Experiment, sweep: SweepSet, run_dir: Path, seed: int, out: Path
         task=exp.task, policy=f"checkpoint:{run_dir}", region=sweep.region, grid=sweep.grid,
         episodes_per_cell=sweep.episodes_per_cell, perturbations=tuple(parse_perturbation(p) for p in sweep.perturb),
         seed=1000 + seed, horizon=sweep.horizon, workers=exp.workers, video=exp.video,
+        policy_kwargs=dict(method.acting),
     )
     return run_sweep(config, out)
 
@@ -159,17 +197,24 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
     # Seed-major order: after each seed every method has a result, and the report is rewritten after
     # every run, so a benchmark stopped early still leaves a complete, honest partial table.
     for seed, method in run_order(exp):
-        run_dir = out / "runs" / f"{method.name}_s{seed}"
-        log(f"[2/3] train {method.name} seed {seed} -> {run_dir}")
-        t0 = time.monotonic()
         entry = results["methods"].setdefault(method.name, {"seeds": {}})
-        entry["seeds"][str(seed)] = {"train": _train(exp, method, seed, data, run_dir, log), "sweeps": {}}
-        timings["train_s"] = round(timings["train_s"] + time.monotonic() - t0, 1)
+        if method.policy_from is None:
+            run_dir = out / "runs" / f"{method.name}_s{seed}"
+            log(f"[2/3] train {method.name} seed {seed} -> {run_dir}")
+            t0 = time.monotonic()
+            trained = _train(exp, method, seed, data, run_dir, log)
+            timings["train_s"] = round(timings["train_s"] + time.monotonic() - t0, 1)
+        else:
+            run_dir = out / "runs" / f"{method.policy_from}_s{seed}"
+            log(f"[2/3] {method.name} seed {seed}: no training, acts with {run_dir}")
+            source = results["methods"][method.policy_from]["seeds"][str(seed)]["train"]
+            trained = {"policy_from": method.policy_from, "step": source.get("step")}
+        entry["seeds"][str(seed)] = {"train": trained, "sweeps": {}}
         t0 = time.monotonic()
         for sweep in exp.sweeps:
             sweep_dir = out / "sweeps" / sweep.name / f"{method.name}_s{seed}"
             log(f"[3/3] sweep {sweep.name}: {method.name} seed {seed} -> {sweep_dir}")
-            summary = _sweep(exp, sweep, run_dir, seed, sweep_dir, log)
+            summary = _sweep(exp, method, sweep, run_dir, seed, sweep_dir, log)
             entry["seeds"][str(seed)]["sweeps"][sweep.name] = {
                 "rate": summary["totals"]["rate"], "narrow_rate": summary["narrow"]["rate"],
                 "episodes": summary["totals"]["episodes"], "dir": str(sweep_dir),
@@ -180,8 +225,16 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
 
 
 def run_order(exp: Experiment) -> list[tuple[int, Method]]:
-    seeds = sorted({s for m in exp.methods for s in (m.seeds or exp.seeds)})
-    return [(seed, m) for seed in seeds for m in exp.methods if seed in (m.seeds or exp.seeds)]
+    """Seed-major, the methods that run on every seed first and the fewer-seed ablations after.
+
+    After each seed every main method has a result, and the report is rewritten after every run, so a
+    benchmark stopped early still leaves a complete, honest partial table of the main comparison. A
+    policy_from method comes after its source: load_experiment checks that the source is listed above
+    it and trains every seed it needs, so it is never in a later group.
+    """
+    pairs = [(seed, i, m) for i, m in enumerate(exp.methods) for seed in _seeds(m, exp)]
+    pairs.sort(key=lambda p: (set(_seeds(p[2], exp)) != set(exp.seeds), p[0], p[1]))
+    return [(seed, m) for seed, _, m in pairs]
 
 
 def write_results(exp: Experiment, results: dict[str, Any], timings: dict[str, float], out: Path) -> None:
@@ -243,7 +296,7 @@ def write_figure(exp: Experiment, out: Path) -> None:
     for r, sweep in enumerate(exp.sweeps):
         for c, method in enumerate(exp.methods):
             ax = axes[r][c]
-            seed = (method.seeds or exp.seeds)[0]
+            seed = _seeds(method, exp)[0]
             png = out / "sweeps" / sweep.name / f"{method.name}_s{seed}" / "heatmap.png"
             if png.is_file():
                 ax.imshow(plt.imread(str(png)))
@@ -270,7 +323,7 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
             continue
         row = agg[method.name]
         cells = [_fmt(row[s.name]) for s in exp.sweeps] + [_fmt(row[f"{s.name}_narrow"]) for s in exp.sweeps]
-        planned = method.seeds or exp.seeds
+        planned = _seeds(method, exp)
         done = row["seeds_done"]
         seeds = ",".join(map(str, done)) + ("" if len(done) == len(planned) else f" (of {len(planned)} planned)")
         lines.append(f"| {method.name} | {seeds} | " + " | ".join(cells) + " |")
@@ -280,10 +333,17 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
     for method in exp.methods:
         if method.name not in results["methods"]:
             continue
+        acting = " ".join(f"{k}={v}" for k, v in sorted(method.acting.items()))
+        acting_text = f", acting `{acting}`" if acting else ""
+        if method.policy_from is not None:
+            lines.append(f"- {method.name}: the trained `{method.policy_from}` runs, no training of its own"
+                         f"{acting_text}")
+            continue
         first = next(iter(results["methods"][method.name]["seeds"].values()))["train"]
         loss = first.get("losses", {}).get("loss")
         loss_text = f", final loss {loss:.4f}" if isinstance(loss, float) else ""
-        lines.append(f"- {method.name}: `{' '.join(method.overrides)}`, {first.get('step')} steps{loss_text}")
+        lines.append(f"- {method.name}: `{' '.join(method.overrides)}`, {first.get('step')} steps{loss_text}"
+                     f"{acting_text}")
     for s in exp.sweeps:
         pert = f", perturbations {list(s.perturb)}" if s.perturb else ""
         lines.append(f"- sweep `{s.name}`: region {s.region}, grid {s.grid[0]}x{s.grid[1]}, "

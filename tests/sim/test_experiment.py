@@ -32,7 +32,8 @@ def _write(tmp_path, **changes):
                             "trainer.progress=false", "policy.hidden_dim=32", "policy.num_blocks=1",
                             "critic.hidden_dim=32", "critic.num_layers=1"],
         "methods": [{"name": "bc_expert", "overrides": ["algo=bc"]},
-                    {"name": "rise", "overrides": ["algo=rise", "algo.selection.num_candidates=4"]}],
+                    {"name": "rise", "overrides": ["algo=rise", "algo.selection.num_candidates=4"]},
+                    {"name": "rise_k1", "policy_from": "rise", "acting": {"num_candidates": 1}}],
         "sweeps": [{"name": "wide", "region": "wide", "grid": "1x1", "episodes_per_cell": 1, "horizon": 10},
                    {"name": "pushed", "region": "narrow", "grid": "1x1", "episodes_per_cell": 1, "horizon": 10,
                     "perturb": ["object:0.05,0@3"]}],
@@ -50,18 +51,23 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     messages: list[str] = []
     results = run_experiment(exp, out, log=messages.append)
     table = (out / "results.md").read_text()
-    assert "| bc_expert |" in table and "| rise |" in table and "pushed" in table
+    assert "| bc_expert |" in table and "| rise |" in table and "| rise_k1 |" in table and "pushed" in table
+    assert "rise_k1: the trained `rise` runs, no training of its own, acting `num_candidates=1`" in table
     assert (out / "heatmaps.png").stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
-    for method in ("bc_expert", "rise"):
+    for method in ("bc_expert", "rise", "rise_k1"):
         entry = saved["methods"][method]["seeds"]["0"]
         assert entry["train"]["step"] == 3
         assert entry["sweeps"]["wide"]["episodes"] == 1
         assert entry["sweeps"]["pushed"]["episodes"] == 1
         assert 0.0 <= results["aggregate"][method]["wide"]["mean"] <= 1.0
+    # The acting-only row swept rise's own weights with one candidate, and trained nothing.
+    assert not (out / "runs" / "rise_k1_s0").exists()
+    k1 = json.loads((out / "sweeps" / "wide" / "rise_k1_s0" / "sweep.json").read_text())["config"]
+    assert k1["policy"] == f"checkpoint:{out / 'runs' / 'rise_s0'}" and k1["policy_kwargs"] == {"num_candidates": 1}
     again: list[str] = []
     run_experiment(exp, out, log=again.append)
-    assert sum("reuse" in m for m in again) == 1 + 2 + 4, again  # dataset, 2 runs, 2x2 sweeps
+    assert sum("reuse" in m for m in again) == 1 + 2 + 6, again  # dataset, 2 runs, 3x2 sweeps
 
     # The benchmark's critic probe reads the same runs and store.
     probe = _bench_module("rise_sim/critic_probe.py")
@@ -119,6 +125,36 @@ def test_bad_experiment_files_are_clear_errors(tmp_path):
         load_experiment(_write(tmp_path, sweeps=[{"name": "w", "grid": "seven"}]))
     with pytest.raises(ConfigError, match="cannot parse perturbation"):
         load_experiment(_write(tmp_path, sweeps=[{"name": "w", "perturb": ["shove"]}]))
+
+
+@pytest.mark.parametrize(("methods", "needle"), [
+    ([{"name": "a"}, {"name": "a"}], "listed twice"),
+    ([{"name": "a", "acting": {"num_candidates": 0}}], "num_candidates must be an integer >= 1"),
+    ([{"name": "a", "acting": {"temperature": -1.0}}], "temperature must be > 0"),
+    ([{"name": "a", "acting": {"selection": "best"}}], "selection must be one of"),
+    ([{"name": "a", "acting": {"candidates": 2}}], "unknown acting option"),
+    ([{"name": "k1", "policy_from": "rise"}], "policy_from must name a method listed above it"),
+    ([{"name": "k1", "policy_from": "rise"}, {"name": "rise"}], "policy_from must name a method listed above it"),
+    ([{"name": "rise"}, {"name": "k1", "policy_from": "rise", "overrides": ["algo=bc"]}], "cannot have training"),
+    ([{"name": "rise", "seeds": [0]}, {"name": "k1", "policy_from": "rise", "seeds": [0, 1]}],
+     r"seeds \[1\] are not trained by 'rise'"),
+])
+def test_bad_methods_are_refused_before_anything_runs(tmp_path, methods, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_experiment(_write(tmp_path, methods=methods, seeds=[0, 1]))
+
+
+def test_run_order_puts_the_main_comparison_before_fewer_seed_ablations(tmp_path):
+    from robot_offrl_sim.experiment import run_order
+
+    exp = load_experiment(_write(tmp_path, seeds=[0, 1], methods=[
+        {"name": "bc", "overrides": ["algo=bc"]},
+        {"name": "ablation", "overrides": ["algo=rise"], "seeds": [0]},
+        {"name": "rise", "overrides": ["algo=rise"]},
+        {"name": "rise_k1", "policy_from": "rise", "acting": {"num_candidates": 1}},
+    ]))
+    assert [(seed, m.name) for seed, m in run_order(exp)] == [
+        (0, "bc"), (0, "rise"), (0, "rise_k1"), (1, "bc"), (1, "rise"), (1, "rise_k1"), (0, "ablation")]
 
 
 def test_shipped_experiment_files_load():
