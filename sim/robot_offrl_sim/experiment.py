@@ -164,8 +164,13 @@ def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path
 def _sweep(exp: Experiment, method: Method, sweep: SweepSet, run_dir: Path, seed: int, out: Path,
            log: Any) -> dict[str, Any]:
     if (out / "sweep.json").is_file():
+        summary = json.loads((out / "sweep.json").read_text())
+        made_with = summary.get("config", {}).get("policy_kwargs", {})
+        if made_with != method.acting:
+            raise ConfigError(f"{out} was swept with acting options {made_with}, but {method.name!r} now asks "
+                              f"for {method.acting}; delete that folder to sweep again")
         log(f"  reuse {out}")
-        return json.loads((out / "sweep.json").read_text())
+        return summary
     config = SweepConfig(
         task=exp.task, policy=f"checkpoint:{run_dir}", region=sweep.region, grid=sweep.grid,
         episodes_per_cell=sweep.episodes_per_cell, perturbations=tuple(parse_perturbation(p) for p in sweep.perturb),

@@ -68,6 +68,12 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     again: list[str] = []
     run_experiment(exp, out, log=again.append)
     assert sum("reuse" in m for m in again) == 1 + 2 + 6, again  # dataset, 2 runs, 3x2 sweeps
+    # A finished sweep made with other acting options is not passed off as this row's result.
+    changed = yaml.safe_load(Path(exp.source).read_text())
+    changed["methods"][2]["acting"] = {"num_candidates": 2}
+    Path(exp.source).write_text(yaml.safe_dump(changed))
+    with pytest.raises(ConfigError, match="swept with acting options"):
+        run_experiment(load_experiment(exp.source), out, log=again.append)
 
     # The benchmark's critic probe reads the same runs and store.
     probe = _bench_module("rise_sim/critic_probe.py")
