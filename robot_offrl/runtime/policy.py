@@ -90,10 +90,10 @@ class PolicyRuntime:
         self.selection = selection or sel.mode
         self.temperature = float(temperature if temperature is not None else sel.temperature)
         self.scheduler = scheduler or policy_cfg.scheduler
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler must be ddim or ddpm, got {self.scheduler!r}")
-        if self.num_candidates < 1 or self.num_inference_steps < 1:
-            raise ConfigError("num_candidates and num_inference_steps must be >= 1")
+        check_acting_options({
+            "num_candidates": self.num_candidates, "num_inference_steps": self.num_inference_steps,
+            "selection": self.selection, "temperature": self.temperature, "scheduler": self.scheduler,
+        })
         if not 1 <= self.n_action_steps <= policy_cfg.pred_horizon:
             raise ConfigError(
                 f"n_action_steps must be in [1, pred_horizon={policy_cfg.pred_horizon}], got {self.n_action_steps}"

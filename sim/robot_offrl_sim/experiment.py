@@ -199,9 +199,7 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
 
     results: dict[str, Any] = {"experiment": exp.name, "task": exp.task, "methods": {}}
     timings.update(train_s=0.0, sweep_s=0.0)
-    # Seed-major order: after each seed every method has a result, and the report is rewritten after
-    # every run, so a benchmark stopped early still leaves a complete, honest partial table.
-    for seed, method in run_order(exp):
+    for seed, method in run_order(exp):  # the report is rewritten after every run: see run_order
         entry = results["methods"].setdefault(method.name, {"seeds": {}})
         if method.policy_from is None:
             run_dir = out / "runs" / f"{method.name}_s{seed}"
