@@ -250,10 +250,10 @@ def write_results(exp: Experiment, results: dict[str, Any], timings: dict[str, f
 
 
 def _mean_std(values: list[float | None]) -> dict[str, Any]:
-    vals = [v for v in values if v is not None]
+    vals = [float(v) for v in values if v is not None]
     if not vals:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+        return {"mean": None, "std": None, "n": 0, "values": []}
+    return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals), "values": vals}
 
 
 def aggregate(results: dict[str, Any], exp: Experiment) -> dict[str, Any]:
@@ -284,7 +284,11 @@ def machine_description() -> dict[str, str]:
 def _fmt(cell: dict[str, Any]) -> str:
     if cell["mean"] is None:
         return "n/a"
-    return f"{cell['mean']:.0%}" if cell["n"] == 1 else f"{cell['mean']:.0%} ± {cell['std']:.0%}"
+    if cell["n"] == 1:
+        return f"{cell['mean']:.0%}"
+    # Per-seed rates in brackets: with 3 seeds a mean and std alone hide a 100/0/100 split.
+    per_seed = ", ".join(f"{100 * v:.0f}" for v in cell.get("values", []))
+    return f"{cell['mean']:.0%} ± {cell['std']:.0%}" + (f" ({per_seed})" if per_seed else "")
 
 
 def write_figure(exp: Experiment, out: Path) -> None:
@@ -315,9 +319,12 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
     lines = [f"# {exp.name}: {exp.task}", ""]
     if exp.notes:
         lines += [exp.notes.strip(), ""]
+    # A sweep over the narrow region is all narrow cells: a second column would repeat its first.
+    narrow_cols = [s for s in exp.sweeps if s.region != "narrow"]
     header = (["method", "seeds"] + [f"{s.name} (all cells)" for s in exp.sweeps]
-              + [f"{s.name}: narrow cells" for s in exp.sweeps])
-    lines += ["Success rate per sweep" + (f", mean ± std over seeds {list(exp.seeds)}" if len(exp.seeds) > 1 else
+              + [f"{s.name}: narrow cells" for s in narrow_cols])
+    lines += ["Success rate per sweep" + (f", mean ± std over seeds {list(exp.seeds)} (per seed in brackets, %)"
+                                          if len(exp.seeds) > 1 else
                                           f" (seed {exp.seeds[0]})") + ":", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in exp.methods:
@@ -325,7 +332,7 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
             lines.append(f"| {method.name} | not run yet |" + " |" * (len(header) - 2))
             continue
         row = agg[method.name]
-        cells = [_fmt(row[s.name]) for s in exp.sweeps] + [_fmt(row[f"{s.name}_narrow"]) for s in exp.sweeps]
+        cells = [_fmt(row[s.name]) for s in exp.sweeps] + [_fmt(row[f"{s.name}_narrow"]) for s in narrow_cols]
         planned = _seeds(method, exp)
         done = row["seeds_done"]
         seeds = ",".join(map(str, done)) + ("" if len(done) == len(planned) else f" (of {len(planned)} planned)")

@@ -53,6 +53,8 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     table = (out / "results.md").read_text()
     assert "| bc_expert |" in table and "| rise |" in table and "| rise_k1 |" in table and "pushed" in table
     assert "rise_k1: the trained `rise` runs, no training of its own, acting `num_candidates=1`" in table
+    # The narrow-cell column only for sweeps beyond the narrow region, where it says something new.
+    assert "wide: narrow cells" in table and "pushed: narrow cells" not in table
     assert (out / "heatmaps.png").stat().st_size > 0
     saved = json.loads((out / "results.json").read_text())
     for method in ("bc_expert", "rise", "rise_k1"):
@@ -161,6 +163,22 @@ def test_run_order_puts_the_main_comparison_before_fewer_seed_ablations(tmp_path
     ]))
     assert [(seed, m.name) for seed, m in run_order(exp)] == [
         (0, "bc"), (0, "rise"), (0, "rise_k1"), (1, "bc"), (1, "rise"), (1, "rise_k1"), (0, "ablation")]
+
+
+def test_table_shows_each_seeds_rate_beside_mean_and_spread(tmp_path):
+    from robot_offrl_sim.experiment import aggregate, write_markdown
+
+    exp = load_experiment(_write(tmp_path, seeds=[0, 1], methods=[{"name": "bc", "overrides": ["algo=bc"]}]))
+    per_seed = {"wide": 1.0, "pushed": 0.5}, {"wide": 0.0, "pushed": 0.5}
+    results = {"methods": {"bc": {"seeds": {
+        str(seed): {"train": {"step": 3}, "sweeps": {name: {"rate": r, "narrow_rate": None} for name, r in rates.items()}}
+        for seed, rates in enumerate(per_seed)}}},
+        "timings": {"dataset_s": 0, "train_s": 0, "sweep_s": 0}, "machine": {k: "x" for k in
+                                                                            ("platform", "cpus", "cuda", "torch", "date")}}
+    results["aggregate"] = aggregate(results, exp)
+    write_markdown(exp, results, tmp_path)
+    row = next(line for line in (tmp_path / "results.md").read_text().splitlines() if line.startswith("| bc |"))
+    assert row == "| bc | 0,1 | 50% ± 50% (100, 0) | 50% ± 0% (50, 50) | n/a |"
 
 
 def test_shipped_experiment_files_load():
