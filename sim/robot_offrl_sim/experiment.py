@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from omegaconf import OmegaConf
 
 from robot_offrl.errors import ConfigError
 from robot_offrl_sim.perturbations import parse_perturbation
@@ -149,7 +151,13 @@ def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path
                  *exp.train_overrides, *method.overrides]
     cfg = compose("train", overrides)
     found = latest_checkpoint(run_dir)
-    if found is not None and load_checkpoint(found).step >= int(cfg.trainer.steps):
+    checkpoint = load_checkpoint(found) if found is not None else None
+    if checkpoint is not None:
+        changed = config_changes(checkpoint.config, OmegaConf.to_container(cfg, resolve=True))
+        if changed:
+            raise ConfigError(f"{run_dir} was trained with other settings than {method.name!r} now asks for "
+                              f"({'; '.join(changed)}); delete that folder to train it again")
+    if checkpoint is not None and checkpoint.step >= int(cfg.trainer.steps):
         log(f"  reuse {run_dir} (already trained to {cfg.trainer.steps} steps)")
         summary = run_dir / "train_summary.json"
         return json.loads(summary.read_text()) if summary.is_file() else {"step": int(cfg.trainer.steps)}
@@ -159,6 +167,39 @@ def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path
            "seconds": round(time.monotonic() - t0, 1), "overrides": overrides}
     (run_dir / "train_summary.json").write_text(json.dumps(out, indent=1))
     return out
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+# Where a run and its data live, and how it was run (device, logging, checkpoint cadence), may change
+# without changing what was trained: a copied run folder, a GPU run reused on a CPU, a resume.
+_NOT_COMPARED = frozenset({
+    "out", "data", "resume", "trainer.device", "trainer.amp", "trainer.compile", "trainer.compile_backend",
+    "trainer.num_workers", "trainer.cache_in_ram", "trainer.log_every", "trainer.val_every", "trainer.val_batches",
+    "trainer.checkpoint_every", "trainer.keep_checkpoints", "trainer.progress",
+})
+# algo.selection.* are the acting defaults stored with a run (K, argmax/softmax): they change no weights.
+_ACTING_PREFIX = "algo.selection."
+
+
+def config_changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """Settings a finished run was trained with that differ from what its row now composes.
+
+    Without this check a rerun after editing an experiment file would reuse runs trained under the old
+    settings and report them as the new row. Keys only one side has are not compared: options added to
+    the configs after a run was trained keep their defaults, so older runs stay reusable.
+    """
+    old, new = _flatten(saved), _flatten(wanted)
+    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
+            if key not in _NOT_COMPARED and not key.startswith(_ACTING_PREFIX) and old[key] != new[key]]
 
 
 def _sweep(exp: Experiment, method: Method, sweep: SweepSet, run_dir: Path, seed: int, out: Path,

@@ -76,6 +76,12 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     Path(exp.source).write_text(yaml.safe_dump(changed))
     with pytest.raises(ConfigError, match="swept with acting options"):
         run_experiment(load_experiment(exp.source), out, log=again.append)
+    # Nor a finished run trained with other settings than its row now asks for.
+    changed["methods"][2]["acting"] = {"num_candidates": 1}
+    changed["methods"][1]["overrides"] = [*changed["methods"][1]["overrides"], "algo.lipschitz_weight=0.5"]
+    Path(exp.source).write_text(yaml.safe_dump(changed))
+    with pytest.raises(ConfigError, match=r"trained with other settings .*algo.lipschitz_weight: 0.1 -> 0.5"):
+        run_experiment(load_experiment(exp.source), out, log=again.append)
 
     # The benchmark's critic probe reads the same runs and store.
     probe = _bench_module("rise_sim/critic_probe.py")
