@@ -7,6 +7,7 @@ poses that are set exactly (not left to robosuite's random sampler) so every epi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -25,6 +26,18 @@ ACTION_DIM = 7
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
 _ROBOSUITE_LOGGER = "robosuite_logs"
 _quiet_installed = False
+
+
+def _import_triton_before_gl() -> None:
+    """Import triton, if installed, before robosuite opens an offscreen GL context.
+
+    Triton's first import segfaults in a process that already holds a Mesa EGL context (torch 2.14,
+    mujoco 3.3). torchvision imports it through torch._dynamo, so a process that renders images and then
+    builds a vision encoder (an image dataset build followed by training, as `robot-offrl experiment`
+    does) would crash. Imported first, both work.
+    """
+    with contextlib.suppress(ImportError):
+        import triton  # noqa: F401
 
 
 class _BelowLevel(logging.Filter):
@@ -91,6 +104,8 @@ class SimEnv:
         if controller["body_parts"]["right"]["type"] != "OSC_POSE":
             raise ConfigError("robosuite's BASIC controller for this robot is not OSC_POSE")
         use_cams = bool(self.cameras)
+        if use_cams or render_video:
+            _import_triton_before_gl()
         self.env = suite.make(
             self.spec.env_name,
             robots=self.spec.robot,

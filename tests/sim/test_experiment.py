@@ -203,3 +203,39 @@ def test_experiment_cli_prints_the_table(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "report:" in printed and "bc_expert: wide" in printed
     assert (out / "results.md").is_file()
+
+
+@pytest.mark.render
+def test_gpu_image_experiment_file_runs_end_to_end_on_a_tiny_budget(tmp_path):
+    """The paper-scale file's own methods, overrides and sweeps (U-Net, two cameras, Square), with only
+    the budget, the sizes and the GPU-only switches shrunk, so "the same command on a GPU" is a tested
+    path and not just a file."""
+    from robot_offrl.config import config_dir
+
+    gpu = yaml.safe_load((config_dir() / "experiment" / "square_image_gpu.yaml").read_text())
+    recipe = yaml.safe_load((Path(config_dir()).parent / gpu["recipe"]).read_text())
+    recipe.update(horizon=12, parts=[{"kind": "expert", "episodes": 1, "region": "narrow"},
+                                     {"kind": "play", "episodes": 1, "region": "wide"}])
+    (tmp_path / "tiny_image.yaml").write_text(yaml.safe_dump(recipe))
+    budget_keys = ("trainer.steps", "trainer.batch_size", "trainer.num_workers", "trainer.compile")
+    kept = [o for o in gpu["train_overrides"] if not o.startswith(budget_keys)]
+    assert "policy=unet" in kept and any(o.startswith("task.image_keys=") for o in kept)
+    gpu.update(
+        recipe=str(tmp_path / "tiny_image.yaml"), seeds=[0], workers=1,
+        train_overrides=[*kept, "trainer.steps=2", "trainer.batch_size=2", "trainer.num_workers=0",
+                         "trainer.compile=false", "trainer.warmup_steps=1", "trainer.val_fraction=0",
+                         "trainer.checkpoint_every=2", "trainer.progress=false", "critic.hidden_dim=32"],
+        methods=[m for m in gpu["methods"] if m["name"] in ("bc_expert", "rise")],
+        sweeps=[{**s, "grid": "1x1", "episodes_per_cell": 1, "horizon": 3} for s in gpu["sweeps"]],
+    )
+    for method in gpu["methods"]:
+        method["overrides"] = [o.replace("num_candidates=64", "num_candidates=2") for o in method["overrides"]]
+    path = tmp_path / "square_image_tiny.yaml"
+    path.write_text(yaml.safe_dump(gpu))
+    out = tmp_path / "out"
+    results = run_experiment(load_experiment(path), out, log=lambda _: None)
+    assert set(results["methods"]) == {"bc_expert", "rise"}
+    store = EpisodeStore.open(str(out / "data" / "tiny_image.zarr"))
+    assert {"agentview_image", "robot0_eye_in_hand_image"} <= set(store.schema.obs_keys)
+    for sweep in gpu["sweeps"]:
+        assert results["methods"]["rise"]["seeds"]["0"]["sweeps"][sweep["name"]]["episodes"] == 1
