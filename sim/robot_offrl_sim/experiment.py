@@ -328,8 +328,8 @@ def _fmt(cell: dict[str, Any]) -> str:
     if cell["n"] == 1:
         return f"{cell['mean']:.0%}"
     # Per-seed rates in brackets: with 3 seeds a mean and std alone hide a 100/0/100 split.
-    per_seed = ", ".join(f"{100 * v:.0f}" for v in cell.get("values", []))
-    return f"{cell['mean']:.0%} ± {cell['std']:.0%}" + (f" ({per_seed})" if per_seed else "")
+    per_seed = ", ".join(f"{100 * v:.0f}" for v in cell["values"])
+    return f"{cell['mean']:.0%} ± {cell['std']:.0%} ({per_seed})"
 
 
 def write_figure(exp: Experiment, out: Path) -> None:
