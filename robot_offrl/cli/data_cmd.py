@@ -1,7 +1,8 @@
 """``robot-offrl data ...``: inspect, label, validate, repair, reshape and import episode stores.
 
 Each subcommand is a thin shell over ``robot_offrl.data``; user mistakes raise ``StoreError`` (a
-``UserError``), which the root command prints as one line with exit status 2.
+``UserError``), which the root command prints as one line with exit status 2. Commands that write
+take the store's write lock and accept ``--wait SECONDS`` to wait for another writer to finish.
 """
 
 from __future__ import annotations
@@ -57,14 +58,14 @@ def _cmd_flag(args: argparse.Namespace) -> int:
     from robot_offrl.data.episode_ranges import parse_episode_ranges
     from robot_offrl.data.store import UNSET
 
-    store = _store(args.store, "r+")
-    indices = parse_episode_ranges(args.episodes, store.num_episodes)
-    store.set_flags(
-        indices,
-        expert=args.expert,
-        source=UNSET if args.source is None else args.source,
-        success=getattr(args, "success", UNSET),
-    )
+    with _store(args.store, "r+") as store:
+        indices = parse_episode_ranges(args.episodes, store.num_episodes)
+        store.set_flags(
+            indices,
+            expert=args.expert,
+            source=UNSET if args.source is None else args.source,
+            success=getattr(args, "success", UNSET),
+        )
     print(f"updated {len(indices)} episode(s): {args.episodes}")
     return 0
 
@@ -102,14 +103,15 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_merge(args: argparse.Namespace) -> int:
     from robot_offrl.data.ops import merge_stores
 
-    store = merge_stores(args.out, args.inputs)
+    with merge_stores(args.out, args.inputs) as store:
+        pass
     print(f"{args.out}: {store.num_episodes} episodes, {store.num_steps} steps from {len(args.inputs)} store(s)")
     return 0
 
 
 def _cmd_split(args: argparse.Namespace) -> int:
-    store = _store(args.store, "r+")
-    store.set_split(args.val_fraction, args.seed)
+    with _store(args.store, "r+") as store:
+        store.set_split(args.val_fraction, args.seed)
     print(
         f"{args.store}: train={len(store.split_indices('train'))} val={len(store.split_indices('val'))} "
         f"episodes (seed {args.seed})"
@@ -123,14 +125,15 @@ def _cmd_delete(args: argparse.Namespace) -> int:
 
     store = _store(args.store)
     indices = parse_episode_ranges(args.episodes, store.num_episodes)
-    after = delete_episodes(args.store, indices)
+    with delete_episodes(args.store, indices) as after:
+        pass
     print(f"{args.store}: deleted {len(indices)} episode(s); {after.num_episodes} remain")
     return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    store = _store(args.store, "r+")
-    stats = store.norm_stats(recompute=True)
+    with _store(args.store, "r+") as store:
+        stats = store.norm_stats(recompute=True)
     for key, s in stats.keys.items():
         print(f"{key}:")
         for name in ("min", "max", "mean", "std"):
@@ -150,7 +153,8 @@ def _cmd_export_video(args: argparse.Namespace) -> int:
 def _cmd_import_robomimic(args: argparse.Namespace) -> int:
     from robot_offrl.data.robomimic_import import import_robomimic
 
-    store = import_robomimic(args.file, args.store, args.expert_mask or [])
+    with import_robomimic(args.file, args.store, args.expert_mask or []) as store:
+        pass
     expert = sum(m.expert for m in store.episodes)
     print(f"{args.store}: imported {store.num_episodes} demos ({expert} expert), {store.num_steps} steps")
     return 0
@@ -162,6 +166,35 @@ def _source(text: str) -> str:
     if text not in SOURCES:
         raise argparse.ArgumentTypeError(f"source must be one of {', '.join(SOURCES)}, got {text!r}")
     return text
+
+
+def add_wait_option(parser: argparse.ArgumentParser, func: Any) -> None:
+    """``--wait SECONDS`` for a command that writes a store: wait that long for another writer's lock.
+
+    The one definition, shared with ``sim collect`` and ``record``; the wait applies to every store
+    write the command makes (``robot_offrl.data.lock.wait_for_lock``).
+    """
+    parser.add_argument("--wait", type=_seconds, default=None, metavar="SECONDS",
+                        help="if another process is writing the store, wait up to this long for it "
+                        "(default: fail at once, naming the writer)")
+
+    def run(args: argparse.Namespace) -> int:
+        from robot_offrl.data.lock import wait_for_lock
+
+        with wait_for_lock(args.wait):
+            return int(func(args) or 0)
+
+    parser.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
 
 
 def register(subparsers: Any) -> None:
@@ -176,10 +209,12 @@ def register(subparsers: Any) -> None:
     data.set_defaults(func=lambda _args: data.print_help() or 0)
     sub = data.add_subparsers(dest="data_command", metavar="ACTION")
 
-    def add(name: str, help_text: str, example: str, func: Any) -> argparse.ArgumentParser:
+    def add(name: str, help_text: str, example: str, func: Any, writes: bool = False) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"Example:\n  {example}",
                            formatter_class=fmt)
         p.set_defaults(func=func)
+        if writes:
+            add_wait_option(p, func)
         return p
 
     p = add("info", "summary: episodes by source/flag/success, steps, keys, size", "robot-offrl data info data/lift.zarr --json", _cmd_info)
@@ -194,7 +229,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("episode", type=int)
 
     p = add("flag", "relabel episodes (no data is rewritten)",
-            "robot-offrl data flag data/lift.zarr --episodes 0,3-5 --no-expert --source failed --success false", _cmd_flag)
+            "robot-offrl data flag data/lift.zarr --episodes 0,3-5 --no-expert --source failed --success false", _cmd_flag, writes=True)
     p.add_argument("store")
     p.add_argument("--episodes", required=True, help="indices and inclusive ranges, e.g. 0,3-5")
     group = p.add_mutually_exclusive_group(required=True)
@@ -206,26 +241,26 @@ def register(subparsers: Any) -> None:
     p = add("validate", "check every episode against the schema (exit 0 when valid)", "robot-offrl data validate data/lift.zarr", _cmd_validate)
     p.add_argument("store")
 
-    p = add("repair", "drop uncommitted steps and temp files an interrupted write left", "robot-offrl data repair data/lift.zarr", _cmd_repair)
+    p = add("repair", "drop uncommitted steps and temp files an interrupted write left", "robot-offrl data repair data/lift.zarr", _cmd_repair, writes=True)
     p.add_argument("store")
 
     p = add("merge", "write a new store with the episodes of several stores (same schema)",
-            "robot-offrl data merge data/all.zarr data/expert.zarr data/play.zarr", _cmd_merge)
+            "robot-offrl data merge data/all.zarr data/expert.zarr data/play.zarr", _cmd_merge, writes=True)
     p.add_argument("out")
     p.add_argument("inputs", nargs="+")
 
     p = add("split", "choose validation episodes (stratified by expert flag, stored in the store)",
-            "robot-offrl data split data/lift.zarr --val-fraction 0.1 --seed 0", _cmd_split)
+            "robot-offrl data split data/lift.zarr --val-fraction 0.1 --seed 0", _cmd_split, writes=True)
     p.add_argument("store")
     p.add_argument("--val-fraction", type=float, required=True)
     p.add_argument("--seed", type=int, default=0)
 
     p = add("delete", "delete episodes (the store is rebuilt beside itself and swapped in)",
-            "robot-offrl data delete data/lift.zarr --episodes 2,7-9", _cmd_delete)
+            "robot-offrl data delete data/lift.zarr --episodes 2,7-9", _cmd_delete, writes=True)
     p.add_argument("store")
     p.add_argument("--episodes", required=True, help="indices and inclusive ranges, e.g. 0,3-5")
 
-    p = add("stats", "compute and cache normalisation statistics", "robot-offrl data stats data/lift.zarr", _cmd_stats)
+    p = add("stats", "compute and cache normalisation statistics", "robot-offrl data stats data/lift.zarr", _cmd_stats, writes=True)
     p.add_argument("store")
 
     p = add("export-video", "write one episode's camera frames to an MP4",
@@ -237,7 +272,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fps", type=float, default=None, help="default: the store's control rate")
 
     p = add("import-robomimic", "convert a robomimic HDF5 (filter-key masks -> expert flags)",
-            "robot-offrl data import-robomimic lift_ph.hdf5 data/lift.zarr --expert-mask train", _cmd_import_robomimic)
+            "robot-offrl data import-robomimic lift_ph.hdf5 data/lift.zarr --expert-mask train", _cmd_import_robomimic, writes=True)
     p.add_argument("file")
     p.add_argument("store")
     p.add_argument("--expert-mask", nargs="+", action="extend", metavar="KEY", help="filter keys whose demos are expert")

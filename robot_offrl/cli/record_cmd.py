@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from robot_offrl.cli.data_cmd import add_wait_option
 from robot_offrl.cli.options import csv_list
 from robot_offrl.data import SOURCES
 from robot_offrl.errors import ConfigError
@@ -150,4 +151,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flags.add_argument("--success", default="auto", choices=["auto", "true", "false", "unknown"],
                        help="auto: the simulator's success check (unknown on a real arm)")
     flags.add_argument("--operator", default=None, help="stored in each episode's attrs (default: $USER)")
-    p.set_defaults(func=_cmd_record)
+    add_wait_option(p, _cmd_record)

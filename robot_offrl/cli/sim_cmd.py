@@ -10,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from robot_offrl.cli.data_cmd import add_wait_option
 from robot_offrl.cli.options import csv_list
 from robot_offrl.errors import ConfigError
 
@@ -113,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     col.add_argument("--horizon", type=int, default=None, help="max steps per episode (default: task's)")
     col.add_argument("--out", required=True, help="store path or URL (appended to)")
     col.add_argument("--quiet", action="store_true")
-    col.set_defaults(func=_cmd_collect)
+    add_wait_option(col, _cmd_collect)
 
     build = sub.add_parser(
         "build-dataset", help="generate a whole dataset from a recipe (datasets/*.yaml) into a new store",

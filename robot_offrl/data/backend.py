@@ -38,12 +38,14 @@ class Location:
 
     @classmethod
     def parse(cls, path_or_url: str | os.PathLike[str]) -> Location:
+        """``local_path`` is the real directory (symlinks resolved): the lock, the rebuild folder and the
+        swap of ``delete``/``repair`` must act on the store itself, not replace a link to it."""
         text = os.fspath(path_or_url)
         if text.startswith("file://"):
-            return cls(text, Path(text[len("file://") :]).absolute())
+            return cls(text, Path(text[len("file://") :]).resolve())
         if "://" in text:
             return cls(text, None)
-        return cls(text, Path(text).absolute())
+        return cls(text, Path(text).resolve())
 
     @property
     def is_local(self) -> bool:

@@ -6,6 +6,10 @@ message names the store, episode and key involved and says what to do about it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+from collections.abc import Iterator
+
 from robot_offrl.errors import UserError
 
 
@@ -33,6 +37,14 @@ class StoreReadOnlyError(StoreError):
     """A write was attempted on a store opened with ``mode="r"``."""
 
 
+class StoreLockedError(StoreError):
+    """Another writer holds the store's write lock (or took over this writer's expired lease)."""
+
+
+class StoreWriteError(StoreError):
+    """The filesystem refused a write (read-only, permissions, disk full); committed data is intact."""
+
+
 class SchemaError(StoreError, ValueError):
     """A schema description (keys, action space) is malformed, or two schemas disagree."""
 
@@ -55,3 +67,35 @@ class EpisodeValidationError(StoreError, ValueError):
 
 class EpisodeIndexError(StoreError, IndexError):
     """An episode number that the store does not hold."""
+
+
+# errno -> the reason printed; only conditions a user fixes outside the program are translated.
+_WRITE_FAILURES = {
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk quota exceeded",
+}
+
+
+@contextlib.contextmanager
+def translate_write_errors(where: str) -> Iterator[None]:
+    """Turn a filesystem refusal inside a write into one StoreWriteError line naming the store.
+
+    Every write path goes through this one helper so a read-only mount or a full disk reads the same
+    everywhere. It only renames the error: callers order their writes so the committed state (the
+    episode index) is replaced last and whole, which is why the message can promise nothing was lost.
+    """
+    try:
+        yield
+    except StoreError:
+        raise
+    except OSError as err:
+        reason = _WRITE_FAILURES.get(err.errno or 0)
+        if reason is None:
+            raise
+        detail = f" ({err.filename})" if err.filename else ""
+        raise StoreWriteError(
+            f"cannot write {where}: {reason}{detail}; committed episodes are unchanged"
+        ) from err

@@ -1,11 +1,14 @@
 """Whole-store operations behind ``robot-offrl data``: info, list, show, repair, delete, merge.
 
 Operations that remove data never edit the store in place: they build the new layout next to the old
-one and swap directories, so a crash leaves either the old store or the new one, never a mix.
+one and swap directories, so a crash leaves either the old store or the new one, never a mix. Every
+operation that writes holds the store's write lock (lock.py) from before it reads the index until it
+is done, so no other writer's work is cut, resurrected or reverted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 from collections import Counter
@@ -22,8 +25,9 @@ from robot_offrl.data.backend import (
     stale_siblings,
     swap_into_place,
 )
-from robot_offrl.data.errors import SchemaError, StoreError, StoreExistsError
+from robot_offrl.data.errors import SchemaError, StoreError, StoreExistsError, translate_write_errors
 from robot_offrl.data.layout import ACTIONS_ARRAY, chunk_steps, obs_path
+from robot_offrl.data.lock import BorrowedLock, acquire_write_lock
 from robot_offrl.data.store import EpisodeStore, UncommittedDataWarning
 
 
@@ -163,23 +167,33 @@ def describe_episode(store: EpisodeStore, index: int) -> dict[str, Any]:
     }
 
 
-def repair(path_or_url: str) -> dict[str, Any]:
-    """Bring a store back to exactly its committed state; returns what was done."""
+def repair(path_or_url: str, *, wait_s: float | None = None) -> dict[str, Any]:
+    """Bring a store back to exactly its committed state; returns what was done.
+
+    Runs only as the lock holder: uncommitted steps, temp files and rebuild folders are then provably
+    leftovers of a dead writer, not the work of a live one.
+    """
     location = Location.parse(path_or_url)
-    report: dict[str, Any] = {"recovered_swap": recover_interrupted_swap(location)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UncommittedDataWarning)
-        store = EpisodeStore.open(path_or_url, mode="r+")
-    report["truncated_steps"] = store.truncate_uncommitted() if store.uncommitted_steps else 0
-    temps = location.leftover_temp_files()
-    for path in temps:
-        path.unlink(missing_ok=True)
-    report["removed_temp_files"] = [str(p) for p in temps]
-    stale = stale_siblings(location)
-    for path in stale:
-        shutil.rmtree(path, ignore_errors=True)
-    report["removed_stale_dirs"] = [str(p) for p in stale]
-    return report
+    lock = acquire_write_lock(location, wait_s=wait_s)
+    try:
+        with translate_write_errors(str(location)):
+            report: dict[str, Any] = {"recovered_swap": recover_interrupted_swap(location)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UncommittedDataWarning)
+            store = EpisodeStore._open_locked(location, "r+", lock)
+        report["truncated_steps"] = store.truncate_uncommitted() if store.uncommitted_steps else 0
+        with translate_write_errors(str(location)):
+            temps = location.leftover_temp_files()
+            for path in temps:
+                path.unlink(missing_ok=True)
+            stale = stale_siblings(location)
+            for path in stale:
+                shutil.rmtree(path)
+        report["removed_temp_files"] = [str(p) for p in temps]
+        report["removed_stale_dirs"] = [str(p) for p in stale]
+        return report
+    finally:
+        lock.release()
 
 
 def _copy_episodes(
@@ -205,35 +219,57 @@ def _copy_episodes(
 
 def _finish_bulk_write(store: EpisodeStore) -> None:
     if store.location.local_path is not None:
-        fsync_tree(store.location.local_path)
+        with translate_write_errors(str(store.location)):
+            fsync_tree(store.location.local_path)
 
 
-def delete_episodes(path: str, indices: Sequence[int]) -> EpisodeStore:
-    """Remove episodes by rebuilding the store beside itself and swapping it into place."""
+def delete_episodes(path: str, indices: Sequence[int], *, wait_s: float | None = None) -> EpisodeStore:
+    """Remove episodes by rebuilding the store beside itself and swapping it into place.
+
+    The write lock is held from before the index is read until the swap is done, so no append can
+    land in the old copy and vanish (or resurrect deleted episodes). A symlinked path acts on the real
+    store and keeps the link. Returns the store opened for writing; close it to release the lock.
+    """
     location = Location.parse(path)
     if location.local_path is None:
         raise StoreError(
             f"{location}: deleting episodes needs a local store (it rebuilds and swaps directories); copy the "
             "store locally, or merge the episodes you keep into a new store"
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UncommittedDataWarning)
-        src = EpisodeStore.open(path, mode="r")
-    drop = {src.episode(i).index for i in indices}
-    if not drop:
-        raise StoreError("no episodes selected for deletion")
+    lock = acquire_write_lock(location, wait_s=wait_s)
     rebuilt = location.sibling(REBUILD_SUFFIX)
-    shutil.rmtree(rebuilt, ignore_errors=True)
-    dst = EpisodeStore.create(str(rebuilt), src.schema, durable=False)
-    keep = [m.index for m in src.episodes if m.index not in drop]
-    _copy_episodes(src, dst, keep, keep_uid=True, extra_attrs=False)
-    carried = {k: v for k, v in src.attrs.items() if k not in ("norm_stats", "format_version", "format")}
-    dst._write_attrs({**dst.attrs, **carried, "schema": dst.attrs["schema"]})
-    dst._next_uid = max(dst._next_uid, src._next_uid)
-    dst._commit_index(dst.episodes, dst.num_steps, max(dst.generation, src.generation + 1))
-    _finish_bulk_write(dst)
-    swap_into_place(location, rebuilt)
-    return EpisodeStore.open(path, mode="r+")
+    try:
+        with translate_write_errors(str(location)):
+            recover_interrupted_swap(location)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UncommittedDataWarning)
+            src = EpisodeStore.open(location.local_path, mode="r")
+        drop = {src.episode(i).index for i in indices}
+        if not drop:
+            raise StoreError("no episodes selected for deletion")
+        try:
+            with translate_write_errors(str(location)):
+                shutil.rmtree(rebuilt, ignore_errors=True)
+            dst = EpisodeStore.create(str(rebuilt), src.schema, durable=False, lock=BorrowedLock(lock))
+            keep = [m.index for m in src.episodes if m.index not in drop]
+            _copy_episodes(src, dst, keep, keep_uid=True, extra_attrs=False)
+            carried = {k: v for k, v in src.attrs.items() if k not in ("norm_stats", "format_version", "format")}
+            dst._write_attrs({**dst.attrs, **carried, "schema": dst.attrs["schema"]})
+            dst._next_uid = max(dst._next_uid, src._next_uid)
+            dst._commit_index(dst.episodes, dst.num_steps, max(dst.generation, src.generation + 1))
+            _finish_bulk_write(dst)
+            with translate_write_errors(str(location)):
+                swap_into_place(location, rebuilt)
+        except BaseException:
+            # The old store was never touched before the swap; a half-built copy is only clutter.
+            with contextlib.suppress(OSError):
+                if location.local_path.exists():
+                    shutil.rmtree(rebuilt, ignore_errors=True)
+            raise
+        return EpisodeStore(location, "r+", lock=lock)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def merge_stores(out: str, inputs: Sequence[str]) -> EpisodeStore:
@@ -242,6 +278,7 @@ def merge_stores(out: str, inputs: Sequence[str]) -> EpisodeStore:
         raise StoreError("merge needs at least one input store")
     if Location.parse(out).exists():
         raise StoreExistsError(f"{out}: already exists; merge writes a new store, pick a new output path")
+    # Inputs are only read; the destination is locked by create() until the caller closes it.
     sources = [EpisodeStore.open(p, mode="r") for p in inputs]
     first = sources[0]
     for other in sources[1:]:

@@ -9,19 +9,25 @@ On disk (see docs/dataset.md)::
 
 An append writes the arrays first and the index last. The index names how many steps are committed;
 anything in the arrays past that is an interrupted append, ignored on open and cut by ``repair``.
+
+A writable handle (``create``, ``open(..., "r+" | "a")``) holds the store's write lock (lock.py) from
+open to ``close()``; a second writer gets StoreLockedError naming the first. Read-only handles take no
+lock and never change anything on disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from robot_offrl import __version__
-from robot_offrl.data.backend import Location, recover_interrupted_swap
+from robot_offrl.data.backend import OLD_SUFFIX, REBUILD_SUFFIX, Location, recover_interrupted_swap
 from robot_offrl.data.episode import Episode, EpisodeMeta, check_attrs_json
 from robot_offrl.data.errors import (
     EpisodeIndexError,
@@ -29,8 +35,10 @@ from robot_offrl.data.errors import (
     StoreCorruptError,
     StoreError,
     StoreExistsError,
+    StoreLockedError,
     StoreNotFoundError,
     StoreReadOnlyError,
+    translate_write_errors,
 )
 from robot_offrl.data.fastread import ChunkReader
 from robot_offrl.data.layout import (
@@ -39,6 +47,13 @@ from robot_offrl.data.layout import (
     chunk_keys,
     create_arrays,
     obs_path,
+)
+from robot_offrl.data.lock import (
+    DEFAULT_LEASE_S,
+    WriteLock,
+    acquire_write_lock,
+    active_writer,
+    try_write_lock,
 )
 from robot_offrl.data.migrations import upgrade_attrs
 from robot_offrl.data.schema import FORMAT_NAME, FORMAT_VERSION, StoreSchema, check_source, check_success
@@ -66,15 +81,28 @@ def _now() -> str:
 
 
 class EpisodeStore:
-    """Reader and writer of one episode store. Single writer at a time; any number of readers."""
+    """Reader and writer of one episode store. One writer at a time (enforced); any number of readers."""
 
-    def __init__(self, location: Location, mode: Mode, *, durable: bool = True) -> None:
+    def __init__(
+        self, location: Location, mode: Mode, *, durable: bool = True, lock: WriteLock | None = None
+    ) -> None:
         # Use EpisodeStore.create / EpisodeStore.open; this only loads an existing, checked store.
+        # A writable handle is given the write lock its opener took, and releases it on close() or
+        # when it is garbage collected.
+        if mode != "r" and lock is None:
+            raise StoreError(f"{location}: a writable handle needs the store's write lock")
         self.location = location
         self.mode: Mode = mode
         self.durable = durable
         self.written_format_version = FORMAT_VERSION
-        self._load()
+        self._lock = lock
+        self._release = weakref.finalize(self, lock.release) if lock is not None else None
+        self.active_writer = None if lock is not None else active_writer(location)
+        try:
+            self._load()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -85,13 +113,33 @@ class EpisodeStore:
         *,
         overwrite: bool = False,
         durable: bool = True,
+        wait_s: float | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        lock: WriteLock | None = None,
     ) -> EpisodeStore:
-        """A new, empty store. Refuses an existing path unless ``overwrite`` (which deletes it)."""
-        import zarr
+        """A new, empty store, opened for writing (holds the write lock until ``close()``).
 
+        Refuses an existing path unless ``overwrite`` (which deletes it). ``wait_s``: how long to wait
+        for another writer (default: the command's ``--wait``, else 0); ``lease_s``: lease lifetime on
+        fsspec stores; ``lock``: a lock the caller already holds for this location (internal).
+        """
         if not isinstance(schema, StoreSchema):
             raise SchemaError(f"schema must be a StoreSchema, got {type(schema).__name__}")
         location = Location.parse(path_or_url)
+        held = acquire_write_lock(location, wait_s=wait_s, lease_s=lease_s) if lock is None else lock
+        try:
+            return cls._create_locked(location, schema, held, overwrite=overwrite, durable=durable)
+        except BaseException:
+            if lock is None:
+                held.release()
+            raise
+
+    @classmethod
+    def _create_locked(
+        cls, location: Location, schema: StoreSchema, lock: WriteLock, *, overwrite: bool, durable: bool
+    ) -> EpisodeStore:
+        import zarr
+
         if location.exists() and not overwrite:
             raise StoreExistsError(
                 f"{location}: already exists; open it with EpisodeStore.open(..., mode='r+') to add "
@@ -104,15 +152,16 @@ class EpisodeStore:
             "created_by": f"robot-offrl {__version__}",
             "created_at": _now(),
         }
-        store = location.zarr_store(read_only=False)
-        root = zarr.open_group(store=store, mode="w" if overwrite else "w-", attributes=attrs)
-        create_arrays(root, schema.obs, schema.action.dim)
-        root.create_group(INDEX_GROUP, attributes=_index_attrs([], 0, 0, 0))
-        if durable:
-            keys = ["zarr.json", f"{INDEX_GROUP}/zarr.json", f"{ACTIONS_ARRAY}/zarr.json", "obs/zarr.json"]
-            keys += [f"{obs_path(k)}/zarr.json" for k in schema.obs_keys]
-            location.fsync_keys(keys)
-        return cls(location, "r+", durable=durable)
+        with translate_write_errors(str(location)):
+            store = location.zarr_store(read_only=False)
+            root = zarr.open_group(store=store, mode="w" if overwrite else "w-", attributes=attrs)
+            create_arrays(root, schema.obs, schema.action.dim)
+            root.create_group(INDEX_GROUP, attributes=_index_attrs([], 0, 0, 0))
+            if durable:
+                keys = ["zarr.json", f"{INDEX_GROUP}/zarr.json", f"{ACTIONS_ARRAY}/zarr.json", "obs/zarr.json"]
+                keys += [f"{obs_path(k)}/zarr.json" for k in schema.obs_keys]
+                location.fsync_keys(keys)
+        return cls(location, "r+", durable=durable, lock=lock)
 
     @classmethod
     def open(
@@ -122,26 +171,52 @@ class EpisodeStore:
         *,
         schema: StoreSchema | None = None,
         durable: bool = True,
+        wait_s: float | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> EpisodeStore:
-        """Open an existing store (``"r"``, ``"r+"``) or create-or-open (``"a"``, needs ``schema``)."""
+        """Open an existing store (``"r"``, ``"r+"``) or create-or-open (``"a"``, needs ``schema``).
+
+        ``"r+"`` and ``"a"`` take the write lock first (waiting up to ``wait_s``, see ``create``) and
+        only then finish an interrupted swap and read the index, so the snapshot a writer commits on
+        top of is the latest one. ``"r"`` takes no lock and never changes anything on disk.
+        """
         if mode not in ("r", "r+", "a"):
             raise StoreError(f"mode {mode!r} is not 'r', 'r+' or 'a'")
         location = Location.parse(path_or_url)
-        recover_interrupted_swap(location)
-        if mode == "a":
+        if mode == "r":
+            _finish_swap_for_reader(location)
             if not location.exists():
-                if schema is None:
-                    raise StoreNotFoundError(f"{location}: does not exist; pass schema= to create it")
-                return cls.create(location.url, schema, durable=durable)
-            mode = "r+"
-        if not location.exists():
-            raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL)")
-        opened = cls(location, mode, durable=durable)
+                raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL)")
+            opened = cls(location, mode, durable=durable)
+        else:
+            lock = acquire_write_lock(location, wait_s=wait_s, lease_s=lease_s)
+            try:
+                opened = cls._open_locked(location, mode, lock, schema=schema, durable=durable)
+            except BaseException:
+                lock.release()
+                raise
         if schema is not None:
             diffs = opened.schema.differences(schema)
             if diffs:
+                opened.close()
                 raise SchemaError(f"{location}: existing store has a different schema: {'; '.join(diffs)}")
         return opened
+
+    @classmethod
+    def _open_locked(
+        cls, location: Location, mode: Mode, lock: WriteLock, *, schema: StoreSchema | None = None,
+        durable: bool = True,
+    ) -> EpisodeStore:
+        """Writable open under a lock the caller holds (``open``, ``repair``, ``delete``)."""
+        with translate_write_errors(str(location)):
+            recover_interrupted_swap(location)
+        if not location.exists():
+            if mode == "a":
+                if schema is None:
+                    raise StoreNotFoundError(f"{location}: does not exist; pass schema= to create it")
+                return cls._create_locked(location, schema, lock, overwrite=False, durable=durable)
+            raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL)")
+        return cls(location, "r+", durable=durable, lock=lock)
 
     def _load(self) -> None:
         import zarr
@@ -162,8 +237,9 @@ class EpisodeStore:
         except Exception as err:  # zarr raises many types for damaged metadata
             raise StoreCorruptError(f"{where}: zarr cannot open the root group ({err})") from err
         if written != FORMAT_VERSION and self.mode != "r":
-            self._root.attrs.put(attrs)
-            self._sync(["zarr.json"])
+            with self._writing():
+                self._root.attrs.put(attrs)
+                self._sync(["zarr.json"])
         self._attrs = attrs
         self._load_index(index_json.get("attributes") or {})
         self._arrays: dict[str, Any] = {}
@@ -216,7 +292,7 @@ class EpisodeStore:
                 )
             excess = max(excess, array.shape[0] - self._num_steps)
         self.uncommitted_steps = int(excess)
-        if excess:
+        if excess and self.active_writer is None:  # with a live writer it is simply its append in progress
             warnings.warn(
                 f"{self.location}: ignoring {excess} uncommitted steps after the last committed episode "
                 "(an append was interrupted); run `robot-offrl data repair` to remove them",
@@ -232,7 +308,14 @@ class EpisodeStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        self.close()
+
+    def close(self) -> None:
+        """Release the write lock; the handle stays usable read-only. Idempotent; readers: no-op."""
+        if self._release is not None:
+            self._release()
+        if self.mode != "r":
+            self.mode = "r"
 
     def __repr__(self) -> str:
         return f"EpisodeStore({self.location.url!r}, mode={self.mode!r}, episodes={self.num_episodes})"
@@ -339,7 +422,33 @@ class EpisodeStore:
     # ------------------------------------------------------------------ writing
     def _require_writable(self) -> None:
         if self.mode == "r":
-            raise StoreReadOnlyError(f"{self.location}: opened read-only; open with mode='r+' to modify it")
+            raise StoreReadOnlyError(
+                f"{self.location}: opened read-only (or closed); open with mode='r+' to modify it"
+            )
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Every write runs inside this: writable, still the lock holder, filesystem errors as one line.
+
+        After a failed write the arrays may have grown on disk (or in zarr's memory) past the committed
+        steps; they are re-read so the next append starts by cutting exactly that tail.
+        """
+        self._require_writable()
+        assert self._lock is not None
+        self._lock.check()
+        try:
+            with translate_write_errors(str(self.location)):
+                yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._reload_arrays()
+            raise
+
+    def _reload_arrays(self) -> None:
+        for key in list(self._arrays):
+            self._arrays[key] = self._open_array(_array_path(key))
+        self._readers = {}
+        self.uncommitted_steps = max(0, *(int(a.shape[0]) - self._num_steps for a in self._arrays.values()))
 
     def _sync(self, keys: list[str]) -> None:
         if self.durable:
@@ -348,8 +457,9 @@ class EpisodeStore:
     def _commit_index(self, episodes: list[EpisodeMeta], num_steps: int, generation: int) -> None:
         """The commit point: one whole-key write of index/zarr.json."""
         attrs = _index_attrs([m.to_record() for m in episodes], num_steps, self._next_uid, generation)
-        self._root[INDEX_GROUP].attrs.put(attrs)
-        self._sync([f"{INDEX_GROUP}/zarr.json"])
+        with self._writing():
+            self._root[INDEX_GROUP].attrs.put(attrs)
+            self._sync([f"{INDEX_GROUP}/zarr.json"])
         self._episodes = [
             EpisodeMeta(i, m.start, m.length, m.expert, m.source, m.success, m.uid, m.attrs)
             for i, m in enumerate(episodes)
@@ -358,19 +468,23 @@ class EpisodeStore:
         self._generation = generation
 
     def _write_attrs(self, attrs: dict[str, Any]) -> None:
-        self._root.attrs.put(attrs)
-        self._sync(["zarr.json"])
+        with self._writing():
+            self._root.attrs.put(attrs)
+            self._sync(["zarr.json"])
         self._attrs = dict(attrs)
 
     def truncate_uncommitted(self) -> int:
-        """Cut every array back to the committed steps; returns how many steps were dropped."""
-        self._require_writable()
-        dropped = self.uncommitted_steps
-        for array in self._arrays.values():
-            if array.shape[0] > self._num_steps:
-                array.resize((self._num_steps, *array.shape[1:]))
-        self._sync([f"{_array_path(k)}/zarr.json" for k in self._arrays])
-        self.uncommitted_steps = 0
+        """Cut every array back to the committed steps; returns how many steps were dropped.
+
+        Only the lock holder gets here, so the steps cut are an interrupted append's, never a live one's.
+        """
+        with self._writing():
+            dropped = self.uncommitted_steps
+            for array in self._arrays.values():
+                if array.shape[0] > self._num_steps:
+                    array.resize((self._num_steps, *array.shape[1:]))
+            self._sync([f"{_array_path(k)}/zarr.json" for k in self._arrays])
+            self.uncommitted_steps = 0
         return dropped
 
     def append_episode(
@@ -413,11 +527,12 @@ class EpisodeStore:
             self.truncate_uncommitted()
         start, length = self._num_steps, len(act_ok)
         written: list[str] = []
-        for key, data in [*obs_ok.items(), (ACTIONS_KEY, act_ok)]:
-            array = self._arrays[key]
-            array.append(data, axis=0)
-            written += chunk_keys(array, _array_path(key), start, start + length)
-        self._sync(written)
+        with self._writing():
+            for key, data in [*obs_ok.items(), (ACTIONS_KEY, act_ok)]:
+                array = self._arrays[key]
+                array.append(data, axis=0)
+                written += chunk_keys(array, _array_path(key), start, start + length)
+            self._sync(written)
         if uid is None:
             uid = self._next_uid
         self._next_uid = max(self._next_uid, uid + 1)
@@ -531,6 +646,30 @@ def _array_path(key: str) -> str:
 
 def _index_attrs(records: list[dict[str, Any]], num_steps: int, next_uid: int, generation: int) -> dict[str, Any]:
     return {"episodes": records, "num_steps": num_steps, "next_uid": next_uid, "generation": generation}
+
+
+def _finish_swap_for_reader(location: Location) -> None:
+    """A reader finding the store missing mid-swap finishes the swap only if it can take the lock.
+
+    While a writer holds the lock the swap is that writer's own, in progress: say so instead of
+    touching it. Stores elsewhere never swap.
+    """
+    if location.local_path is None or location.exists():
+        return
+    if not any(location.sibling(s).is_dir() for s in (REBUILD_SUFFIX, OLD_SUFFIX)):
+        return
+    try:
+        lock, holder = try_write_lock(location)
+    except StoreError:
+        return  # read-only filesystem: nothing can be finished; "not found" follows
+    if lock is None:
+        who = holder.describe() if holder is not None else "another process"
+        raise StoreLockedError(f"{location}: being rebuilt by {who}; open it again when that finishes")
+    try:
+        with translate_write_errors(str(location)):
+            recover_interrupted_swap(location)
+    finally:
+        lock.release()
 
 
 def _reopen_readonly(url: str) -> EpisodeStore:

@@ -43,6 +43,7 @@ def test_list_and_show(cli: Cli, small_store: EpisodeStore) -> None:
 
 
 def test_flag(cli: Cli, small_store: EpisodeStore) -> None:
+    small_store.close()  # the fixture's writer; the command is the next one
     code, out, _ = cli("data", "flag", small_store.url, "--episodes", "0,2-3", "--no-expert", "--source", "failed",
                        "--success", "false")
     assert code == 0 and "updated 3 episode(s)" in out
@@ -82,6 +83,7 @@ def test_repair_split_stats_delete(cli: Cli, tmp_path: Path) -> None:
     store = fill_store(tmp_path / "s.zarr", [4, 5, 6, 7, 3, 2], image=False)
     arr = store.action_array()
     arr.append(np.zeros((3, 7), np.float32), axis=0)
+    store.close()  # the writer "dies" with its append uncommitted
     code, out, _ = cli("data", "repair", store.url)
     assert code == 0 and "dropped 3 uncommitted steps" in out
     code, out, _ = cli("data", "split", store.url, "--val-fraction", "0.34", "--seed", "1")

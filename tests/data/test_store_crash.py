@@ -116,6 +116,7 @@ def test_append_after_crash_without_repair_overwrites_the_tail(tmp_path: Path) -
     for key in store.schema.obs_keys:
         arr = store.obs_array(key)
         arr.append(np.ones((6, *arr.shape[1:]), dtype=arr.dtype), axis=0)
+    store.close()  # the writer "dies" with its append uncommitted
     with pytest.warns(UncommittedDataWarning):
         rw = EpisodeStore.open(root, mode="r+")
     assert rw.uncommitted_steps == 6
@@ -129,6 +130,7 @@ def test_leftover_temp_files_are_reported_and_removed(small_store: EpisodeStore)
     root = Path(small_store.url)
     temp = root / "obs" / "object" / "c" / "0" / "0.1234abcd.partial"
     temp.write_bytes(b"half a chunk")
+    small_store.close()
     assert any("leftover temp file" in str(p) for p in find_problems(EpisodeStore.open(root)))
     assert repair(str(root))["removed_temp_files"] == [str(temp)]
     assert find_problems(EpisodeStore.open(root)) == []

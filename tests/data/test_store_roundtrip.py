@@ -79,6 +79,7 @@ def test_url_stores(tmp_path: Path, scheme: str) -> None:
     for i, length in enumerate([4, 6]):
         obs, actions = make_episode(i, length)
         store.append_episode(obs, actions, expert=True, source="teleop", success=False)
+    store.close()
     reopened = EpisodeStore.open(url)
     assert reopened.num_episodes == 2
     for i, length in enumerate([4, 6]):
@@ -95,6 +96,7 @@ def test_open_mode_a_creates_then_opens(tmp_path: Path) -> None:
     store = EpisodeStore.open(path, mode="a", schema=make_schema())
     obs, actions = make_episode(0, 3)
     store.append_episode(obs, actions, expert=True, source="teleop")
+    store.close()
     again = EpisodeStore.open(path, mode="a", schema=make_schema())
     assert again.num_episodes == 1 and again.mode == "r+"
 

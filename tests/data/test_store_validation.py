@@ -240,6 +240,7 @@ def test_older_format_without_migration_is_refused(small_store: EpisodeStore) ->
 
 def test_older_format_is_migrated(small_store: EpisodeStore, v0_migration: list[int]) -> None:
     root = Path(small_store.url)
+    small_store.close()
     _make_v0(root)
     ro = EpisodeStore.open(root)  # read-only: migrated in memory, file untouched
     assert ro.written_format_version == 0 and ro.num_episodes == 4
