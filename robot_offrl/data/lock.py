@@ -80,9 +80,9 @@ class Holder:
     @classmethod
     def me(cls) -> Holder:
         argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
-        command = " ".join([os.path.basename(argv[0]), *argv[1:]])
-        if len(command) > 120:
-            command = command[:117] + "..."
+        command = " ".join(" ".join([os.path.basename(argv[0]), *argv[1:]]).split())  # one line, always
+        if len(command) > 100:
+            command = command[:97] + "..."
         since = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         return cls(os.getpid(), socket.gethostname(), command, since)
 
@@ -180,13 +180,11 @@ def _try_file_lock(location: Location) -> tuple[WriteLock | None, Holder | None]
             os.close(fd)
         return None, holder
     holder = Holder.me()
-    try:
-        with translate_write_errors(str(location)):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, (json.dumps(asdict(holder)) + "\n").encode(), 0)
-    except BaseException:
-        os.close(fd)
-        raise
+    # The text only words other writers' errors: on a full disk the lock still holds without it, and
+    # the write that needs space fails later with its own clear error.
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(asdict(holder)) + "\n").encode(), 0)
     return _FileLock(fd, holder), None
 
 
@@ -270,6 +268,9 @@ def _try_lease(location: Location, lease_s: float) -> tuple[WriteLock | None, Ho
         current = lease.read()
         if current and time.time() < float(current.get("expires_at", 0)):
             return None, Holder.parse(json.dumps(current))
+        parent = path.rpartition("/")[0]
+        if parent and not fs.exists(parent):  # a new store in a new folder (filesystems with folders)
+            fs.makedirs(parent, exist_ok=True)
         lease.write()
         # Another writer that read "free" at the same moment overwrites us within the settle delay;
         # whoever's token is there after it holds the lease.
