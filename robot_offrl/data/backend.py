@@ -218,6 +218,20 @@ def recover_interrupted_swap(location: Location) -> bool:
     return False
 
 
+def remove_partial_store(location: Location) -> None:
+    """Delete a store this process began creating and could not finish (best effort, never raises).
+
+    Only called by the creator while it holds the store's lock, so nobody else's data is at the path.
+    """
+    with contextlib.suppress(Exception):
+        if location.local_path is not None:
+            shutil.rmtree(location.local_path, ignore_errors=True)
+            return
+        fs, path = location._fs()
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+
 def stale_siblings(location: Location) -> list[Path]:
     """Leftovers of an interrupted rebuild next to an intact store; safe to delete."""
     if location.local_path is None or not location.local_path.exists():

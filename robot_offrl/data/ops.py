@@ -12,7 +12,7 @@ import contextlib
 import shutil
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,12 +22,14 @@ from robot_offrl.data.backend import (
     Location,
     fsync_tree,
     recover_interrupted_swap,
+    remove_partial_store,
     stale_siblings,
     swap_into_place,
 )
 from robot_offrl.data.errors import SchemaError, StoreError, StoreExistsError, translate_write_errors
 from robot_offrl.data.layout import ACTIONS_ARRAY, chunk_steps, obs_path
 from robot_offrl.data.lock import BorrowedLock, acquire_write_lock
+from robot_offrl.data.schema import StoreSchema
 from robot_offrl.data.store import EpisodeStore, UncommittedDataWarning
 
 
@@ -287,12 +289,12 @@ def merge_stores(out: str, inputs: Sequence[str]) -> EpisodeStore:
             raise SchemaError(
                 f"cannot merge {other.url} into {first.url}: schemas differ: {'; '.join(diffs)}"
             )
-    dst = EpisodeStore.create(out, first.schema, durable=False)
-    for src in sources:
-        _copy_episodes(src, dst, range(src.num_episodes), keep_uid=False, extra_attrs=True)
-    _finish_bulk_write(dst)
-    dst.durable = True
-    return dst
+
+    def fill(dst: EpisodeStore) -> None:
+        for src in sources:
+            _copy_episodes(src, dst, range(src.num_episodes), keep_uid=False, extra_attrs=True)
+
+    return _write_new_store(out, first.schema, fill)
 
 
 def copy_store(src_path: str, out: str) -> EpisodeStore:
@@ -300,11 +302,29 @@ def copy_store(src_path: str, out: str) -> EpisodeStore:
     src = EpisodeStore.open(src_path, mode="r")
     if Location.parse(out).exists():
         raise StoreExistsError(f"{out}: already exists; pick a new output path")
-    dst = EpisodeStore.create(out, src.schema, durable=False)
-    _copy_episodes(src, dst, range(src.num_episodes), keep_uid=True, extra_attrs=False)
-    if src.split is not None:
-        dst._write_attrs({**dst.attrs, "split": src.split})
-    _finish_bulk_write(dst)
+
+    def fill(dst: EpisodeStore) -> None:
+        _copy_episodes(src, dst, range(src.num_episodes), keep_uid=True, extra_attrs=False)
+        if src.split is not None:
+            dst._write_attrs({**dst.attrs, "split": src.split})
+
+    return _write_new_store(out, src.schema, fill)
+
+
+def _write_new_store(out: str, schema: StoreSchema, fill: Callable[[EpisodeStore], None]) -> EpisodeStore:
+    """Create ``out``, let ``fill`` write it, fsync once; returned open for writing (close it to unlock).
+
+    Any failure (a full disk, a bad input) removes the partial store while its lock is still held, so
+    a merge or copy leaves either a complete new store or nothing.
+    """
+    dst = EpisodeStore.create(out, schema, durable=False)
+    try:
+        fill(dst)
+        _finish_bulk_write(dst)
+    except BaseException:
+        remove_partial_store(dst.location)
+        dst.close()
+        raise
     dst.durable = True
     return dst
 

@@ -27,7 +27,13 @@ from typing import Any, Literal
 import numpy as np
 
 from robot_offrl import __version__
-from robot_offrl.data.backend import OLD_SUFFIX, REBUILD_SUFFIX, Location, recover_interrupted_swap
+from robot_offrl.data.backend import (
+    OLD_SUFFIX,
+    REBUILD_SUFFIX,
+    Location,
+    recover_interrupted_swap,
+    remove_partial_store,
+)
 from robot_offrl.data.episode import Episode, EpisodeMeta, check_attrs_json
 from robot_offrl.data.errors import (
     EpisodeIndexError,
@@ -152,15 +158,19 @@ class EpisodeStore:
             "created_by": f"robot-offrl {__version__}",
             "created_at": _now(),
         }
-        with translate_write_errors(str(location)):
-            store = location.zarr_store(read_only=False)
-            root = zarr.open_group(store=store, mode="w" if overwrite else "w-", attributes=attrs)
-            create_arrays(root, schema.obs, schema.action.dim)
-            root.create_group(INDEX_GROUP, attributes=_index_attrs([], 0, 0, 0))
-            if durable:
-                keys = ["zarr.json", f"{INDEX_GROUP}/zarr.json", f"{ACTIONS_ARRAY}/zarr.json", "obs/zarr.json"]
-                keys += [f"{obs_path(k)}/zarr.json" for k in schema.obs_keys]
-                location.fsync_keys(keys)
+        try:
+            with translate_write_errors(str(location)):
+                store = location.zarr_store(read_only=False)
+                root = zarr.open_group(store=store, mode="w" if overwrite else "w-", attributes=attrs)
+                create_arrays(root, schema.obs, schema.action.dim)
+                root.create_group(INDEX_GROUP, attributes=_index_attrs([], 0, 0, 0))
+                if durable:
+                    keys = ["zarr.json", f"{INDEX_GROUP}/zarr.json", f"{ACTIONS_ARRAY}/zarr.json", "obs/zarr.json"]
+                    keys += [f"{obs_path(k)}/zarr.json" for k in schema.obs_keys]
+                    location.fsync_keys(keys)
+        except BaseException:
+            remove_partial_store(location)  # half a skeleton (a full disk) is not a store; we hold its lock
+            raise
         return cls(location, "r+", durable=durable, lock=lock)
 
     @classmethod
