@@ -24,6 +24,7 @@ from robot_offrl.data.backend import (
 )
 from robot_offrl.data.errors import SchemaError, StoreError, StoreExistsError
 from robot_offrl.data.layout import ACTIONS_ARRAY, chunk_steps, obs_path
+from robot_offrl.data.staging import build_beside, remove_stale_build
 from robot_offrl.data.store import EpisodeStore, UncommittedDataWarning
 
 
@@ -167,6 +168,9 @@ def repair(path_or_url: str) -> dict[str, Any]:
     """Bring a store back to exactly its committed state; returns what was done."""
     location = Location.parse(path_or_url)
     report: dict[str, Any] = {"recovered_swap": recover_interrupted_swap(location)}
+    staged = remove_stale_build(location)  # an interrupted merge/import/build-dataset of this path
+    if staged is not None and not location.exists():
+        return {**report, "truncated_steps": 0, "removed_temp_files": [], "removed_stale_dirs": [staged]}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UncommittedDataWarning)
         store = EpisodeStore.open(path_or_url, mode="r+")
@@ -178,7 +182,7 @@ def repair(path_or_url: str) -> dict[str, Any]:
     stale = stale_siblings(location)
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
-    report["removed_stale_dirs"] = [str(p) for p in stale]
+    report["removed_stale_dirs"] = [str(p) for p in stale] + ([staged] if staged else [])
     return report
 
 
@@ -250,12 +254,13 @@ def merge_stores(out: str, inputs: Sequence[str]) -> EpisodeStore:
             raise SchemaError(
                 f"cannot merge {other.url} into {first.url}: schemas differ: {'; '.join(diffs)}"
             )
-    dst = EpisodeStore.create(out, first.schema, durable=False)
-    for src in sources:
-        _copy_episodes(src, dst, range(src.num_episodes), keep_uid=False, extra_attrs=True)
-    _finish_bulk_write(dst)
-    dst.durable = True
-    return dst
+    # Built beside `out` and renamed into place when complete (staging.py): a killed merge leaves no
+    # partial store at `out` for later tools to mistake for the whole one.
+    with build_beside(out, "data merge") as path:
+        dst = EpisodeStore.create(path, first.schema, durable=False)
+        for src in sources:
+            _copy_episodes(src, dst, range(src.num_episodes), keep_uid=False, extra_attrs=True)
+    return EpisodeStore.open(out, mode="r+")
 
 
 def copy_store(src_path: str, out: str) -> EpisodeStore:
