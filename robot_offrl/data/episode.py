@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from robot_offrl.data.errors import EpisodeValidationError, StoreCorruptError
+from robot_offrl.data.errors import EpisodeValidationError, SchemaError, StoreCorruptError
 from robot_offrl.data.schema import check_source, check_success
 
 if TYPE_CHECKING:
@@ -54,23 +54,75 @@ class EpisodeMeta:
         }
 
     @classmethod
-    def from_record(cls, index: int, record: Mapping[str, Any]) -> EpisodeMeta:
+    def from_record(cls, index: int, record: object) -> EpisodeMeta:
+        """Parse one index record strictly: a hand-edited ``"expert": "false"`` must not read as True."""
+        where = f"episode {index}: index record {record!r}"
+        if not isinstance(record, Mapping):
+            raise StoreCorruptError(f"{where} is not an object; {_INDEX_DAMAGED}")
+        missing = [name for name in RECORD_FIELDS if name not in record]
+        if missing:
+            raise StoreCorruptError(f"{where} lacks field(s) {', '.join(missing)}; {_INDEX_DAMAGED}")
+        start, length, uid = (_record_int(record, name, where) for name in ("start", "length", "uid"))
+        if start < 0 or length < 0 or uid < 0:
+            raise StoreCorruptError(f"{where}: start, length and uid must not be negative; {_INDEX_DAMAGED}")
+        expert = record["expert"]
+        if not isinstance(expert, bool):
+            raise StoreCorruptError(f"{where}: expert is {expert!r}, not true or false; {_INDEX_DAMAGED}")
+        attrs = record["attrs"]
+        if not isinstance(attrs, Mapping):
+            raise StoreCorruptError(f"{where}: attrs is {attrs!r}, not an object; {_INDEX_DAMAGED}")
         try:
-            return cls(
-                index=index,
-                start=int(record["start"]),
-                length=int(record["length"]),
-                expert=bool(record["expert"]),
-                source=str(record["source"]),
-                success=check_success(record["success"], episode=index),
-                uid=int(record["uid"]),
-                attrs=dict(record.get("attrs") or {}),
-            )
-        except (KeyError, TypeError, ValueError) as err:
+            source = check_source(record["source"], episode=index)
+            success = check_success(record["success"], episode=index)
+        except SchemaError as err:
+            raise StoreCorruptError(f"{err} (index record {record!r}); {_INDEX_DAMAGED}") from err
+        return cls(index, start, length, expert, source, success, uid, dict(attrs))
+
+
+# Fields every index record has (``to_record`` writes all of them).
+RECORD_FIELDS: tuple[str, ...] = ("uid", "start", "length", "expert", "source", "success", "attrs")
+_INDEX_DAMAGED = "the store's index/zarr.json was edited or damaged"
+
+
+def _record_int(record: Mapping[str, Any], name: str, where: str) -> int:
+    value = record[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise StoreCorruptError(f"{where}: {name} is {value!r}, not an integer; {_INDEX_DAMAGED}")
+    return value
+
+
+def parse_index_records(index_attrs: Mapping[str, Any], where: str) -> tuple[list[EpisodeMeta], int, int, int]:
+    """(episodes, num_steps, next_uid, generation) from index/zarr.json's attributes, checked strictly.
+
+    Refuses what would make later operations silently wrong: a duplicate uid (a split would claim two
+    episodes), a ``next_uid`` not above every uid (the next append would reuse one), non-integer counters.
+    """
+    records = index_attrs.get("episodes") if isinstance(index_attrs, Mapping) else None
+    if not isinstance(records, list):
+        raise StoreCorruptError(f"{where}: the episode index has no 'episodes' list; {_INDEX_DAMAGED}")
+    counters = []
+    for name in ("num_steps", "next_uid", "generation"):
+        value = index_attrs.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise StoreCorruptError(
-                f"episode {index}: index record {dict(record)!r} is malformed ({err}); "
-                "the store's index/zarr.json was edited or damaged"
-            ) from err
+                f"{where}: the episode index's {name} is {value!r}, not a non-negative integer; {_INDEX_DAMAGED}"
+            )
+        counters.append(value)
+    num_steps, next_uid, generation = counters
+    episodes = [EpisodeMeta.from_record(i, r) for i, r in enumerate(records)]
+    seen: dict[int, int] = {}
+    for m in episodes:
+        if m.uid in seen:
+            raise StoreCorruptError(
+                f"{where}: episode {m.index}: uid {m.uid} is also the uid of episode {seen[m.uid]}; {_INDEX_DAMAGED}"
+            )
+        seen[m.uid] = m.index
+        if m.uid >= next_uid:
+            raise StoreCorruptError(
+                f"{where}: episode {m.index}: uid {m.uid} is not below the index's next_uid {next_uid}; "
+                f"{_INDEX_DAMAGED}"
+            )
+    return episodes, num_steps, next_uid, generation
 
 
 @dataclass

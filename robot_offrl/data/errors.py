@@ -99,3 +99,18 @@ def translate_write_errors(where: str) -> Iterator[None]:
         raise StoreWriteError(
             f"cannot write {where}: {reason}{detail}; committed episodes are unchanged"
         ) from err
+
+
+class ChunkCorruptError(StoreCorruptError):
+    """A committed chunk file is missing or does not decode.
+
+    Raised by the chunk reader with the chunk and its step range; ``EpisodeStore`` re-raises it naming
+    the episode(s) and key, because zarr would otherwise hand out the fill value (zeros) for a lost file.
+    """
+
+    def __init__(self, detail: str, *, chunk: int, steps: tuple[int, int], path: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.detail = detail
+        self.chunk = chunk
+        self.steps = steps
+        self.path = path

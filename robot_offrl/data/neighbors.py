@@ -131,7 +131,7 @@ def state_features(store: EpisodeStore, steps: np.ndarray, keys: Sequence[str], 
                 f"algo.nn_augment.feature_keys: '{key}' is not a low-dim key of {store.url} "
                 f"(low-dim keys: {store.schema.lowdim_keys()})"
             )
-        values = np.asarray(store.obs_array(key)[: store.num_steps], dtype=np.float32)[steps]
+        values = store.read_steps(key, 0, store.num_steps).astype(np.float32, copy=False)[steps]
         parts.append(stats.normalize(key, values))
     features = np.concatenate(parts, axis=1).astype(np.float32)
     return features / np.sqrt(features.shape[1], dtype=np.float32)
@@ -144,10 +144,10 @@ def gripper_closed(store: EpisodeStore, steps: np.ndarray, within: np.ndarray, m
         return np.zeros(len(steps), dtype=bool)
     if mode == "action":
         dim = store.schema.action.names.index(GRIPPER_ACTION_NAME)
-        actions = np.asarray(store.action_array()[: store.num_steps, dim], dtype=np.float32)
+        actions = store.read_steps(ACTIONS_KEY, 0, store.num_steps)[:, dim]
         previous = np.where(within > 0, steps - 1, steps)
         return actions[previous] > 0.0
-    qpos = np.asarray(store.obs_array(GRIPPER_QPOS_KEY)[: store.num_steps], dtype=np.float32)[steps]
+    qpos = store.read_steps(GRIPPER_QPOS_KEY, 0, store.num_steps).astype(np.float32, copy=False)[steps]
     width = np.abs(qpos).sum(axis=1)
     s = stats[GRIPPER_QPOS_KEY]
     midpoint = 0.5 * (np.abs(s.min).sum() + np.abs(s.max).sum())

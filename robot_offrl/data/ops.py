@@ -30,6 +30,7 @@ from robot_offrl.data.errors import SchemaError, StoreError, StoreExistsError, t
 from robot_offrl.data.layout import ACTIONS_ARRAY, chunk_steps, obs_path
 from robot_offrl.data.lock import BorrowedLock, acquire_write_lock
 from robot_offrl.data.schema import StoreSchema
+from robot_offrl.data.staging import build_beside, remove_stale_build
 from robot_offrl.data.store import EpisodeStore, UncommittedDataWarning
 
 
@@ -180,6 +181,9 @@ def repair(path_or_url: str, *, wait_s: float | None = None) -> dict[str, Any]:
     try:
         with translate_write_errors(str(location)):
             report: dict[str, Any] = {"recovered_swap": recover_interrupted_swap(location)}
+            staged = remove_stale_build(location)  # an interrupted merge/import/build-dataset of this path
+        if staged is not None and not location.exists():
+            return {**report, "truncated_steps": 0, "removed_temp_files": [], "removed_stale_dirs": [staged]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UncommittedDataWarning)
             store = EpisodeStore._open_locked(location, "r+", lock)
@@ -192,7 +196,7 @@ def repair(path_or_url: str, *, wait_s: float | None = None) -> dict[str, Any]:
             for path in stale:
                 shutil.rmtree(path)
         report["removed_temp_files"] = [str(p) for p in temps]
-        report["removed_stale_dirs"] = [str(p) for p in stale]
+        report["removed_stale_dirs"] = [str(p) for p in stale] + ([staged] if staged else [])
         return report
     finally:
         lock.release()
@@ -294,7 +298,11 @@ def merge_stores(out: str, inputs: Sequence[str]) -> EpisodeStore:
         for src in sources:
             _copy_episodes(src, dst, range(src.num_episodes), keep_uid=False, extra_attrs=True)
 
-    return _write_new_store(out, first.schema, fill)
+    # Built beside `out` and renamed into place when complete (staging.py): a killed merge leaves no
+    # partial store at `out` for later tools to mistake for the whole one.
+    with build_beside(out, "data merge") as path:
+        _write_new_store(path, first.schema, fill).close()
+    return EpisodeStore.open(out, mode="r+")
 
 
 def copy_store(src_path: str, out: str) -> EpisodeStore:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,20 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.data.backend import Location
-from robot_offrl.data.errors import EpisodeValidationError, StoreError, StoreExistsError, StoreNotFoundError
+from robot_offrl.data.errors import (
+    EpisodeValidationError,
+    SchemaError,
+    StoreError,
+    StoreExistsError,
+    StoreNotFoundError,
+)
 from robot_offrl.data.schema import ActionSpace, KeySpec, StoreSchema, infer_keyspec
+from robot_offrl.data.staging import build_beside
 from robot_offrl.data.store import EpisodeStore
 
 OSC_POSE_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+# robosuite's default control rate, used when env_args does not say.
+DEFAULT_CONTROL_FREQ = 20.0
 
 
 def _demo_sort_key(name: str) -> tuple[int, str]:
@@ -64,9 +72,65 @@ def action_space_from_env(env_args: dict[str, Any], dim: int) -> ActionSpace:
     return ActionSpace.unbounded(dim, mode)
 
 
+def _control_rate(kwargs: dict[str, Any], file: str) -> float:
+    value = kwargs.get("control_freq", DEFAULT_CONTROL_FREQ)
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    except (TypeError, ValueError):
+        raise StoreError(
+            f"{file}: env_args.env_kwargs.control_freq is {value!r}, not a number (control steps per second)"
+        ) from None
+
+
+def check_demos(file: str, data_group: Any, demo_names: Sequence[str]) -> None:
+    """Every demo has obs and 2-D actions, and the same observation keys and action size as the first.
+
+    Checked before anything is written: the schema comes from the first demo, so a key that only later
+    demos have would otherwise be dropped without a word, and a key they lack would fail halfway.
+    """
+    first_keys: set[str] = set()
+    action_dim: int | None = None
+    for name in demo_names:
+        demo = data_group[name]
+        if "obs" not in demo or "actions" not in demo:
+            raise EpisodeValidationError(
+                f"{file}: lacks 'obs' or 'actions'; not a robomimic dataset with observations", episode=name
+            )
+        shape = tuple(demo["actions"].shape)
+        if len(shape) != 2:
+            raise EpisodeValidationError(
+                f"{file}: actions have shape {shape}; robomimic actions are (T, action_dim)", episode=name,
+                key="actions",
+            )
+        keys = set(demo["obs"])
+        if name == demo_names[0]:
+            first_keys, action_dim = keys, shape[1]
+            continue
+        if shape[1] != action_dim:
+            raise EpisodeValidationError(
+                f"{file}: actions have {shape[1]} dimensions but {demo_names[0]}'s have {action_dim}",
+                episode=name, key="actions",
+            )
+        extra, missing = sorted(keys - first_keys), sorted(first_keys - keys)
+        if extra:
+            raise EpisodeValidationError(
+                f"{file}: observation key first appears in this demo ({demo_names[0]} lacks it); every demo "
+                "must have the same observation keys", episode=name, key=extra[0],
+            )
+        if missing:
+            raise EpisodeValidationError(
+                f"{file}: observation key is missing from this demo ({demo_names[0]} has it); every demo "
+                "must have the same observation keys", episode=name, key=missing[0],
+            )
+
+
 def infer_schema(file: str, data_group: Any, first_demo: Any) -> StoreSchema:
     env_args = _env_args(data_group, file)
     kwargs = env_args.get("env_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise StoreError(f"{file}: env_args.env_kwargs is {type(kwargs).__name__}, not an object")
     if "obs" not in first_demo or "actions" not in first_demo:
         raise StoreError(f"{file}: {first_demo.name} lacks 'obs' or 'actions'; not a robomimic dataset with observations")
     specs: list[KeySpec] = []
@@ -77,14 +141,17 @@ def infer_schema(file: str, data_group: Any, first_demo: Any) -> StoreSchema:
         specs.append(infer_keyspec(key, dataset[0]))
     robots = kwargs.get("robots", "unknown")
     robot = ",".join(robots) if isinstance(robots, list) else str(robots)
-    return StoreSchema(
-        obs=specs,
-        action=action_space_from_env(env_args, int(first_demo["actions"].shape[1])),
-        control_rate_hz=float(kwargs.get("control_freq", 20.0)),
-        robot=robot,
-        task=str(env_args.get("env_name", "unknown")),
-        extra={"imported_from": os.path.basename(file), "env_args": env_args},
-    )
+    try:
+        return StoreSchema(
+            obs=specs,
+            action=action_space_from_env(env_args, int(first_demo["actions"].shape[1])),
+            control_rate_hz=_control_rate(kwargs, file),
+            robot=robot,
+            task=str(env_args.get("env_name", "unknown")),
+            extra={"imported_from": os.path.basename(file), "env_args": env_args},
+        )
+    except SchemaError as err:
+        raise StoreError(f"{file}: {err}") from err
 
 
 def _masks(h5: Any, names: Sequence[str], file: str, demos: set[str]) -> set[str]:
@@ -117,7 +184,10 @@ def import_robomimic(
     *,
     durable: bool = False,
 ) -> EpisodeStore:
-    """Convert a robomimic HDF5 into a new store at ``out``; all or nothing on errors."""
+    """Convert a robomimic HDF5 into a new store at ``out``; all or nothing, also when killed midway.
+
+    The store is built beside ``out`` and renamed into place once every demo is in (staging.py).
+    """
     import h5py
 
     file = os.fspath(file)
@@ -129,7 +199,6 @@ def import_robomimic(
         h5 = h5py.File(file, "r")
     except OSError as err:
         raise StoreError(f"{file}: cannot be read as HDF5 ({err})") from err
-    created = False
     try:
         if "data" not in h5:
             raise StoreError(f"{file}: has no 'data' group; not a robomimic dataset")
@@ -138,39 +207,37 @@ def import_robomimic(
         if not demo_names:
             raise StoreError(f"{file}: data/ holds no demos")
         expert = _masks(h5, expert_masks, file, set(demo_names))
+        check_demos(file, data, demo_names)
         schema = infer_schema(file, data, data[demo_names[0]])
-        store = EpisodeStore.create(out, schema, durable=durable)
-        created = True
-        for name in demo_names:
-            demo = data[name]
-            if "obs" not in demo or "actions" not in demo:
-                raise EpisodeValidationError("lacks 'obs' or 'actions'", episode=name)
-            obs = {key: demo["obs"][key][()] for key in schema.obs_keys if key in demo["obs"]}
-            attrs: dict[str, Any] = {"demo": name, "source_file": os.path.basename(file)}
-            for attr in ("model_file", "num_samples"):
-                if attr in demo.attrs:
-                    value = demo.attrs[attr]
-                    attrs[attr] = int(value) if attr == "num_samples" else _text(value)
-            if "states" in demo and demo["states"].shape[0] > 0:
-                attrs["initial_state"] = np.asarray(demo["states"][0], dtype=np.float64).tolist()
-            if "ep_meta" in demo.attrs:
-                attrs["ep_meta"] = _text(demo.attrs["ep_meta"])
-            try:
-                store.append_episode(
-                    obs,
-                    demo["actions"][()],
-                    expert=name in expert,
-                    source="imported",
-                    success=_success(demo),
-                    attrs=attrs,
-                )
-            except EpisodeValidationError as err:
-                raise EpisodeValidationError(f"{file}: {err.detail}", episode=name, key=err.key) from err
-        return store
-    except BaseException:
-        local = Location.parse(out).local_path
-        if created and local is not None:
-            shutil.rmtree(local, ignore_errors=True)
-        raise
+        with build_beside(out, "data import-robomimic") as path:
+            _import_demos(file, data, demo_names, expert, EpisodeStore.create(path, schema, durable=durable))
     finally:
         h5.close()
+    return EpisodeStore.open(out, mode="r+", durable=durable)
+
+
+def _import_demos(file: str, data: Any, demo_names: Sequence[str], expert: set[str], store: EpisodeStore) -> None:
+    """Append every demo in order; any bad one aborts the import (the caller discards the build)."""
+    for name in demo_names:
+        demo = data[name]
+        obs = {key: demo["obs"][key][()] for key in store.schema.obs_keys}
+        attrs: dict[str, Any] = {"demo": name, "source_file": os.path.basename(file)}
+        for attr in ("model_file", "num_samples"):
+            if attr in demo.attrs:
+                value = demo.attrs[attr]
+                attrs[attr] = int(value) if attr == "num_samples" else _text(value)
+        if "states" in demo and demo["states"].shape[0] > 0:
+            attrs["initial_state"] = np.asarray(demo["states"][0], dtype=np.float64).tolist()
+        if "ep_meta" in demo.attrs:
+            attrs["ep_meta"] = _text(demo.attrs["ep_meta"])
+        try:
+            store.append_episode(
+                obs,
+                demo["actions"][()],
+                expert=name in expert,
+                source="imported",
+                success=_success(demo),
+                attrs=attrs,
+            )
+        except EpisodeValidationError as err:
+            raise EpisodeValidationError(f"{file}: {err.detail}", episode=name, key=err.key) from err

@@ -16,8 +16,9 @@ statistics (constant dims map to 0); images stay uint8 and are scaled in the enc
 
 Reads are vectorised per batch (``__getitems__``): low-dim keys and actions always live in RAM
 (they are small and must be normalised anyway), images either in RAM (``cache_in_ram``) or read
-from zarr with one orthogonal selection per key per batch. The store is reopened lazily in each
-DataLoader worker process.
+the store per batch, each chunk decoded once. Every read goes through the store's checked readers, so
+a lost or garbage chunk stops training with an error naming the episode and key instead of feeding it
+zeros. The store is reopened lazily in each DataLoader worker process.
 """
 
 from __future__ import annotations
@@ -192,15 +193,15 @@ class WindowDataset(Dataset[Item]):
         n = store.num_steps
         self._ram: dict[str, np.ndarray] = {}
         for key in self.lowdim_keys:
-            raw = np.asarray(store.obs_array(key)[:n], dtype=np.float32)
+            raw = store.read_steps(key, 0, n).astype(np.float32, copy=False)
             self._ram[key] = np.asarray(self.norm_stats.normalize(key, raw), dtype=np.float32)
-        raw_actions = np.asarray(store.action_array()[:n], dtype=np.float32)
+        raw_actions = store.read_steps(ACTIONS_KEY, 0, n)
         self._actions = np.asarray(self.norm_stats.normalize(ACTIONS_KEY, raw_actions), dtype=np.float32)
         image_bytes = sum(n * int(np.prod(self.schema.key(k).shape)) for k in self.rgb_keys)
         self.images_in_ram = cache_in_ram is True or (cache_in_ram == "auto" and image_bytes <= AUTO_IMAGE_CACHE_BYTES)
         if self.images_in_ram:
             for key in self.rgb_keys:
-                self._ram[key] = np.asarray(store.obs_array(key)[:n])
+                self._ram[key] = store.read_steps(key, 0, n)
 
     def _set_augmentation(self, neighbors: NeighborIndex | None, max_fraction: float, seed: int) -> None:
         if neighbors is None or len(neighbors) == 0:
@@ -274,7 +275,7 @@ class WindowDataset(Dataset[Item]):
             return self._ram[key][index]
         flat = index.reshape(-1)
         unique, inverse = np.unique(flat, return_inverse=True)
-        values = np.asarray(self._zarr_store().obs_array(key).oindex[unique])
+        values = self._zarr_store().read_at(key, unique)
         return values[inverse].reshape(*index.shape, *values.shape[1:])
 
     def _check_items(self, items: np.ndarray) -> None:

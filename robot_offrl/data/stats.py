@@ -7,7 +7,7 @@ exactly as training did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +76,12 @@ class NormStats:
     def to_dict(self) -> dict[str, Any]:
         return {"num_steps": self.num_steps, "keys": {k: v.to_dict() for k, v in self.keys.items()}}
 
+    def is_finite(self) -> bool:
+        """False when any statistic is NaN or inf (e.g. a cache written before such values were refused)."""
+        return all(
+            np.isfinite(getattr(s, n)).all() for s in self.keys.values() for n in ("min", "max", "mean", "std")
+        )
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NormStats:
         try:
@@ -123,18 +129,46 @@ class _Accumulator:
         return KeyStats(*(v.astype(np.float32) for v in (self.min, self.max, self.mean, std)))
 
 
-def compute_stats(arrays: Mapping[str, Any], ranges: Iterable[tuple[int, int]]) -> NormStats:
-    """Stats of each (T, D) array over the given [start, stop) step ranges (the committed episodes)."""
-    ranges = list(ranges)
+def compute_stats(
+    read: Callable[[str, int, int], np.ndarray],
+    keys: Sequence[str],
+    episodes: Sequence[tuple[int, int, int]],
+    *,
+    where: str = "store",
+) -> NormStats:
+    """Stats of each key over the given episodes ``(index, start, stop)``, read with ``read(key, start, stop)``.
+
+    Refuses NaN or inf anywhere in the data, naming the key and the episodes: statistics computed over
+    them would be NaN, and a cached NaN normaliser turns every training batch into NaN.
+    """
+    ranges = [(start, stop) for _, start, stop in episodes]
     out: dict[str, KeyStats] = {}
     total = sum(stop - start for start, stop in ranges)
     if total == 0:
         raise StoreError("cannot compute normalisation statistics of a store with no episodes")
-    for key, array in arrays.items():
-        acc = _Accumulator(int(np.prod(array.shape[1:])))
+    for key in keys:
+        acc: _Accumulator | None = None
+        bad_steps: list[np.ndarray] = []
         for start, stop in _merge_ranges(ranges):
             for lo in range(start, stop, BLOCK_STEPS):
-                acc.update(np.asarray(array[lo : min(stop, lo + BLOCK_STEPS)]))
+                block = np.asarray(read(key, lo, min(stop, lo + BLOCK_STEPS)))
+                flat = block.reshape(len(block), -1)
+                finite = np.isfinite(flat).all(axis=1)
+                if not finite.all():
+                    bad_steps.append(lo + np.flatnonzero(~finite))
+                    continue
+                if acc is None:
+                    acc = _Accumulator(flat.shape[1])
+                acc.update(flat)
+        if bad_steps:
+            bad = np.concatenate(bad_steps)
+            owners = sorted({index for index, start, stop in episodes if np.any((bad >= start) & (bad < stop))})
+            raise StoreCorruptError(
+                f"{where}: key '{key}' has NaN or inf at {len(bad)} step(s) in episode(s) "
+                f"{', '.join(map(str, owners))}; statistics were not computed or cached; delete those episodes "
+                f"(`robot-offrl data delete STORE --episodes {','.join(map(str, owners))}`) or re-record them"
+            )
+        assert acc is not None
         out[key] = acc.result()
     return NormStats(keys=out, num_steps=total)
 

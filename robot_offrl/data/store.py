@@ -17,6 +17,7 @@ lock and never change anything on disk.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime as _dt
 import warnings
@@ -34,8 +35,9 @@ from robot_offrl.data.backend import (
     recover_interrupted_swap,
     remove_partial_store,
 )
-from robot_offrl.data.episode import Episode, EpisodeMeta, check_attrs_json
+from robot_offrl.data.episode import Episode, EpisodeMeta, check_attrs_json, parse_index_records
 from robot_offrl.data.errors import (
+    ChunkCorruptError,
     EpisodeIndexError,
     SchemaError,
     StoreCorruptError,
@@ -63,10 +65,14 @@ from robot_offrl.data.lock import (
 )
 from robot_offrl.data.migrations import upgrade_attrs
 from robot_offrl.data.schema import FORMAT_NAME, FORMAT_VERSION, StoreSchema, check_source, check_success
+from robot_offrl.data.staging import staging_note
 from robot_offrl.data.stats import ACTIONS_KEY, NormStats, compute_stats
 from robot_offrl.data.validate import check_episode
 
 Mode = Literal["r", "r+", "a"]
+# Root attribute of stores whose every committed chunk has a file (zarr skips all-zero chunks unless
+# told otherwise); without it a missing chunk may be an all-zero one written by an older version.
+DENSE_CHUNKS_ATTR = "dense_chunks"
 SplitName = Literal["train", "val"]
 
 
@@ -157,6 +163,7 @@ class EpisodeStore:
             "schema": schema.to_dict(),
             "created_by": f"robot-offrl {__version__}",
             "created_at": _now(),
+            DENSE_CHUNKS_ATTR: True,
         }
         try:
             with translate_write_errors(str(location)):
@@ -196,7 +203,7 @@ class EpisodeStore:
         if mode == "r":
             _finish_swap_for_reader(location)
             if not location.exists():
-                raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL)")
+                raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL){staging_note(location)}")
             opened = cls(location, mode, durable=durable)
         else:
             lock = acquire_write_lock(location, wait_s=wait_s, lease_s=lease_s)
@@ -225,7 +232,7 @@ class EpisodeStore:
                 if schema is None:
                     raise StoreNotFoundError(f"{location}: does not exist; pass schema= to create it")
                 return cls._create_locked(location, schema, lock, overwrite=False, durable=durable)
-            raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL)")
+            raise StoreNotFoundError(f"{location}: no such file or directory (check the path or URL){staging_note(location)}")
         return cls(location, "r+", durable=durable, lock=lock)
 
     def _load(self) -> None:
@@ -260,8 +267,12 @@ class EpisodeStore:
         self._check_arrays()
 
     def _open_array(self, path: str) -> Any:
+        import zarr
+
         try:
-            return self._root[path]
+            # Write every chunk, even an all-zero one, so that a missing chunk file always means lost data.
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                return self._root[path]
         except KeyError as err:
             raise StoreCorruptError(
                 f"{self.location}: array '{path}' is missing although the schema lists it; the store is damaged"
@@ -270,14 +281,9 @@ class EpisodeStore:
             raise StoreCorruptError(f"{self.location}: array '{path}' cannot be opened ({err})") from err
 
     def _load_index(self, index_attrs: Mapping[str, Any]) -> None:
-        try:
-            records = list(index_attrs["episodes"])
-            self._num_steps = int(index_attrs["num_steps"])
-            self._next_uid = int(index_attrs["next_uid"])
-            self._generation = int(index_attrs["generation"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise StoreCorruptError(f"{self.location}: the episode index is malformed ({err})") from err
-        self._episodes = [EpisodeMeta.from_record(i, r) for i, r in enumerate(records)]
+        self._episodes, self._num_steps, self._next_uid, self._generation = parse_index_records(
+            index_attrs, str(self.location)
+        )
         end = self._episodes[-1].end if self._episodes else 0
         if end != self._num_steps:
             raise StoreCorruptError(
@@ -390,15 +396,79 @@ class EpisodeStore:
                 f"{self.location}: steps [{start}, {stop}) of '{key}' are outside the committed range "
                 f"[0, {self._num_steps})"
             )
+        reader = self._reader(key)
+        try:
+            return reader.read(start, stop)
+        except ChunkCorruptError as err:
+            raise self._chunk_error(key, err) from err
+
+    def read_at(self, key: str, steps: Any) -> np.ndarray:
+        """Committed steps at sorted, unique global indices ``steps`` (the sampler's image reads).
+
+        Each chunk is decoded once however many of its steps are asked for; missing or garbage chunks
+        are refused like in ``read_steps``.
+        """
+        steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+        if len(steps) and (steps[0] < 0 or steps[-1] >= self._num_steps or np.any(np.diff(steps) <= 0)):
+            raise StoreError(
+                f"{self.location}: steps of '{key}' must be sorted, unique and inside the committed range "
+                f"[0, {self._num_steps})"
+            )
+        try:
+            return self._reader(key).take(steps)
+        except ChunkCorruptError as err:
+            raise self._chunk_error(key, err) from err
+
+    def _reader(self, key: str) -> ChunkReader:
         reader = self._readers.get(key)
         if reader is None:
             if key not in self._arrays:
                 raise StoreError(f"{self.location}: '{key}' is not an observation key or 'actions'")
-            array = self._arrays[key]
-            if self.location.local_path is None:
-                return np.asarray(array[start:stop])
-            reader = self._readers[key] = ChunkReader(array, self.location.local_path / _array_path(key))
-        return reader.read(start, stop)
+            root = self.location.local_path
+            folder = None if root is None else root / _array_path(key)
+            reader = self._readers[key] = ChunkReader(self._arrays[key], folder)
+        return reader
+
+    def episodes_in_steps(self, start: int, stop: int) -> list[int]:
+        """Indices of the committed episodes overlapping steps [start, stop)."""
+        first = bisect.bisect_right([m.start for m in self._episodes], start) - 1
+        out = []
+        for m in self._episodes[max(first, 0) :]:
+            if m.start >= stop:
+                break
+            if m.end > start:
+                out.append(m.index)
+        return out
+
+    def _chunk_error(self, key: str, err: ChunkCorruptError) -> StoreCorruptError:
+        """Name the episode(s) and key a lost or garbage chunk belongs to, and what can be done."""
+        episodes = self.episodes_in_steps(err.steps[0], min(err.steps[1], self._num_steps))
+        which = ", ".join(map(str, episodes)) or "none (past the committed steps)"
+        label = "episode" if len(episodes) == 1 else "episodes"
+        hint = "restore the store from a backup"
+        if episodes:
+            hint += f", or drop the affected episodes (`robot-offrl data delete STORE --episodes {','.join(map(str, episodes))}`)"
+        legacy = ""
+        if not self._attrs.get(DENSE_CHUNKS_ATTR) and "missing" in err.detail:
+            legacy = (
+                " (this store predates dense chunks: robot-offrl versions before it let zarr skip chunks "
+                "that were all zeros, so the file may never have existed)"
+            )
+        return StoreCorruptError(
+            f"{self.location}: {label} {which}, key '{key}': chunk {err.path}: {err.detail}{legacy}; {hint}"
+        )
+
+    def missing_chunks(self) -> list[tuple[str, str, list[int]]]:
+        """Every committed chunk without a file: (key, chunk key, episodes it holds). ``validate`` lists them."""
+        out = []
+        for key in self._arrays:
+            reader = self._reader(key)
+            step = reader.steps_per_chunk
+            for index in range(-(-self._num_steps // step)):
+                if not reader.exists(index):
+                    lo, hi = index * step, min((index + 1) * step, self._num_steps)
+                    out.append((key, reader.chunk_name(index), self.episodes_in_steps(lo, hi)))
+        return out
 
     def read_episode(self, index: int) -> Episode:
         meta = self.episode(index)
@@ -598,10 +668,13 @@ class EpisodeStore:
         """Statistics of low-dim keys and actions; cached in the store while the episodes stay the same."""
         cached = self._attrs.get("norm_stats")
         if not recompute and isinstance(cached, dict) and cached.get("generation") == self._generation:
-            return NormStats.from_dict(cached["stats"])
-        arrays = {k: self._arrays[k] for k in self.schema.lowdim_keys()}
-        arrays[ACTIONS_KEY] = self._arrays[ACTIONS_KEY]
-        stats = compute_stats(arrays, [(m.start, m.end) for m in self._episodes])
+            stats = NormStats.from_dict(cached["stats"])
+            if stats.is_finite():  # a non-finite cache (older versions wrote them) is recomputed, i.e. refused
+                return stats
+        keys = [*self.schema.lowdim_keys(), ACTIONS_KEY]
+        stats = compute_stats(
+            self.read_steps, keys, [(m.index, m.start, m.end) for m in self._episodes], where=str(self.location)
+        )
         if self.mode != "r":
             entry = {"generation": self._generation, "computed_at": _now(), "stats": stats.to_dict()}
             self._write_attrs({**self._attrs, "norm_stats": entry})
@@ -616,15 +689,22 @@ class EpisodeStore:
         self._require_writable()
         if not 0.0 <= float(val_fraction) < 1.0:
             raise StoreError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise StoreError(f"seed must be an integer, got {seed!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise StoreError(f"seed must be a non-negative integer, got {seed!r}")
         rng = np.random.default_rng(int(seed))
         val: list[int] = []
+        counts = []
         for flag in (True, False):
             uids = [m.uid for m in self._episodes if m.expert == flag]
             count = int(round(float(val_fraction) * len(uids)))
+            counts.append(f"{count} of {len(uids)} {'expert' if flag else 'non-expert'}")
             if count:
                 val += [int(u) for u in rng.permutation(uids)[:count]]
+        if self._episodes and len(val) == len(self._episodes):
+            raise StoreError(
+                f"{self.location}: val_fraction {val_fraction} would put every episode in validation "
+                f"({' and '.join(counts)} episodes) and leave none to train on; use a smaller fraction"
+            )
         entry = {
             "val_fraction": float(val_fraction),
             "seed": int(seed),

@@ -14,6 +14,7 @@ import numpy as np
 
 from robot_offrl.data.errors import EpisodeValidationError, StoreError
 from robot_offrl.data.schema import KeySpec, StoreSchema
+from robot_offrl.data.staging import STAGING_SUFFIX
 
 if TYPE_CHECKING:
     from robot_offrl.data.store import EpisodeStore
@@ -155,6 +156,9 @@ def find_problems(store: EpisodeStore) -> list[Problem]:
                 "was interrupted); run `robot-offrl data repair` to drop them"
             )
         )
+    if store.location.local_path is not None and store.location.local_path.parent.name.endswith(STAGING_SUFFIX):
+        problems.append(Problem("this is the incomplete store of a build in progress or interrupted (a staging "
+                                "folder); use the final path once the build has finished"))
     for path in store.location.leftover_temp_files():
         problems.append(Problem(f"leftover temp file {path} from an interrupted write; `data repair` removes it"))
     expected_start = 0
@@ -166,11 +170,23 @@ def find_problems(store: EpisodeStore) -> list[Problem]:
                 Problem(f"starts at step {meta.start} but the previous episode ends at {expected_start}", meta.index)
             )
         expected_start = meta.start + meta.length
+    unreadable: set[int] = set()
+    for key, chunk, episodes in store.missing_chunks():
+        unreadable.update(episodes)
+        label = "episode" if len(episodes) == 1 else "episodes"
+        problems.append(
+            Problem(
+                f"{label} {', '.join(map(str, episodes))}, key '{key}': chunk file {chunk} is missing (committed "
+                "data lost; zarr would read it as zeros); restore from a backup or delete the episode(s)"
+            )
+        )
     for meta in store.episodes:
+        if meta.index in unreadable:
+            continue
         try:
             episode = store.read_episode(meta.index)
-        except StoreError as err:
-            problems.append(Problem(str(err), meta.index))
+        except StoreError as err:  # a chunk that does not decode names its episode(s) and key itself
+            problems.append(Problem(str(err).removeprefix(f"{store.location}: ")))
             continue
         except Exception as err:  # a chunk that does not decode: name it instead of crashing
             problems.append(Problem(f"data cannot be read ({type(err).__name__}: {err})", meta.index))

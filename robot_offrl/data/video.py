@@ -47,7 +47,7 @@ def export_video(
     if not out_path.parent.exists():
         raise StoreError(f"output folder {out_path.parent} does not exist; create it first")
     meta = store.episode(episode)
-    frames = np.asarray(store.obs_array(camera)[meta.start : meta.end])
+    frames = store.read_steps(camera, meta.start, meta.end)
     frames = _pad_even(_to_rgb_uint8(frames, spec.kind))
     import imageio.v2 as imageio
 

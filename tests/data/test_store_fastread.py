@@ -10,6 +10,7 @@ import zarr
 from store_support import fill_store
 
 from robot_offrl.data import EpisodeStore, StoreError
+from robot_offrl.data.errors import ChunkCorruptError
 from robot_offrl.data.fastread import ChunkReader
 
 
@@ -41,7 +42,16 @@ def test_other_codecs(tmp_path: Path, compressors: object, fast: bool) -> None:
     array = zarr.create_array(str(tmp_path / "a"), shape=data.shape, chunks=(8, 4), dtype="float32",
                               compressors=compressors, fill_value=0)
     array[:40] = data[:40]  # chunks past 40 are partly or wholly never written: fill value
-    reader = ChunkReader(array, tmp_path / "a")
+    reader = ChunkReader(array, tmp_path / "a", strict=False)
     assert reader.enabled is fast
     for start, stop in [(0, 50), (3, 9), (39, 50), (48, 50), (5, 5)]:
         np.testing.assert_array_equal(reader.read(start, stop), np.asarray(array[start:stop]))
+        np.testing.assert_array_equal(reader.take(np.arange(start, stop)), np.asarray(array[start:stop]))
+    # Strict (the store's readers): a chunk without a file is an error on both paths, never zeros.
+    strict = ChunkReader(array, tmp_path / "a")
+    np.testing.assert_array_equal(strict.read(3, 40), data[3:40])
+    with pytest.raises(ChunkCorruptError, match="c/5/0: the chunk file is missing") as err:
+        strict.read(39, 42)
+    assert err.value.chunk == 5 and err.value.steps == (40, 48)
+    with pytest.raises(ChunkCorruptError, match="c/6/0: the chunk file is missing"):
+        strict.take(np.array([1, 49]))

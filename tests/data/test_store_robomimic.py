@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -133,3 +134,55 @@ def test_bad_files(tmp_path: Path) -> None:
     (tmp_path / "exists.zarr").mkdir()
     with pytest.raises(StoreExistsError):
         import_robomimic(file, str(tmp_path / "exists.zarr"))
+
+
+def _edit_demo(file: Path, demo: str, edit: Callable[[h5py.Group], None]) -> Path:
+    with h5py.File(file, "a") as f:
+        edit(f["data"][demo])
+    return file
+
+
+def test_key_that_first_appears_in_a_later_demo_is_an_error(tmp_path: Path) -> None:
+    """The schema comes from demo_0; a key only demo_2 has used to be dropped without a word."""
+    file = _edit_demo(write_robomimic(tmp_path / "lift.hdf5"), "demo_2",
+                      lambda d: d.create_dataset("obs/robot0_joint_pos", data=np.zeros((5, 7))))
+    with pytest.raises(EpisodeValidationError, match="episode demo_2, key 'robot0_joint_pos'.*first appears in this demo"):
+        import_robomimic(file, str(tmp_path / "x.zarr"))
+    assert list(tmp_path.iterdir()) == [file]  # no store, no staging folder
+    file = _edit_demo(write_robomimic(tmp_path / "b.hdf5"), "demo_10", lambda d: d.__delitem__("obs/object"))
+    with pytest.raises(EpisodeValidationError, match="episode demo_10, key 'object'.*missing from this demo"):
+        import_robomimic(file, str(tmp_path / "x.zarr"))
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_one_dimensional_actions_and_bad_control_rate(tmp_path: Path) -> None:
+    def flat_actions(demo: h5py.Group) -> None:
+        del demo["actions"]
+        demo.create_dataset("actions", data=np.zeros(4))
+
+    file = _edit_demo(write_robomimic(tmp_path / "lift.hdf5"), "demo_1", flat_actions)
+    with pytest.raises(EpisodeValidationError, match=r"episode demo_1, key 'actions'.*shape \(4,\)"):
+        import_robomimic(file, str(tmp_path / "x.zarr"))
+    file = write_robomimic(tmp_path / "rate.hdf5")
+    with h5py.File(file, "a") as f:
+        args = json.loads(f["data"].attrs["env_args"])
+        args["env_kwargs"]["control_freq"] = "fast"
+        f["data"].attrs["env_args"] = json.dumps(args)
+    with pytest.raises(StoreError, match="control_freq is 'fast', not a number"):
+        import_robomimic(file, str(tmp_path / "x.zarr"))
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_import_failing_midway_leaves_nothing_at_the_output(tmp_path: Path) -> None:
+    """demo_10 (imported last) holds a NaN: three demos are in the staging store when the import fails."""
+    file = write_robomimic(tmp_path / "lift.hdf5", nan_in="demo_10")
+    with pytest.raises(EpisodeValidationError, match="episode demo_10, key 'actions'.*NaN"):
+        import_robomimic(file, str(tmp_path / "x.zarr"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lift.hdf5"]
+
+
+def test_import_into_an_existing_file_is_refused(tmp_path: Path) -> None:
+    file = write_robomimic(tmp_path / "lift.hdf5")
+    with pytest.raises(StoreExistsError, match="already exists"):
+        import_robomimic(file, str(file))
+    assert h5py.is_hdf5(file)

@@ -1,0 +1,181 @@
+"""Build a new store beside its final path and rename it into place only once it is complete.
+
+``data merge``, ``data import-robomimic`` and ``sim build-dataset`` write many episodes into a new store.
+Written straight into the final path, a run killed midway left a store holding the episodes committed
+so far, which every tool (``validate``, ``repair``, training) took for the whole dataset. Now the store
+is built at ``<parent>/.<name>.staging/<name>`` next to a ``BUILDING`` marker (who builds it, since
+when), flushed to disk, and renamed to ``<parent>/<name>`` in one step: the final path either does
+not exist or holds the complete store. A staging folder left by a killed run is reported when the
+final path is opened, removed when the build is rerun, and removed by ``robot-offrl data repair``.
+
+The rename is atomic only on one local filesystem; remote (fsspec) outputs are written in place and
+removed when the build fails with an error (a killed remote build must be deleted by hand).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import socket
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from robot_offrl.data.backend import Location, fsync_tree
+from robot_offrl.data.errors import StoreError, StoreExistsError, translate_write_errors
+
+STAGING_SUFFIX = ".staging"
+MARKER = "BUILDING"
+
+
+class StaleBuildWarning(UserWarning):
+    """A staging folder from an interrupted build was found (and removed, when rebuilding)."""
+
+
+def staging_dir(location: Location) -> Path | None:
+    """``<parent>/.<name>.staging`` for a local store, None for a remote one."""
+    return None if location.local_path is None else location.sibling(STAGING_SUFFIX)
+
+
+def stale_build(location: Location) -> dict[str, Any] | None:
+    """The marker of an unfinished build of ``location`` (with its ``path``), or None when there is none."""
+    stage = staging_dir(location)
+    if stage is None or not stage.exists():
+        return None
+    info: dict[str, Any] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads((stage / MARKER).read_text())
+        info = loaded if isinstance(loaded, dict) else {}
+    return {**info, "path": str(stage)}
+
+
+def _describe(info: dict[str, Any]) -> str:
+    what = info.get("what", "a build")
+    return f"{info['path']} (left by {what}, pid {info.get('pid', '?')}, started {info.get('started', '?')})"
+
+
+def staging_note(location: Location) -> str:
+    """A sentence to append to "no store here" errors when an interrupted build explains why."""
+    info = stale_build(location)
+    if info is None:
+        return ""
+    return (
+        f"; an interrupted build left the incomplete store {_describe(info)}: rerun the build, or remove it "
+        f"with `robot-offrl data repair {location}`"
+    )
+
+
+def _still_running(info: dict[str, Any]) -> bool:
+    """True when the marker's process is alive on this machine (or we cannot tell: another machine)."""
+    if info.get("host") not in (None, socket.gethostname()):
+        return True
+    pid = info.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_build(location: Location) -> str | None:
+    """Delete an interrupted build's staging folder; returns its path. Refuses one whose builder still runs."""
+    info = stale_build(location)
+    if info is None:
+        return None
+    if _still_running(info):
+        raise StoreError(
+            f"{location}: a build is still writing {_describe(info)}; wait for it, or stop it first"
+        )
+    shutil.rmtree(info["path"], ignore_errors=True)
+    return str(info["path"])
+
+
+@contextlib.contextmanager
+def build_beside(out: str, what: str) -> Iterator[str]:
+    """Yield the path to build the new store at; on success it is renamed to ``out``.
+
+    Refuses an existing ``out`` (a file or a store) before anything is written. When the body raises,
+    the partial build is removed and the error propagates; when the process is killed, the staging
+    folder and its marker stay behind and are reported / removed as described in the module docstring.
+    """
+    location = Location.parse(out)
+    if location.exists():
+        kind = "a file" if location.local_path is not None and location.local_path.is_file() else "something"
+        raise StoreExistsError(f"{out}: already exists ({kind} is there); {what} writes a new store, pick another path")
+    if location.local_path is None:
+        yield from _build_remote(out)
+        return
+    target = location.local_path
+    if target.parent.exists() and not target.parent.is_dir():
+        raise StoreError(f"{out}: the parent {target.parent} is a file, not a folder")
+    stage = staging_dir(location)
+    assert stage is not None
+    removed = remove_stale_build(location)
+    if removed is not None:
+        warnings.warn(
+            f"{out}: removed {removed}, the incomplete store of an interrupted earlier build",
+            StaleBuildWarning,
+            stacklevel=3,
+        )
+    marker = {
+        "what": what,
+        "target": str(target),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        with translate_write_errors(out):  # a read-only mount or a full disk: the one-line write error
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stage.mkdir()
+            try:
+                (stage / MARKER).write_text(json.dumps(marker))
+            except BaseException:
+                shutil.rmtree(stage, ignore_errors=True)
+                raise
+    except FileExistsError:
+        raise StoreError(f"{out}: another build started writing {stage} just now; wait for it") from None
+    except OSError as err:
+        raise StoreError(f"{out}: cannot create the staging folder {stage} ({err})") from err
+    built = stage / target.name
+    try:
+        yield str(built)
+        if not built.is_dir():
+            raise StoreError(f"{out}: {what} finished without writing a store")
+        fsync_tree(built)
+        if target.exists():
+            raise StoreExistsError(f"{out}: appeared while {what} was running; the new store was discarded")
+        os.rename(built, target)
+        _fsync_dir(target.parent)  # the rename itself survives a power loss
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _build_remote(out: str) -> Iterator[str]:
+    try:
+        yield out
+    except BaseException:
+        with contextlib.suppress(Exception):
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(out)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+        raise
