@@ -91,6 +91,8 @@ def _check_trainer_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {t.val_fraction}")
     if int(t.num_workers) < 0:
         raise ConfigError(f"trainer.num_workers must be >= 0, got {t.num_workers}")
+    if Path(str(cfg.out)).exists() and not Path(str(cfg.out)).is_dir():
+        raise ConfigError(f"out={cfg.out} is an existing file; a run writes a folder there (checkpoints, logs)")
     for key in ("trainer.lr", "critic.lr"):  # lr=-1 trained "successfully" to a loss of 5e6
         lr = OmegaConf.select(cfg, key)
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0.0 < float(lr) <= 1.0:
