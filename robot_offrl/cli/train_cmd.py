@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a policy (bc, bc_all, idql, rise) on an episode store",
         description="Train with Hydra overrides (key=value) on top of configs/train.yaml. Resumes from "
-        "OUT/checkpoints/latest when it exists (resume=false starts over).",
+        "OUT/checkpoints/latest when it exists (resume=false starts over); a damaged checkpoint or other "
+        "training settings than the checkpoint's are refused (trainer.resume_fallback=true, "
+        "trainer.resume_changes=[trainer.lr]: docs/training.md).",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

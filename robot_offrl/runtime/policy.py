@@ -20,7 +20,7 @@ from robot_offrl.algos import Agent, build_agent
 from robot_offrl.algos.config import SELECTION_MODES
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
-from robot_offrl.errors import ConfigError
+from robot_offrl.errors import ConfigError, UserError
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
 from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint
@@ -57,6 +57,31 @@ def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | 
     return dict(options)
 
 
+class NonFiniteActionError(UserError):
+    """The networks produced NaN/inf actions; none of them was returned or queued.
+
+    Weights and statistics are checked at load, so this means the computation itself overflowed;
+    a caller driving hardware must hold, not retry with the same inputs.
+    """
+
+
+def check_finite_state(agent: Agent, stats: NormStats, source: str) -> None:
+    """Refuse NaN/inf weights or normalisation statistics, naming the first bad tensor.
+
+    Either one makes every action NaN; found here it is a load error naming the culprit instead of
+    a robot fed NaN commands (or a sweep of silent failures).
+    """
+    for name, tensor in agent.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: weight tensor '{name}' holds NaN/inf; this checkpoint cannot act")
+    for key, key_stats in stats.keys.items():
+        for field_name in ("min", "max", "mean", "std"):
+            if not np.isfinite(getattr(key_stats, field_name)).all():
+                raise CheckpointError(
+                    f"{source}: normalisation statistic '{key}.{field_name}' holds NaN/inf; this checkpoint cannot act"
+                )
+
+
 class PolicyRuntime:
     def __init__(
         self,
@@ -72,7 +97,9 @@ class PolicyRuntime:
         temperature: float | None = None,
         seed: int = 0,
         scheduler: str | None = None,
+        source: str = "policy",
     ) -> None:
+        check_finite_state(agent, stats, source)
         self.agent = agent.eval()
         self.stats = stats
         self.schema = schema
@@ -142,6 +169,7 @@ class PolicyRuntime:
             schema,
             obs_keys,
             torch_device,
+            source=str(ckpt.path),
             **acting,
         )
 
@@ -213,6 +241,12 @@ class PolicyRuntime:
             scheduler=self.scheduler,
         )[0, : self.n_action_steps]
         actions = self.stats.unnormalize(ACTIONS_KEY, chunk.float().cpu().numpy()).astype(np.float32)
+        if not np.isfinite(actions).all():
+            step, dim = (int(i) for i in np.argwhere(~np.isfinite(actions))[0])
+            raise NonFiniteActionError(
+                f"the policy produced a non-finite action (step {step} of the chunk, {self.action_space.names[dim]}); "
+                "nothing was returned; hold the robot"
+            )
         return actions
 
     def describe(self) -> dict[str, Any]:

@@ -1,14 +1,20 @@
 """Checkpoints a lab can load without executing code: safetensors weights, YAML/JSON everything else.
 
-A checkpoint is a folder (docs/contracts.md). It is written into a temporary sibling and renamed
-into place, and ``latest`` is updated after the rename, so a crash mid-save leaves the previous
-checkpoint as the one that loads.
+A checkpoint is a folder (docs/contracts.md). It is written into a temporary sibling, every file and
+the folder are fsynced, and only then is it renamed into place; ``latest`` is updated (also fsynced)
+after the rename, so a crash or power cut mid-save leaves the previous checkpoint as the one that
+loads. ``meta.json`` records the SHA-256 of every other file, so a checkpoint damaged on disk later
+(truncated, bytes flipped, hand-edited) is refused by name instead of loading garbage or, on resume,
+silently starting over. Old checkpoints are pruned by step number, never by name, and the one
+``latest`` names is never pruned.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -16,13 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from robot_offrl import __version__
 from robot_offrl.config import from_yaml, to_yaml
-from robot_offrl.errors import UserError
+from robot_offrl.errors import ConfigError, UserError
 
 MODEL_FILE = "model.safetensors"
 OPTIM_FILE = "optim.safetensors"
@@ -32,6 +40,8 @@ SCHEMA_FILE = "schema.json"
 META_FILE = "meta.json"
 LATEST_FILE = "latest"
 CHECKPOINT_DIR = "checkpoints"
+DIGESTS_KEY = "sha256"  # meta.json: {file name: SHA-256 hex} of every other file in the folder
+_STEP_NAME = re.compile(r"^step_(\d+)$")
 
 
 class CheckpointError(UserError):
@@ -101,6 +111,55 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], structure: dict)
     return {"state": state, "param_groups": structure["param_groups"]}
 
 
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}"
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a ``step_N`` folder name encodes; None for anything else (temporaries, stray files)."""
+    match = _STEP_NAME.match(path.name)
+    return int(match.group(1)) if match else None
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """``step_N`` folders under a run's ``checkpoints/``, oldest first by step NUMBER.
+
+    Sorting names would put step_10000000 before step_9999999 and prune the newest checkpoint.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(checkpoint_step(p), p) for p in root.iterdir() if p.is_dir()]
+    return [p for step, p in sorted((s, p) for s, p in found if s is not None)]
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename or a new entry in ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -114,8 +173,8 @@ def save_checkpoint(
 ) -> Path:
     root = Path(run_dir) / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:07d}"
-    tmp = root / f".tmp_step_{step:07d}_{os.getpid()}"
+    final = root / checkpoint_name(step)
+    tmp = root / f".tmp_{final.name}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(_plain_tensors(model_state), str(tmp / MODEL_FILE))
@@ -129,27 +188,51 @@ def save_checkpoint(
     (tmp / CONFIG_FILE).write_text(to_yaml(config))
     (tmp / NORM_FILE).write_text(json.dumps(normalization, indent=1))
     (tmp / SCHEMA_FILE).write_text(json.dumps(schema, indent=1))
+    meta[DIGESTS_KEY] = {p.name: file_digest(p) for p in sorted(tmp.iterdir())}
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    for path in tmp.iterdir():
+        _fsync_file(path)
+    _fsync_dir(tmp)
+    _move_into_place(tmp, final)
     _write_latest(root, final.name)
-    _prune(root, keep)
+    _prune(root, keep, protect=frozenset({final.name}))
     return final
+
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first and deleted only after.
+
+    Deleting the old folder first would leave no checkpoint of that step if the process died between
+    the delete and the rename.
+    """
+    old = final.with_name(f".old_{final.name}_{os.getpid()}")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_latest(root: Path, name: str) -> None:
     tmp = root / f".{LATEST_FILE}.tmp"
-    tmp.write_text(name + "\n")
+    with tmp.open("w") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, root / LATEST_FILE)
+    _fsync_dir(root)
 
 
-def _prune(root: Path, keep: int) -> None:
+def _prune(root: Path, keep: int, protect: frozenset[str] = frozenset()) -> None:
+    """Keep the ``keep`` highest steps, plus whatever ``latest`` names and ``protect`` lists."""
     if keep <= 0:
         return
-    done = sorted(p for p in root.glob("step_*") if p.is_dir())
-    for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    latest = root / LATEST_FILE
+    named = latest.read_text().strip() if latest.is_file() else ""
+    for old in list_checkpoints(root)[:-keep]:
+        if old.name != named and old.name not in protect:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -187,8 +270,8 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint file '{path}' is not valid JSON: {err}") from err
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Only safetensors is ever read; a pickle (torch.save) payload is refused, never unpickled."""
+def _refuse_non_safetensors(path: Path) -> None:
+    """A pickle (torch.save) payload is named as such before anything else looks at the file."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint file '{path}' is missing")
     with path.open("rb") as fh:
@@ -200,23 +283,64 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
                 f"'{path}' holds a pickle/torch.save payload; robot-offrl only loads safetensors and never unpickles"
             )
         raise CheckpointError(f"'{path}' is not a safetensors file")
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Only safetensors is ever read; a pickle (torch.save) payload is refused, never unpickled."""
+    _refuse_non_safetensors(path)
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"'{path}' is not a readable safetensors file: {err}") from err
 
 
+def verify_checkpoint(folder: Path, meta: dict[str, Any]) -> None:
+    """Compare every file with the SHA-256 meta.json recorded when it was written.
+
+    Checkpoints written before digests existed have none and are accepted as they are.
+    """
+    digests = meta.get(DIGESTS_KEY)
+    if digests is None:
+        return
+    if not isinstance(digests, dict):
+        raise CheckpointError(f"checkpoint '{folder}' is damaged: meta.json's {DIGESTS_KEY!r} is not a mapping")
+    for name, expected in sorted(digests.items()):
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint '{folder}' is damaged: '{name}' is missing")
+        if file_digest(path) != expected:
+            raise CheckpointError(
+                f"checkpoint '{folder}' is damaged: '{path}' does not match the SHA-256 recorded in {META_FILE} "
+                "(truncated, corrupted or edited after it was written)"
+            )
+
+
+def read_checkpoint_config(folder: Path) -> DictConfig:
+    """config.yaml as a DictConfig; unreadable YAML is one line naming the file, not a parser traceback."""
+    path = folder / CONFIG_FILE
+    try:
+        return from_yaml(path.read_text())
+    except FileNotFoundError as err:
+        raise CheckpointError(f"checkpoint file '{path}' is missing") from err
+    except (UnicodeDecodeError, yaml.YAMLError, OmegaConfBaseException, ConfigError, ValueError) as err:
+        first = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"checkpoint file '{path}' is not a readable YAML config mapping ({first})") from err
+
+
 def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoint:
     folder = resolve_checkpoint(path)
-    try:
-        config = from_yaml((folder / CONFIG_FILE).read_text())
-    except FileNotFoundError as err:
-        raise CheckpointError(f"checkpoint file '{folder / CONFIG_FILE}' is missing") from err
     meta = _read_json(folder / META_FILE)
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint file '{folder / META_FILE}' does not hold a JSON object")
     if meta.get("format_version", 1) > 1:
         raise CheckpointError(
             f"checkpoint '{folder}' has format_version {meta['format_version']}; upgrade robot-offrl to load it"
         )
+    for name in (MODEL_FILE, OPTIM_FILE):
+        if name == MODEL_FILE or (folder / name).is_file():
+            _refuse_non_safetensors(folder / name)
+    verify_checkpoint(folder, meta)
+    config = read_checkpoint_config(folder)
     optim_state: dict[str, torch.Tensor] = {}
     if with_optimizer and (folder / OPTIM_FILE).is_file():
         optim_state = _load_tensors(folder / OPTIM_FILE)

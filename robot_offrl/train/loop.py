@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,14 +32,11 @@ from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collat
 from robot_offrl.errors import ConfigError, UserError
 from robot_offrl.train import distributed
 from robot_offrl.train.batching import StepBatchSampler
-from robot_offrl.train.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    unflatten_optimizer_state,
-)
+from robot_offrl.train.checkpoint import latest_checkpoint, save_checkpoint
 from robot_offrl.train.device import autocast, autocast_dtype, maybe_compile, select_device
 from robot_offrl.train.logging import RunLogger
+from robot_offrl.train.resume import prepare_resume, resume
+from robot_offrl.train.store_checks import check_store_fits
 
 
 class TrainingDiverged(UserError):
@@ -93,6 +91,12 @@ def _check_trainer_cfg(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {t.val_fraction}")
     if int(t.num_workers) < 0:
         raise ConfigError(f"trainer.num_workers must be >= 0, got {t.num_workers}")
+    if Path(str(cfg.out)).exists() and not Path(str(cfg.out)).is_dir():
+        raise ConfigError(f"out={cfg.out} is an existing file; a run writes a folder there (checkpoints, logs)")
+    for key in ("trainer.lr", "critic.lr"):  # lr=-1 trained "successfully" to a loss of 5e6
+        lr = OmegaConf.select(cfg, key)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0.0 < float(lr) <= 1.0:
+            raise ConfigError(f"{key} must be a number in (0, 1], got {lr!r}")
 
 
 class Trainer:
@@ -106,7 +110,10 @@ class Trainer:
         self.run_dir = Path(str(cfg.out))
         self.seed = int(cfg.seed)
 
+        self._say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if self.dist.is_main else (lambda msg: None)
+        self._resume_point = prepare_resume(cfg, self.run_dir, self._say)
         self.store = self._open_store_with_split()
+        check_store_fits(cfg, self.store)
         self.norm_stats: NormStats = self.store.norm_stats()
         use_split = float(cfg.trainer.val_fraction) > 0
         # Only rank 0 writes the neighbour cache; the others build the same index in memory.
@@ -152,18 +159,8 @@ class Trainer:
             return None  # e.g. bc-expert with no expert episode among the held-out ones
 
     def _maybe_resume(self) -> int:
-        if not bool(self.cfg.resume):
-            return 0
-        found = latest_checkpoint(self.run_dir)
-        if found is None:
-            return 0
-        ckpt = load_checkpoint(found, with_optimizer=True)
-        self.agent.load_state_dict(ckpt.model_state)
-        if "optimizer" in ckpt.meta:
-            self.optimizer.load_state_dict(unflatten_optimizer_state(ckpt.optim_state, ckpt.meta["optimizer"]))
-        self.scheduler.load_state_dict(ckpt.meta.get("scheduler", {"last_epoch": ckpt.step}))
-        self.scheduler.last_epoch = ckpt.step
-        return ckpt.step
+        """Checkpoint choice, settings check and restore live in train/resume.py (docs/training.md)."""
+        return resume(self._resume_point, self.cfg, self.agent, self.optimizer, self.scheduler, self._say)
 
     def _loader(self, dataset: WindowDataset, start: int, end: int, seed: int) -> DataLoader:
         sampler = StepBatchSampler(

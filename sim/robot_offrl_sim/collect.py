@@ -44,6 +44,8 @@ def collect(
         raise ConfigError(f"unknown episode kind {kind!r}; use one of {list(KINDS)}")
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    if horizon is not None and horizon < 1:  # 0 used to mean "the task's default", silently
+        raise ConfigError(f"--horizon must be >= 1 (leave it out for the task's default), got {horizon}")
     own_env = env is None
     env = env or make_env(task, cameras=cameras, horizon=horizon)
     region = region or ("narrow" if kind == "expert" else "wide")

@@ -25,6 +25,9 @@ from robot_offrl_sim.perturbations import Perturbation
 from robot_offrl_sim.spec import TaskSpec, load_task
 
 SWEEP_FORMAT = "robot_offrl.sweep/1"
+# Cells of one sweep: 100x100 is already ~10^4 episodes. Checked before the cell list is built,
+# because a typo like 100000x100000 would otherwise allocate 10^10 cells and be OOM-killed.
+MAX_GRID_CELLS = 10_000
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,11 @@ class SweepConfig:
         nx, ny = self.grid
         if nx < 1 or ny < 1:
             raise ConfigError(f"grid {nx}x{ny} has no cells: both sides must be at least 1")
+        if nx * ny > MAX_GRID_CELLS:
+            raise ConfigError(
+                f"grid {nx}x{ny} has {nx * ny} cells, more than the {MAX_GRID_CELLS} a sweep allows; use a coarser "
+                "grid, or shards of a smaller one"
+            )
         if self.episodes_per_cell < 1:
             raise ConfigError(f"episodes per cell must be >= 1, got {self.episodes_per_cell}")
         if self.workers < 1:
@@ -63,7 +71,9 @@ class SweepConfig:
             raise ConfigError(f"horizon must be >= 1, got {self.horizon}")
         if self.video < 0:
             raise ConfigError(f"--video must be >= 0, got {self.video}")
-        parse_policy(self.policy, spec.name)
+        kind, arg = parse_policy(self.policy, spec.name)
+        if kind == "checkpoint":
+            check_checkpoint_task(arg, spec.name)
         return spec
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +97,23 @@ def parse_policy(text: str, task: str) -> tuple[str, str]:
     if kind == "scripted" and arg != task:
         raise ConfigError(f"policy {text!r} is the scripted expert of {arg!r} but the sweep task is {task!r}")
     return kind, arg
+
+
+def check_checkpoint_task(path: str, task: str) -> None:
+    """A policy trained on one task swept on another succeeds nowhere, for no reason a report shows.
+
+    Reads only the checkpoint's config.yaml, so the refusal comes before any worker or simulator starts.
+    """
+    from robot_offrl.train.checkpoint import read_checkpoint_config, resolve_checkpoint
+
+    folder = resolve_checkpoint(path)
+    trained = read_checkpoint_config(folder).get("task", {})
+    trained_name = trained.get("name") if hasattr(trained, "get") else None
+    if trained_name is not None and str(trained_name) != task:
+        raise ConfigError(
+            f"checkpoint {folder} was trained on task {trained_name!r} but the sweep task is {task!r}; "
+            f"sweep it with --task {trained_name}"
+        )
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -272,6 +299,8 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> d
     """Run the sweep (or this shard of it) and write sweep.json, heatmap.png, report.md, videos/."""
     spec = config.validate()
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is an existing file; the sweep writes a folder there")
     mine = shard_cells(cells(spec, config), config.shard)
     cfg = config.to_dict()
     jobs = []

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from train_support import small_overrides, write_store
+from train_support import rehash_checkpoint, small_overrides, write_store
 
 from robot_offrl.cli.main import main
 from robot_offrl.config import compose
@@ -66,6 +66,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lowdim_store, tmp_pat
     name = next(k for k in weights if k.startswith("policy.denoiser") and weights[k].dim() == 2)
     weights[name] = torch.full_like(weights[name], float("nan"))
     save_file(weights, str(good))
+    rehash_checkpoint(good.parent)  # weights that went NaN in training, not damage on disk
     before = good.read_bytes()
     with pytest.raises(TrainingDiverged, match="non-finite at step 10"):
         train(compose("train", small_overrides(lowdim_store, out, "bc", steps=20)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +52,16 @@ def small_overrides(store: Path, out: Path, algo: str = "bc", steps: int = 20) -
         "policy.n_action_steps=4", "critic.hidden_dim=64", "critic.num_layers=2",
         "algo.selection.num_candidates=" + ("1" if algo.startswith("bc") else "8"),
     ]
+
+
+def rehash_checkpoint(folder: Path) -> None:
+    """Re-record meta.json's SHA-256 digests after a test edits a checkpoint on purpose.
+
+    Simulates a checkpoint that was *written* with these contents (e.g. weights that went NaN in
+    training), as opposed to one damaged on disk afterwards, which load_checkpoint refuses.
+    """
+    from robot_offrl.train.checkpoint import META_FILE, file_digest
+
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["sha256"] = {name: file_digest(folder / name) for name in meta["sha256"]}
+    (folder / META_FILE).write_text(json.dumps(meta, indent=1))
