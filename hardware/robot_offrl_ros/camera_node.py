@@ -15,14 +15,16 @@ import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from robot_offrl.errors import ConfigError, UserError
 
 from .image_codec import to_compressed_msg, to_image_msg
+from .spinning import StopSignals, spin_until
 
 CAMERA_PARAMS: dict[str, tuple[Any, str]] = {
     "device": ("0", "camera index (0, 1, ...), /dev/videoN, a video file or a stream URL"),
@@ -110,23 +112,32 @@ class CameraNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console entry point; a device that cannot be opened exits with one clear line, code 1."""
-    rclpy.init(args=args)
+def main(args: list[str] | None = None) -> int:
+    """Console entry point; a device that cannot be opened exits with one clear line, code 1.
+
+    Stops on SIGINT/SIGTERM like the policy node (spinning.StopSignals): the timer stops before
+    the context goes, so no publish ever meets an invalid context; exit code 0.
+    """
+    stop = StopSignals()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = CameraNode()
     except UserError as exc:
         print(f"camera_node: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
-        sys.exit(1)
+        stop.restore()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until(executor, stop.event)
     finally:
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        stop.restore()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

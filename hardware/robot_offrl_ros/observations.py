@@ -103,7 +103,7 @@ class ObservationAssembler:
 
     def on_joint_state(self, names: Sequence[str], positions: Sequence[float],
                        velocities: Sequence[float], stamp_s: float) -> None:
-        """Store the arm (and gripper) joints by name; raises ConfigError if one is missing."""
+        """Store the arm (and gripper) joints by name; raises a UserError for a missing joint or a NaN/inf position."""
         key = tuple(names)
         cached = self._index_cache.get(key)
         if cached is None:
@@ -115,8 +115,13 @@ class ObservationAssembler:
         if pos.shape != (len(key),):
             raise ObservationError(f"/joint_states has {len(key)} names but {pos.shape[0]} positions")
         vel = np.asarray(velocities, dtype=np.float64)
+        arm_pos = pos[arm]
+        if not np.all(np.isfinite(arm_pos)):
+            # Never stored: the last finite positions stay the ones a hold commands.
+            bad = [f"{self._joint_names[i]}={arm_pos[i]}" for i in np.flatnonzero(~np.isfinite(arm_pos))]
+            raise ObservationError(f"/joint_states has non-finite positions ({', '.join(bad)}); ignoring the message")
         with self._lock:
-            self._joint_pos = pos[arm]
+            self._joint_pos = arm_pos
             self._joint_vel = vel[arm] if vel.shape == pos.shape else np.zeros(len(arm))
             self._gripper_pos = pos[grip] if grip is not None else None
             self._stamps[JOINT_INPUT] = stamp_s
@@ -132,6 +137,7 @@ class ObservationAssembler:
             self._stamps[topic] = stamp_s
 
     def joint_positions(self) -> np.ndarray | None:
+        """The newest measured arm positions; always finite (non-finite messages are refused)."""
         with self._lock:
             return None if self._joint_pos is None else self._joint_pos.copy()
 

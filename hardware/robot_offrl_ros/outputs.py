@@ -1,8 +1,12 @@
 """From a scheduled, still-unfiltered chunk to controller messages, one class per output mode.
 
 Each output applies the safety filter for its kind of command before anything is published,
-and knows how to hold. In a dry run the same classes publish under ``~/dry_run/`` so an
-operator can inspect exactly what would have been sent while no controller hears it.
+and knows how to hold. Whatever an output builds, it can only reach a controller through a
+:class:`CommandPublisher`, which checks the finished message itself (every number finite, every
+joint inside its limits, every twist axis inside its bound) and refuses it otherwise: one
+check, after all the arithmetic, that no code path can skip. In a dry run the same classes
+publish under ``~/dry_run/`` so an operator can inspect exactly what would have been sent while
+no controller hears it.
 """
 
 from __future__ import annotations
@@ -14,16 +18,27 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import TwistStamped
+from rclpy.duration import Duration as RosDuration
 from std_msgs.msg import Float64MultiArray, MultiArrayDimension
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from robot_offrl.errors import ConfigError
 
 from .params import NodeConfig
-from .safety import FilterReport, JointCommandFilter, WorkspaceBox, match_names
+from .safety import (
+    Bounds,
+    FilterReport,
+    JointCommandFilter,
+    UnsafeCommandError,
+    WorkspaceBox,
+    match_names,
+    require_finite,
+)
 from .scheduling import ScheduledChunk, finite_difference_velocities
 
 SERVO_ACTIONS = ("dx", "dy", "dz", "dax", "day", "daz")
+TWIST_AXES = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
+NO_MEASUREMENT = "no hold published: no finite joint positions measured yet"
 
 
 def duration(seconds: float) -> Duration:
@@ -69,6 +84,63 @@ def float_array_msg(values: np.ndarray) -> Float64MultiArray:
     return msg
 
 
+def twist_values(msg: TwistStamped) -> np.ndarray:
+    t = msg.twist
+    return np.array([t.linear.x, t.linear.y, t.linear.z, t.angular.x, t.angular.y, t.angular.z], dtype=np.float64)
+
+
+def check_command(msg: Any, bounds: Bounds, what: str) -> None:
+    """Raise UnsafeCommandError unless every number in ``msg`` is finite and inside ``bounds``.
+
+    Reads the message as it will go on the wire (not the arrays it was built from), so a bug
+    anywhere upstream (a NaN measurement in a hold, an interpolation, a scaling) is caught here.
+    """
+    if isinstance(msg, JointTrajectory):
+        index = bounds.indices(list(msg.joint_names), what)
+        if not msg.points:
+            raise UnsafeCommandError("names", f"{what}: a trajectory without points; not sent")
+        for k, point in enumerate(msg.points):
+            label = f"{what} point {k}"
+            if len(point.positions) != len(index):
+                raise UnsafeCommandError("names", f"{label} has {len(point.positions)} positions for "
+                                                  f"{len(index)} joints; not sent")
+            bounds.require_within(np.asarray(point.positions, dtype=np.float64), label, index)
+            for field in ("velocities", "accelerations", "effort"):
+                require_finite(np.asarray(getattr(point, field), dtype=np.float64), f"{label} {field}")
+            tfs = point.time_from_start.sec + point.time_from_start.nanosec * 1e-9
+            if tfs < 0:
+                raise UnsafeCommandError("names", f"{label}: negative time_from_start {tfs}; not sent")
+    elif isinstance(msg, Float64MultiArray):
+        bounds.require_within(np.asarray(msg.data, dtype=np.float64), what)
+    elif isinstance(msg, TwistStamped):
+        bounds.require_within(twist_values(msg), what)
+    else:
+        raise TypeError(f"{what}: no command check for {type(msg).__name__}")
+
+
+class CommandPublisher:
+    """The only way a message reaches a controller topic (or its ``~/dry_run`` stand-in)."""
+
+    def __init__(self, node: Any, msg_type: Any, topic: str, qos: Any, bounds: Bounds) -> None:
+        self.node = node
+        self.topic = topic
+        self.bounds = bounds
+        self.pub = node.create_publisher(msg_type, topic, qos)
+        self._what = f"command on {self.pub.topic_name}"
+
+    def publish(self, msg: Any) -> None:
+        """Check, then publish; a refused message raises UnsafeCommandError and nothing is sent."""
+        check_command(msg, self.bounds, self._what)
+        self.pub.publish(msg)
+
+    def wait_sent(self, timeout_s: float) -> bool:
+        """Block until every reliable subscriber acknowledged what was published (shutdown holds)."""
+        return bool(self.pub.wait_for_all_acked(RosDuration(nanoseconds=int(timeout_s * 1e9))))
+
+    def destroy(self) -> None:
+        self.node.destroy_publisher(self.pub)
+
+
 @dataclass(frozen=True)
 class ActionLayout:
     """Where each output finds its values inside the policy's action vector (matched by name)."""
@@ -111,22 +183,38 @@ class ActionLayout:
 
 
 class Output:
-    """Base: publishers plus the hold behaviour shared by every mode."""
+    """Base: gated publishers plus the hold behaviour shared by every mode."""
 
     def __init__(self, node: Any, cfg: NodeConfig, layout: ActionLayout, qos: Any) -> None:
         self.node = node
         self.cfg = cfg
         self.layout = layout
-        self._pubs: list[Any] = []
-        self.gripper_pub = None
+        self._pubs: list[CommandPublisher] = []
+        self.gripper_pub: CommandPublisher | None = None
         if layout.gripper is not None:
             topic = cfg.gripper_topic if cfg.enable_control else "~/dry_run/gripper"
-            self.gripper_pub = self._pub(JointTrajectory, topic, qos)
+            lo, hi = sorted((cfg.gripper_open_position, cfg.gripper_closed_position))
+            names = tuple(cfg.gripper_joint_names)
+            bounds = Bounds(names, np.full(len(names), lo), np.full(len(names), hi))
+            self.gripper_pub = self._pub(JointTrajectory, topic, qos, bounds)
 
-    def _pub(self, msg_type: Any, topic: str, qos: Any) -> Any:
-        pub = self.node.create_publisher(msg_type, topic, qos)
+    def _pub(self, msg_type: Any, topic: str, qos: Any, bounds: Bounds) -> CommandPublisher:
+        pub = CommandPublisher(self.node, msg_type, topic, qos, bounds)
         self._pubs.append(pub)
         return pub
+
+    @staticmethod
+    def _publish_hold(pub: CommandPublisher, msg: Any) -> str:
+        """Publish a hold through the gate; '' when sent, else why nothing was sent (never raises)."""
+        try:
+            pub.publish(msg)
+        except UnsafeCommandError as exc:
+            return f"no hold published: {exc}"
+        return ""
+
+    def wait_sent(self, timeout_s: float) -> bool:
+        """Wait until the controllers acknowledged everything published (True when all did in time)."""
+        return all([pub.wait_sent(timeout_s) for pub in self._pubs])
 
     def _topic(self, controller_topic: str) -> str:
         return controller_topic if self.cfg.enable_control else f"~/dry_run/{self.cfg.output_mode}"
@@ -137,6 +225,7 @@ class Output:
         lay, cfg = self.layout, self.cfg
         frac = np.clip((sched.values[:, lay.gripper] - lay.gripper_low) / (lay.gripper_high - lay.gripper_low), 0, 1)
         pos = cfg.gripper_open_position + frac * (cfg.gripper_closed_position - cfg.gripper_open_position)
+        pos = np.clip(pos, *sorted((cfg.gripper_open_position, cfg.gripper_closed_position)))  # rounding only
         positions = np.repeat(pos[:, None], len(cfg.gripper_joint_names), axis=1)
         self.gripper_pub.publish(trajectory_msg(cfg.gripper_joint_names, positions, sched.times_from_now, stamp))
 
@@ -144,7 +233,11 @@ class Output:
              now_s: float, stamp: Any) -> FilterReport:
         raise NotImplementedError  # each mode overrides
 
-    def hold(self, current_q: np.ndarray | None) -> None:
+    def hold(self, current_q: np.ndarray | None) -> str:
+        """Command the arm to stay put; returns '' or why no hold could be published.
+
+        ``current_q`` is the last *finite* measurement (None when there never was one).
+        """
         raise NotImplementedError
 
     def stream(self, now_s: float, ee_pos: np.ndarray | None) -> None:
@@ -152,7 +245,7 @@ class Output:
 
     def destroy(self) -> None:
         for pub in self._pubs:
-            self.node.destroy_publisher(pub)
+            pub.destroy()
         self._pubs.clear()
 
 
@@ -164,7 +257,7 @@ class TrajectoryOutput(Output):
         super().__init__(node, cfg, layout, qos)
         self.filter = joint_filter
         self.box = box
-        self.pub = self._pub(JointTrajectory, self._topic(cfg.trajectory_topic), qos)
+        self.pub = self._pub(JointTrajectory, self._topic(cfg.trajectory_topic), qos, joint_filter.limits.bounds)
 
     def filtered(self, sched: ScheduledChunk, current_q: np.ndarray, ee_pos: np.ndarray | None
                  ) -> tuple[np.ndarray, FilterReport]:
@@ -180,11 +273,11 @@ class TrajectoryOutput(Output):
         self.send_gripper(sched, stamp)
         return report
 
-    def hold(self, current_q: np.ndarray | None) -> None:
+    def hold(self, current_q: np.ndarray | None) -> str:
         if current_q is None:
-            return
+            return NO_MEASUREMENT
         times = np.array([self.cfg.hold_time_s])
-        self.pub.publish(trajectory_msg(self.cfg.joint_names, current_q[None, :], times))
+        return self._publish_hold(self.pub, trajectory_msg(self.cfg.joint_names, current_q[None, :], times))
 
 
 class Timeline:
@@ -204,7 +297,9 @@ class Timeline:
         """Linear between waypoints, first value before them, last value after them."""
         if self.times is None or self.values is None:
             return None
-        return np.array([np.interp(now_s, self.times, self.values[:, j]) for j in range(self.values.shape[1])])
+        value = np.array([np.interp(now_s, self.times, self.values[:, j]) for j in range(self.values.shape[1])])
+        # Mathematically a no-op; removes rounding that could put a value an ulp past a waypoint at a limit.
+        return np.clip(value, self.values.min(axis=0), self.values.max(axis=0))
 
     def step(self, now_s: float, period_s: float) -> np.ndarray | None:
         """Zero-order hold: the value whose slot [t_k, t_k + period) contains now; None after the end."""
@@ -222,7 +317,7 @@ class ForwardOutput(TrajectoryOutput):
         Output.__init__(self, node, cfg, layout, qos)
         self.filter = joint_filter
         self.box = box
-        self.pub = self._pub(Float64MultiArray, self._topic(cfg.forward_topic), qos)
+        self.pub = self._pub(Float64MultiArray, self._topic(cfg.forward_topic), qos, joint_filter.limits.bounds)
         self.timeline = Timeline()
 
     def send(self, sched: ScheduledChunk, current_q: np.ndarray, ee_pos: np.ndarray | None,
@@ -240,10 +335,11 @@ class ForwardOutput(TrajectoryOutput):
         if value is not None:
             self.pub.publish(float_array_msg(value))
 
-    def hold(self, current_q: np.ndarray | None) -> None:
+    def hold(self, current_q: np.ndarray | None) -> str:
         self.timeline.clear()
-        if current_q is not None:
-            self.pub.publish(float_array_msg(current_q))
+        if current_q is None:  # the controller keeps the last (checked) command it was sent
+            return NO_MEASUREMENT
+        return self._publish_hold(self.pub, float_array_msg(current_q))
 
 
 class ServoOutput(Output):
@@ -257,7 +353,11 @@ class ServoOutput(Output):
         self.low, self.high = action_low, action_high
         self.box = box
         self.period_s = period_s
-        self.pub = self._pub(TwistStamped, self._topic(cfg.servo_topic), qos)
+        servo = layout.servo if layout.servo is not None else np.arange(len(SERVO_ACTIONS))
+        reach = np.maximum(np.abs(action_low[servo]), np.abs(action_high[servo]))
+        limit = reach * np.repeat([cfg.servo_linear_scale, cfg.servo_angular_scale], 3)
+        self.pub = self._pub(TwistStamped, self._topic(cfg.servo_topic), qos,
+                             Bounds(TWIST_AXES, -limit, limit, "twist_limit"))
         self.timeline = Timeline()
 
     def send(self, sched: ScheduledChunk, current_q: np.ndarray, ee_pos: np.ndarray | None,
@@ -283,13 +383,16 @@ class ServoOutput(Output):
         self._publish_twist(linear, action[3:6] * self.cfg.servo_angular_scale)
 
     def _publish_twist(self, linear: np.ndarray, angular: np.ndarray) -> None:
+        self.pub.publish(self._twist_msg(linear, angular))
+
+    def _twist_msg(self, linear: np.ndarray, angular: np.ndarray) -> TwistStamped:
         msg = TwistStamped()
         msg.header.stamp = self.node.get_clock().now().to_msg()
         msg.header.frame_id = self.cfg.servo_frame_id
         msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
         msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z = (float(v) for v in angular)
-        self.pub.publish(msg)
+        return msg
 
-    def hold(self, current_q: np.ndarray | None) -> None:
+    def hold(self, current_q: np.ndarray | None) -> str:
         self.timeline.clear()
-        self._publish_twist(np.zeros(3), np.zeros(3))
+        return self._publish_hold(self.pub, self._twist_msg(np.zeros(3), np.zeros(3)))

@@ -4,12 +4,17 @@ Lifecycle: configure loads the policy and checks that the parameters can feed it
 schema and drive its action space; activate only succeeds on fresh observations; every fault
 (stale input, e-stop, NaN, limit violation in hold mode, exception) holds the arm and latches
 until an explicit ``~/start``. Commands are only published while the node is running, checked
-under the same lock the e-stop takes, so an e-stop that arrives during inference wins.
+under the same lock the e-stop takes, so an e-stop that arrives during inference wins, and a
+result that outlives its run (deactivate, cleanup, a hold) is dropped. Every controller message
+passes the command gate in ``outputs.CommandPublisher``: nothing non-finite or out of limits is
+ever sent, holds included. ``main`` handles SIGINT/SIGTERM itself so the hold on exit is sent
+(and acknowledged) before the ROS context goes away.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import traceback
@@ -22,10 +27,11 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, String
@@ -41,6 +47,7 @@ from .params import PARAMS, NodeConfig, parse_config
 from .policy import PolicyFactory, PolicyLike, check_chunk, check_replanning, chunk_length_limit, load_runtime
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
 from .scheduling import message_time_s, schedule_chunk
+from .spinning import StopSignals, spin_until
 from .watchdog import Watchdog
 
 _ARRAY_TYPES = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.Type.DOUBLE_ARRAY}
@@ -48,7 +55,9 @@ ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durabili
 STATUS_QOS = ESTOP_QOS
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Reasons that mean something went wrong (diagnostics ERROR); the others are operator actions.
-FAULTS = ("watchdog", "estop", "inference_error", "nonfinite", "joint_limit", "workspace", "names", "observation")
+FAULTS = ("watchdog", "estop", "inference_error", "nonfinite", "joint_limit", "twist_limit", "workspace", "names",
+          "observation")
+EXIT_HOLD_WAIT_S = 2.0  # how long shutdown waits for the controllers to acknowledge the final hold
 
 
 def seconds_to_msg(seconds: float) -> Any:
@@ -90,6 +99,9 @@ class PolicyNode(LifecycleNode):
         self._fault = False
         self._estop = False
         self._input_error = ""
+        # A fresh object per run (activation or ~/start); None while not running. An inference result
+        # is only used if the run it was computed for is still the current one.
+        self._run_token: object | None = None
         self._stats = _Stats()
         self._cfg: NodeConfig | None = None
         self._policy: PolicyLike | None = None
@@ -99,6 +111,7 @@ class PolicyNode(LifecycleNode):
         self._action_names: list[str] = []
         self._dt = 0.0
         self._entities: list[tuple[str, Any]] = []
+        self._chunk_pub: Any = None
         self._run_timers: list[Any] = []
         rate = self.get_parameter("diagnostics_rate_hz").value
         self._diag_timer = self.create_timer(1.0 / rate if rate > 0 else 1.0, self._publish_diagnostics)
@@ -170,8 +183,8 @@ class PolicyNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._cancel_run_timers()
-        self._hold("deactivated", "deactivated by lifecycle transition")
         with self._lock:
+            self._hold("deactivated", "deactivated by lifecycle transition")
             self._lifecycle, self._state = "inactive", "inactive"
         self._publish_status()
         return TransitionCallbackReturn.SUCCESS
@@ -196,11 +209,18 @@ class PolicyNode(LifecycleNode):
         """running | held | inactive | unconfigured (the node's own run state, for tests and tools)."""
         return self._state
 
-    def safe_stop(self, why: str) -> None:
-        """Hold if anything may be moving; used on shutdown paths that skip deactivate."""
+    def safe_stop(self, why: str, wait_s: float = 0.0) -> bool:
+        """Hold if anything may be moving; used on shutdown paths that skip deactivate.
+
+        With ``wait_s`` > 0, wait until the controllers acknowledged the hold (reliable QoS), so a
+        process that exits right after still delivered it. True when nothing is left unsent.
+        """
         self._cancel_run_timers()
-        if self._state in ("running", "held"):
-            self._hold("deactivated", why)
+        with self._lock:
+            if self._state in ("running", "held"):
+                self._hold("deactivated", why)
+            output = self._output
+        return output is None or wait_s <= 0 or output.wait_sent(wait_s)
 
     def destroy_node(self) -> None:
         self._worker.close()
@@ -283,6 +303,7 @@ class PolicyNode(LifecycleNode):
     def _teardown(self) -> None:
         self._cancel_run_timers()
         with self._lock:
+            self._run_token = None
             self._destroy_entities()
             self._policy = self._assembler = self._watchdog = self._cfg = None
             self._lifecycle, self._state, self._reason, self._fault = "unconfigured", "unconfigured", "", False
@@ -314,6 +335,8 @@ class PolicyNode(LifecycleNode):
             if self._input_error != str(exc):
                 self.get_logger().error(str(exc))
             self._input_error = str(exc)
+            if self._state == "running":  # hold now, at the last finite positions, not one timeout later
+                self._hold("observation", str(exc))
             return
         self._input_error = ""
         watchdog.feed(JOINT_INPUT, stamp)
@@ -357,18 +380,25 @@ class PolicyNode(LifecycleNode):
 
     def _set_running(self) -> None:
         self._reset_pending.set()
+        self._run_token = object()
         self._state, self._reason, self._fault = "running", "", False
 
     def _control_step(self) -> None:
-        """One control period, on the inference thread: plan from the newest observations, send."""
-        if self._state != "running":
-            return
-        cfg, assembler, watchdog, policy, output = self._cfg, self._assembler, self._watchdog, self._policy, self._output
-        if cfg is None or assembler is None or watchdog is None or policy is None or output is None:
+        """One control period, on the inference thread: plan from the newest observations, send.
+
+        Inference runs without the lock; everything it then does (log the chunk, send, or hold on
+        a fault) happens under the lock and only if its run is still the current one, so a result
+        that arrives after a hold, deactivate or cleanup is dropped without touching a publisher.
+        """
+        with self._lock:
+            token = self._run_token
+            cfg, assembler, watchdog, policy = self._cfg, self._assembler, self._watchdog, self._policy
+            output, chunk_pub = self._output, self._chunk_pub
+        if token is None or cfg is None or assembler is None or watchdog is None or policy is None or output is None:
             return
         stale = watchdog.stale(self._now())
         if stale:
-            self._hold("watchdog", "stale observations: " + "; ".join(str(s) for s in stale))
+            self._step_fault(token, "watchdog", "stale observations: " + "; ".join(str(s) for s in stale))
             return
         try:
             obs, obs_stamp = assembler.build()
@@ -379,19 +409,20 @@ class PolicyNode(LifecycleNode):
             raw = policy.plan(obs)
             latency = time.perf_counter() - start
             chunk = check_chunk(raw, chunk_length_limit(policy, cfg), len(self._action_names))
-            self._chunk_pub.publish(action_chunk_msg(self._action_names, chunk, self._dt, seconds_to_msg(obs_stamp)))
-            require_finite(chunk, "policy action chunk")
-            now = self._now()
-            sched = schedule_chunk(chunk, obs_stamp, now, self._dt, cfg.min_lead_time_s)
             with self._lock:
+                if self._run_token is not token:
+                    self.get_logger().debug("inference finished after its run ended; result dropped")
+                    return
+                chunk_pub.publish(action_chunk_msg(self._action_names, chunk, self._dt, seconds_to_msg(obs_stamp)))
+                require_finite(chunk, "policy action chunk")
+                now = self._now()
+                sched = schedule_chunk(chunk, obs_stamp, now, self._dt, cfg.min_lead_time_s)
                 stats = self._stats
                 stats.latencies_s.append(latency)
                 stats.dropped_actions += sched.dropped
                 if sched.empty:  # the controller finishes the previous chunk, then rests
                     stats.late_chunks += 1
                     stats.last_warning_time = now
-                    return
-                if self._state != "running":  # e-stop or watchdog won the race with inference
                     return
                 report = output.send(sched, assembler.joint_positions(), assembler.ee_position(), now,
                                      seconds_to_msg(now))
@@ -401,12 +432,21 @@ class PolicyNode(LifecycleNode):
                 if report.limit_clamped:
                     stats.last_warning_time = now
         except UnsafeCommandError as exc:
-            self._hold(exc.reason, str(exc))
+            self._step_fault(token, exc.reason, str(exc))
         except UserError as exc:
-            self._hold("observation", str(exc))
+            self._step_fault(token, "observation", str(exc))
         except Exception as exc:  # inference must never crash into an unsafe state
-            self.get_logger().error(traceback.format_exc())
-            self._hold("inference_error", f"{type(exc).__name__}: {exc}")
+            self._step_fault(token, "inference_error", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+    def _step_fault(self, token: object, reason: str, message: str, trace: str = "") -> None:
+        """Hold for a fault of the control step, unless its run already ended (then: debug log only)."""
+        with self._lock:
+            if self._run_token is not token:
+                self.get_logger().debug(f"late {reason} from an ended run ignored: {message}")
+                return
+            if trace:
+                self.get_logger().error(trace)
+            self._hold(reason, message)
 
     def _watchdog_tick(self) -> None:
         watchdog = self._watchdog
@@ -419,19 +459,31 @@ class PolicyNode(LifecycleNode):
     def _stream_tick(self) -> None:
         with self._lock:
             if self._state == "running" and self._output is not None and self._assembler is not None:
-                self._output.stream(self._now(), self._assembler.ee_position())
+                try:
+                    self._output.stream(self._now(), self._assembler.ee_position())
+                except UnsafeCommandError as exc:
+                    self._hold(exc.reason, str(exc))
 
     def _hold(self, reason: str, message: str) -> None:
-        """Stop sending chunks, command a hold at the measured joints, latch until ~/start."""
+        """Stop sending chunks, command a hold at the last finite measured joints, latch until ~/start.
+
+        When no hold can be published (no finite measurement yet, or the measurement is outside
+        the limits) the reason says so: the controller then keeps its last checked command.
+        """
         with self._lock:
             if self._state in ("running", "held"):
                 self._state = "held"
+            self._run_token = None
             self._reason, self._fault = f"{reason}: {message}", reason in FAULTS
             if self._output is not None and self._assembler is not None:
                 try:
-                    self._output.hold(self._assembler.joint_positions())
+                    unsent = self._output.hold(self._assembler.joint_positions())
                 except Exception:  # publishing a hold must not raise out of a safety path
                     self.get_logger().error(traceback.format_exc())
+                    unsent = "no hold published: " + traceback.format_exc(limit=0).strip()
+                if unsent:
+                    message = f"{message} ({unsent})"
+                    self._reason = f"{reason}: {message}"
         if reason in FAULTS:  # rcutils wants one severity per call site, hence two calls
             self.get_logger().error(f"HOLD ({reason}): {message}")
         else:
@@ -566,22 +618,30 @@ class PolicyNode(LifecycleNode):
         self._diag_pub.publish(msg)
 
 
-def main(args: list[str] | None = None) -> None:
-    """Console entry point. One executor thread is enough: inference has its own (see InferenceWorker)."""
-    rclpy.init(args=args)
-    node = PolicyNode()
+def main(args: list[str] | None = None, *, policy_factory: PolicyFactory | None = None) -> int:
+    """Console entry point. One executor thread is enough: inference has its own (see InferenceWorker).
+
+    SIGINT and SIGTERM (Ctrl-C, ``ros2 launch`` stopping) end the spin; the node then publishes a
+    hold, waits up to EXIT_HOLD_WAIT_S for the controllers to acknowledge it, and only then
+    shuts ROS down: exit code 0. ``policy_factory`` replaces checkpoint loading (tests, benches).
+    """
+    stop = StopSignals()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    node = PolicyNode(policy_factory=policy_factory)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        spin_until(executor, stop.event)
     finally:
-        node.safe_stop("process exit")
+        why = f"process exit ({stop.name})" if stop.received is not None else "process exit"
+        if not node.safe_stop(why, wait_s=EXIT_HOLD_WAIT_S):
+            node.get_logger().warning(f"the exit hold was not acknowledged within {EXIT_HOLD_WAIT_S} s")
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        stop.restore()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -54,6 +54,48 @@ def require_finite(values: np.ndarray, what: str) -> None:
 
 
 @dataclass(frozen=True)
+class Bounds:
+    """Closed interval per named value that a controller message may carry (joints, twist axes).
+
+    ``reason`` is the tag a violation reports (joint_limit for positions, twist_limit for
+    servo velocities), so diagnostics say which kind of bound the refused message broke.
+    """
+
+    names: tuple[str, ...]
+    lower: np.ndarray
+    upper: np.ndarray
+    reason: str = "joint_limit"
+
+    def indices(self, names: Sequence[str], what: str) -> np.ndarray:
+        """Where each of ``names`` sits in these bounds; an unknown or repeated name is refused."""
+        lookup = {name: i for i, name in enumerate(self.names)}
+        unknown = [name for name in names if name not in lookup]
+        if unknown or len(set(names)) != len(names):
+            raise UnsafeCommandError(
+                "names", f"{what} names {list(names)} must be distinct and among {list(self.names)}; not sent"
+            )
+        return np.asarray([lookup[name] for name in names], dtype=np.int64)
+
+    def require_within(self, values: np.ndarray, what: str, index: np.ndarray | None = None) -> None:
+        """Refuse NaN/inf and any value outside its interval (``index`` picks the bounds per column)."""
+        arr = np.asarray(values, dtype=np.float64)
+        require_finite(arr, what)
+        lo = self.lower if index is None else self.lower[index]
+        hi = self.upper if index is None else self.upper[index]
+        if arr.shape[-1:] != lo.shape:
+            raise UnsafeCommandError("names", f"{what} has {arr.shape[-1:]} values per row, expected {lo.shape}")
+        outside = (arr < lo) | (arr > hi)
+        if np.any(outside):
+            pos = tuple(int(i) for i in np.argwhere(outside)[0])
+            j = pos[-1]
+            name = self.names[j if index is None else int(index[j])]
+            raise UnsafeCommandError(
+                self.reason,
+                f"{what}: {name}={arr[pos]:.4f} is outside [{lo[j]:.4f}, {hi[j]:.4f}]; not sent, holding",
+            )
+
+
+@dataclass(frozen=True)
 class JointLimits:
     """Position limits and velocity caps per joint, in the order of ``names``."""
 
@@ -94,6 +136,10 @@ class JointLimits:
         if not (0.0 < velocity_scale <= 1.0):
             raise ConfigError(f"velocity_scale must be in (0, 1], got {velocity_scale}")
         return cls(tuple(names), lo, hi, vel * velocity_scale)
+
+    @property
+    def bounds(self) -> Bounds:
+        return Bounds(self.names, self.lower, self.upper)
 
 
 @dataclass(frozen=True)
@@ -174,6 +220,14 @@ class JointCommandFilter:
         require_finite(pos, "policy joint command")
         require_finite(times, "command times")
         require_finite(cur, "measured joint positions")
+        outside_now = (cur < lim.lower) | (cur > lim.upper)
+        if np.any(outside_now):
+            j = int(np.argmax(outside_now))
+            raise UnsafeCommandError(
+                "joint_limit",
+                f"measured {lim.names[j]}={cur[j]:.4f} is outside [{lim.lower[j]:.4f}, {lim.upper[j]:.4f}]; "
+                "holding (jog the arm back inside the joint limits, then call ~/start)",
+            )
         report = FilterReport()
         outside = (pos < lim.lower) | (pos > lim.upper)
         if np.any(outside):
@@ -200,4 +254,6 @@ class JointCommandFilter:
             prev = prev + capped
             out[k] = prev
             prev_t = times[k]
-        return out, report
+        # Every step stays between in-limit points, so this clip only removes float rounding (an ulp
+        # past a limit would otherwise make the command gate refuse an in-limit command).
+        return np.clip(out, lim.lower, lim.upper), report

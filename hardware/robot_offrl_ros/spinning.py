@@ -1,4 +1,4 @@
-"""Spin one node on a single-threaded executor in a background thread.
+"""Spin one node on a single-threaded executor (in a background thread, or in ``main`` until a signal).
 
 Why single-threaded: rclpy's Python ``MultiThreadedExecutor`` rebuilds its wait set on every
 dispatch and completion, which on this project's 2-core machine cost a full core at 110 sensor
@@ -10,7 +10,9 @@ whose callbacks may block (the recorder's services) get a spin thread of their o
 
 from __future__ import annotations
 
+import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
@@ -43,3 +45,46 @@ class SpinThread:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=timeout_s)
         self._executor.shutdown()
+
+
+class StopSignals:
+    """SIGINT/SIGTERM set an event instead of tearing the ROS context down.
+
+    rclpy's own handlers shut the context down inside the signal handler, so by the time a node's
+    ``finally`` runs its publishers are invalid and the hold it owes the controllers cannot be
+    sent (``RCLError: publisher's context is invalid``). Init rclpy with
+    ``signal_handler_options=SignalHandlerOptions.NO``, install this first, spin with
+    :func:`spin_until`, then stop safely and shut down yourself.
+    """
+
+    def __init__(self, signals: Sequence[int] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        self.event = threading.Event()
+        self.received: int | None = None
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in signals}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        self.event.set()
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received is not None else "none"
+
+    def restore(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+
+def spin_until(executor: Any, stop: threading.Event, context: Any = None) -> None:
+    """Spin on the calling thread until ``stop`` is set or the context shuts down.
+
+    Python runs signal handlers between ``spin_once`` calls, so a signal is noticed within
+    SPIN_PERIOD_S.
+    """
+    ctx = context if context is not None else executor.context
+    try:
+        while not stop.is_set() and ctx.ok():
+            executor.spin_once(timeout_sec=SPIN_PERIOD_S)
+    except ExternalShutdownException:
+        pass

@@ -44,9 +44,11 @@ test_image.__test__ = False  # a helper, not a pytest test
 
 
 class Rig:
+    """``with_node=False``: only the robot/camera double, for a policy node running in another process."""
+
     def __init__(self, ctx: Any, policy: Any, params: dict[str, Any] | None = None, *,
                  camera_topic: str = "/camera/image_raw", encoding: str = "rgb8",
-                 pose: tuple[float, float, float] | None = None) -> None:
+                 pose: tuple[float, float, float] | None = None, with_node: bool = True) -> None:
         self.ctx = ctx
         # Generous watchdog bounds by default: a loaded shared CI machine must not trip them by accident;
         # the watchdog test sets its own.
@@ -54,7 +56,8 @@ class Rig:
                   **(params or {})}
         factory = None if policy is None else (lambda cfg: policy)
         self.node = PolicyNode(policy_factory=factory, context=ctx,
-                               parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+                               parameter_overrides=[Parameter(k, value=v) for k, v in params.items()]
+                               ) if with_node else None
         self.helper = rclpy.create_node("rig_helper", context=ctx)
         self.image = test_image()
         self.encoding = encoding
@@ -78,7 +81,7 @@ class Rig:
         self.listen("/diagnostics", DiagnosticArray)
         self.listen("/policy_node/status", String, STATUS_QOS)
         self._timers = [h.create_timer(0.02, self._publish_joints), h.create_timer(0.05, self._publish_camera)]
-        self._spinners = [SpinThread(self.node, context=ctx), SpinThread(self.helper, context=ctx)]
+        self._spinners = [SpinThread(n, context=ctx) for n in (self.node, self.helper) if n is not None]
 
     # -------------------------------------------------------------- plumbing
     def listen(self, topic: str, msg_type: Any, qos: Any = 10) -> None:
@@ -167,8 +170,9 @@ class Rig:
     def close(self) -> None:
         for spinner in self._spinners:
             spinner.close()
-        self.node.safe_stop("test end")
-        self.node.destroy_node()
+        if self.node is not None:
+            self.node.safe_stop("test end")
+            self.node.destroy_node()
         self.helper.destroy_node()
 
 
