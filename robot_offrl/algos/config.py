@@ -149,6 +149,25 @@ class NNAugmentConfig:
         )
 
 
+# trainer.grad_clip_mode of runs saved before the key existed: one joint clip over policy and critic.
+LEGACY_GRAD_CLIP_MODE = "global"
+
+
+def legacy_values() -> dict[str, Any]:
+    """Dotted key -> the value a run saved before that key existed was trained with.
+
+    Read from the dataclass defaults (the legacy forms), so the values are stated once. The experiment
+    runner fills a saved config's missing keys from here before comparing it with what a row now asks for,
+    so an old run is not passed off as one trained with the reference forms.
+    """
+    algo, aug = AlgoConfig(), NNAugmentConfig()
+    values: dict[str, Any] = {f"algo.{k}": getattr(algo, k) for k in ("lipschitz_form", "lipschitz_hidden")}
+    for key in ("search", "skip_first_expert", "schedule", "augmented_share", "block_steps"):
+        values[f"algo.nn_augment.{key}"] = getattr(aug, key)
+    values["trainer.grad_clip_mode"] = LEGACY_GRAD_CLIP_MODE
+    return values
+
+
 @dataclass(frozen=True)
 class SelectionConfig:
     num_candidates: int = 1

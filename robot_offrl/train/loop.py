@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from robot_offrl.algos import Agent, build_agent
-from robot_offrl.algos.config import AgentConfig
+from robot_offrl.algos.config import LEGACY_GRAD_CLIP_MODE, AgentConfig
 from robot_offrl.algos.schedule import ScheduledBatchSampler, UpdateSchedule
 from robot_offrl.config import require
 from robot_offrl.data import EpisodeStore, NormStats
@@ -250,7 +250,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norms = clip_gradients(
-            self.optimizer, float(self.cfg.trainer.grad_clip), str(self.cfg.trainer.get("grad_clip_mode", "global"))
+            self.optimizer, float(self.cfg.trainer.grad_clip), str(self.cfg.trainer.get("grad_clip_mode", LEGACY_GRAD_CLIP_MODE))
         )
         self.optimizer.step()
         self.scheduler.step()

@@ -283,3 +283,19 @@ def test_the_rise_config_carries_the_reference_defaults():
     idql = AgentConfig.from_cfg(compose("train", ["algo=idql", "data=unused.zarr"])).algo
     assert idql.lipschitz_form == "spectral_mlp" and idql.lipschitz_weight == 0.0  # same network, no penalty
     assert compose("train", ["algo=rise", "data=unused.zarr"]).trainer.grad_clip_mode == "per_group"
+
+
+def test_the_experiment_runner_refuses_a_run_trained_with_the_legacy_forms():
+    """A run saved before the new keys existed was trained with the legacy forms: reusing it for a row that
+    now means the reference forms would report the old method under the new name."""
+    from omegaconf import OmegaConf
+
+    from robot_offrl_sim.experiment import config_changes
+
+    wanted = OmegaConf.to_container(compose("train", ["algo=idql", "data=unused.zarr"]), resolve=True)
+    old = copy.deepcopy(wanted)
+    del old["algo"]["lipschitz_form"], old["algo"]["lipschitz_hidden"], old["trainer"]["grad_clip_mode"]
+    changed = config_changes(old, wanted)
+    assert "algo.lipschitz_form: 'hinge' -> 'spectral_mlp'" in changed
+    assert "trainer.grad_clip_mode: 'global' -> 'per_group'" in changed
+    assert config_changes(wanted, wanted) == []  # a run trained with the current configs is reused
