@@ -2,9 +2,10 @@
 
 Networks, all in one ``nn.Module`` so ``state_dict()`` is a flat dict of plain tensors with
 prefixed names (``policy.*``, ``ema_policy.*``, ``critic.*``, ``critic_target.*``):
-  - policy:        encoder -> Lipschitz head -> denoiser (trained by the epsilon loss on all rows)
+  - policy:        encoder -> Lipschitz head (algo.lipschitz_form) -> denoiser (epsilon loss on all rows)
   - ema_policy:    its EMA copy, used for acting
-  - critic:        own encoder, Q1, Q2, V (trained on non-augmented rows only)
+  - critic:        own encoder, Q1, Q2, V (trained on non-augmented rows only; not at all on the
+                   augmented-only steps of the alternate schedule, ``update_critic=False``)
   - critic_target: Polyak copy of the critic's encoder + Q1 + Q2
 
 Everything here works in normalised units: observations and actions as the sampler hands them
@@ -33,7 +34,7 @@ from robot_offrl.errors import ConfigError
 from robot_offrl.models.critics import Critic
 from robot_offrl.models.denoisers import ConditionalUnet1D, MLPResNetDenoiser
 from robot_offrl.models.encoders import ObsEncoder
-from robot_offrl.models.lipschitz import LipschitzHead
+from robot_offrl.models.lipschitz import make_lipschitz_head
 from robot_offrl.models.obs_info import ObsInfo
 
 Obs = Mapping[str, torch.Tensor]
@@ -44,11 +45,11 @@ def _encoder(obs_info: ObsInfo, config: AgentConfig) -> ObsEncoder:
     return ObsEncoder(obs_info, enc.crop, enc.crop_ratio, enc.num_keypoints, enc.feature_dim)
 
 
-def _denoiser(config: AgentConfig, action_dim: int) -> nn.Module:
+def _denoiser(config: AgentConfig, action_dim: int, cond_dim: int) -> nn.Module:
     p = config.policy
     if p.denoiser == "unet":
-        return ConditionalUnet1D(action_dim, p.cond_dim, p.down_dims, p.kernel_size, p.n_groups, p.timestep_embed_dim)
-    return MLPResNetDenoiser(action_dim, p.pred_horizon, p.cond_dim, p.hidden_dim, p.num_blocks, p.timestep_embed_dim)
+        return ConditionalUnet1D(action_dim, cond_dim, p.down_dims, p.kernel_size, p.n_groups, p.timestep_embed_dim)
+    return MLPResNetDenoiser(action_dim, p.pred_horizon, cond_dim, p.hidden_dim, p.num_blocks, p.timestep_embed_dim)
 
 
 def _frozen(module: nn.Module) -> nn.Module:
@@ -72,9 +73,13 @@ class Agent(nn.Module):
         self.obs_info = obs_info
         self.action_dim = action_dim
         encoder = _encoder(obs_info, config)
-        head = LipschitzHead(encoder.output_dim, p.cond_dim, config.algo.lipschitz_method)
+        a = config.algo
+        head = make_lipschitz_head(
+            a.lipschitz_form, encoder.output_dim, p.cond_dim, a.lipschitz_hidden, a.lipschitz_method, a.lipschitz_max
+        )
         self.policy = DiffusionPolicy(
-            encoder, head, _denoiser(config, action_dim), action_dim, p.pred_horizon, p.num_train_timesteps
+            encoder, head, _denoiser(config, action_dim, head.output_dim), action_dim, p.pred_horizon,
+            p.num_train_timesteps,
         )
         self.ema_policy = _frozen(self.policy)
         self.critic: Critic | None = None
@@ -104,15 +109,22 @@ class Agent(nn.Module):
             self.critic_target.eval()
         return self
 
-    def forward(self, batch: Mapping[str, Any], step: int = 0) -> dict[str, torch.Tensor]:
-        """So DDP can wrap the agent: ``ddp(batch, step)`` is ``compute_losses``."""
-        return self.compute_losses(batch, step)
+    def forward(
+        self, batch: Mapping[str, Any], step: int = 0, update_critic: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """So DDP can wrap the agent: ``ddp(batch, step, update_critic)`` is ``compute_losses``."""
+        return self.compute_losses(batch, step, update_critic)
 
-    def compute_losses(self, batch: Mapping[str, Any], step: int = 0) -> dict[str, torch.Tensor]:
+    def compute_losses(
+        self, batch: Mapping[str, Any], step: int = 0, update_critic: bool = True
+    ) -> dict[str, torch.Tensor]:
         """One differentiable ``loss`` (policy + Lipschitz + critic) and detached scalars to log.
 
         The policy loss never touches critic parameters and the critic losses detach their
         targets, so one optimiser with two parameter groups trains both from this sum.
+        Augmented rows are masked out of V and Q. ``update_critic=False`` (the augmented-only
+        steps of the alternate schedule) leaves the critic out of the graph altogether, so its
+        gradients stay None and the optimiser moves none of its weights (AdamW skips them).
         """
         obs, actions = batch["obs"], batch["actions"]
         b = actions.shape[0]
@@ -126,10 +138,7 @@ class Agent(nn.Module):
         lip_weight = self.config.algo.lipschitz_weight
         if lip_weight > 0:
             sigma = self.policy.head.spectral_norm()
-            # A hinge at lipschitz_max, not lambda * sigma: sigma alone has no minimum (the next layer
-            # can absorb any scale), and minimising it drove sigma to ~1e-4 on Lift, leaving a policy
-            # that ignored its observation. lipschitz_max = 0 restores the plain penalty.
-            lipschitz = lip_weight * torch.relu(sigma - self.config.algo.lipschitz_max)
+            lipschitz = self.policy.head.penalty(lip_weight, sigma)  # the form's own term (models/lipschitz.py)
         else:  # still logged, so runs with and without the penalty can be compared
             with torch.no_grad():
                 sigma = self.policy.head.spectral_norm()
@@ -141,7 +150,7 @@ class Agent(nn.Module):
             "lipschitz_sigma": sigma.detach(),
             "augmented_fraction": augmented.float().mean(),
         }
-        if self.critic is not None:
+        if self.critic is not None and update_critic:
             critic_out = self._critic_losses(batch, ~augmented)
             loss = loss + critic_out.pop("critic_loss")
             out.update(critic_out)
@@ -183,9 +192,9 @@ class Agent(nn.Module):
             "target_q_mean": masked_mean(target_q, td_mask),
         }
 
-    def after_optimizer_step(self, step: int) -> None:
+    def after_optimizer_step(self, step: int, critic_updated: bool = True) -> None:
         """Polyak-update the critic target and the policy EMA (call once per optimiser step)."""
-        if self.critic is not None and self.critic_target is not None:
+        if self.critic is not None and self.critic_target is not None and critic_updated:
             soft_update(self.critic_target, self.critic.twin, self.config.critic.tau)
         e = self.config.ema
         decay = ema_decay(step, e.power, e.max_decay, e.min_decay, e.inv_gamma, e.update_after_step)

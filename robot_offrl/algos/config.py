@@ -20,8 +20,11 @@ SCHEDULERS = ("ddim", "ddpm")
 SELECTION_MODES = ("argmax", "softmax")
 TERMINALS = ("absorbing", "done")
 LIPSCHITZ_METHODS = ("exact", "power")
+LIPSCHITZ_FORMS = ("spectral_mlp", "hinge")
 GRIPPER_MODES = ("auto", "action", "qpos", "none")
 NEIGHBOR_POOLS = ("all", "expert")
+NEIGHBOR_SEARCHES = ("separate", "combined")
+AUGMENT_SCHEDULES = ("alternate", "mixed")
 
 def section(cfg: Any, name: str) -> Mapping[str, Any]:
     """The sub-mapping ``cfg.<name>`` (empty when absent) so every reader can use ``.get``."""
@@ -104,36 +107,65 @@ def read_int_list(sec: Mapping[str, Any], where: str, key: str, default: Sequenc
     return tuple(int(v) for v in value)
 
 
+# Missing keys take the LEGACY value throughout this module (the form the first checkpoints were trained
+# with), so an old run's saved config rebuilds the same networks and data; configs/algo/*.yaml state the
+# current defaults (the RISE reference's where it has one; docs/training.md, "Method defaults").
 @dataclass(frozen=True)
 class NNAugmentConfig:
     enabled: bool = False
-    k: int = 15
+    k: int = 15  # neighbours per query and pool (separate search) or per query (combined)
     threshold: float = 0.1
-    skip_first: int = 5
+    skip_first: int = 5  # leading steps of non-expert episodes that are never queries (nor, separate: neighbours)
+    skip_first_expert: int = 0  # leading steps of expert episodes that are never neighbours
     feature_keys: tuple[str, ...] | None = None  # None: every low-dim observation key used by the policy
     gripper: str = "auto"  # auto | action | qpos | none
-    neighbors_from: str = "all"  # all (every other episode) | expert
-    max_fraction: float = 0.5  # cap on augmented pairs as a fraction of all training items
+    neighbors_from: str = "all"  # all (expert and non-expert pools) | expert
+    search: str = "combined"  # separate: k from each pool | combined: k from the union (legacy)
+    max_fraction: float = 0.5  # cap on augmented pairs as a fraction of all training items; 1 = no cap
+    schedule: str = "mixed"  # alternate: augmented-only policy steps | mixed: pairs inside every batch (legacy)
+    augmented_share: float = 0.5  # alternate: share of optimiser steps that train on augmented pairs only
+    block_steps: int = 100  # alternate: steps per block of one kind (the reference alternates per epoch)
 
     @classmethod
     def from_mapping(cls, sec: Mapping[str, Any]) -> NNAugmentConfig:
         w = "algo.nn_augment"
+        share = read_float(sec, w, "augmented_share", 0.5, low=0.0, high=1.0, low_open=True)
+        if share >= 1.0:
+            raise ConfigError(f"{w}.augmented_share must be < 1 (the critic needs real-window steps), got {share}")
         return cls(
             enabled=read_bool(sec, w, "enabled", False),
             k=read_int(sec, w, "k", 15, minimum=1),
             threshold=read_float(sec, w, "threshold", 0.1, low=0.0, low_open=True),
             skip_first=read_int(sec, w, "skip_first", 5, minimum=0),
+            skip_first_expert=read_int(sec, w, "skip_first_expert", 0, minimum=0),
             feature_keys=read_str_list(sec, w, "feature_keys"),
             gripper=read_choice(sec, w, "gripper", "auto", GRIPPER_MODES),
             neighbors_from=read_choice(sec, w, "neighbors_from", "all", NEIGHBOR_POOLS),
-            max_fraction=_fraction(read_float(sec, w, "max_fraction", 0.5, low=0.0, high=1.0, low_open=True)),
+            search=read_choice(sec, w, "search", "combined", NEIGHBOR_SEARCHES),
+            max_fraction=read_float(sec, w, "max_fraction", 0.5, low=0.0, high=1.0, low_open=True),
+            schedule=read_choice(sec, w, "schedule", "mixed", AUGMENT_SCHEDULES),
+            augmented_share=share,
+            block_steps=read_int(sec, w, "block_steps", 100, minimum=1),
         )
 
 
-def _fraction(value: float) -> float:
-    if value >= 1.0:
-        raise ConfigError(f"algo.nn_augment.max_fraction must be < 1 (real windows must remain), got {value}")
-    return value
+# trainer.grad_clip_mode of runs saved before the key existed: one joint clip over policy and critic.
+LEGACY_GRAD_CLIP_MODE = "global"
+
+
+def legacy_values() -> dict[str, Any]:
+    """Dotted key -> the value a run saved before that key existed was trained with.
+
+    Read from the dataclass defaults (the legacy forms), so the values are stated once. The experiment
+    runner fills a saved config's missing keys from here before comparing it with what a row now asks for,
+    so an old run is not passed off as one trained with the reference forms.
+    """
+    algo, aug = AlgoConfig(), NNAugmentConfig()
+    values: dict[str, Any] = {f"algo.{k}": getattr(algo, k) for k in ("lipschitz_form", "lipschitz_hidden")}
+    for key in ("search", "skip_first_expert", "schedule", "augmented_share", "block_steps"):
+        values[f"algo.nn_augment.{key}"] = getattr(aug, key)
+    values["trainer.grad_clip_mode"] = LEGACY_GRAD_CLIP_MODE
+    return values
 
 
 @dataclass(frozen=True)
@@ -158,9 +190,11 @@ class AlgoConfig:
     data_filter: str = "expert"
     sources: tuple[str, ...] | None = None  # episode sources kept when data_filter == "sources"
     use_critic: bool = False
-    lipschitz_weight: float = 0.0
+    lipschitz_weight: float = 0.0  # beta of the reference's beta * sigma_max
+    lipschitz_form: str = "hinge"  # spectral_mlp (reference) | hinge (legacy: models/lipschitz.py)
+    lipschitz_hidden: int = 512  # spectral_mlp: width H of the in -> H -> H -> in MLP
     lipschitz_method: str = "exact"
-    lipschitz_max: float = 1.0  # the penalty acts only on the part of sigma above this bound
+    lipschitz_max: float = 1.0  # hinge: the penalty acts only on the part of sigma above this bound
     nn_augment: NNAugmentConfig = field(default_factory=NNAugmentConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
 
@@ -186,6 +220,8 @@ class AlgoConfig:
             sources=sources,
             use_critic=use_critic,
             lipschitz_weight=read_float(sec, w, "lipschitz_weight", 0.1 if name == "rise" else 0.0, low=0.0),
+            lipschitz_form=read_choice(sec, w, "lipschitz_form", "hinge", LIPSCHITZ_FORMS),
+            lipschitz_hidden=read_int(sec, w, "lipschitz_hidden", 512, minimum=1),
             lipschitz_method=read_choice(sec, w, "lipschitz_method", "exact", LIPSCHITZ_METHODS),
             lipschitz_max=read_float(sec, w, "lipschitz_max", 1.0, low=0.0),
             nn_augment=NNAugmentConfig.from_mapping(section(sec, "nn_augment")),
@@ -202,7 +238,7 @@ class PolicyConfig:
     num_train_timesteps: int = 100
     num_inference_steps: int = 10
     scheduler: str = "ddim"
-    cond_dim: int = 256  # width of the Lipschitz head that turns encoder features into the condition
+    cond_dim: int = 256  # hinge form: width of the Lipschitz head that turns encoder features into the condition
     timestep_embed_dim: int = 64
     # MLP-ResNet
     hidden_dim: int = 256

@@ -16,7 +16,7 @@ from torch import nn
 
 from robot_offrl.errors import ConfigError
 from robot_offrl.models.encoders import ObsEncoder
-from robot_offrl.models.lipschitz import LipschitzHead
+from robot_offrl.models.lipschitz import LipschitzHead, SpectralMLPHead
 
 SCHEDULER_KINDS = ("ddim", "ddpm")
 
@@ -48,7 +48,7 @@ class DiffusionPolicy(nn.Module):
     def __init__(
         self,
         encoder: ObsEncoder,
-        head: LipschitzHead,
+        head: LipschitzHead | SpectralMLPHead,
         denoiser: nn.Module,
         action_dim: int,
         pred_horizon: int,

@@ -6,6 +6,13 @@ distance T and whose gripper is in the same state (open/closed), and hand the po
 (this state, that step's action chunk). The pairs widen the behaviour policy's support around
 the non-expert states; they go to the policy loss only, never to TD (their next state is wrong).
 
+Search (``search``): ``separate`` (the reference's) takes up to k neighbours from the expert pool
+AND up to k from the non-expert pool, so expert neighbours are not crowded out when most steps are
+play; ``combined`` (legacy) takes k from the union. The first ``skip_first`` steps of non-expert
+episodes are never queries (and, in separate search, never neighbours); the first
+``skip_first_expert`` steps of expert episodes are never neighbours. Episode starts are where all
+episodes look alike and their actions disagree most.
+
 Features: the min/max-normalised low-dim state (each key in [-1, 1]) divided by sqrt(D), so the
 threshold reads as an RMS per-dimension distance and does not grow with the number of keys. For
 image tasks we use the low-dim keys that the store has as well (a frozen vision model without
@@ -56,11 +63,22 @@ class NeighborSettings:
     feature_keys: tuple[str, ...] = ()
     gripper: str = "none"  # resolved mode: action | qpos | none
     neighbors_from: str = "all"  # all | expert
+    search: str = "combined"  # separate: k per pool | combined: k from the union
+    skip_first_expert: int = 0
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["feature_keys"] = list(self.feature_keys)
+        # Settings added later are left out at their legacy values, so indexes cached before they existed
+        # keep their cache keys.
+        for name, legacy in LEGACY_SETTINGS.items():
+            if d[name] == legacy:
+                del d[name]
         return d
+
+
+LEGACY_SETTINGS: dict[str, object] = {"search": "combined", "skip_first_expert": 0}
+NEIGHBOR_SEARCHES = ("separate", "combined")
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,51 @@ def cache_key(store: EpisodeStore, episodes: Sequence[int], settings: NeighborSe
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def candidate_pools(settings: NeighborSettings, expert: np.ndarray, within: np.ndarray) -> list[np.ndarray]:
+    """Row masks of the pools searched, each for its own k nearest: one (combined) or expert + non-expert."""
+    if settings.search not in NEIGHBOR_SEARCHES:
+        raise ConfigError(f"algo.nn_augment.search must be one of {', '.join(NEIGHBOR_SEARCHES)}, got {settings.search!r}")
+    expert_pool = expert & (within >= settings.skip_first_expert)
+    if settings.neighbors_from == "expert":
+        return [expert_pool]
+    if settings.search == "combined":  # legacy: non-expert neighbours were never skipped
+        return [expert_pool | ~expert]
+    return [expert_pool, (~expert) & (within >= settings.skip_first)]
+
+
+def _nearest(
+    features: torch.Tensor,
+    owner: torch.Tensor,
+    closed: torch.Tensor,
+    q_rows: np.ndarray,
+    c_rows: np.ndarray,
+    k: int,
+    threshold: float,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Up to k nearest candidates per query (other episode, same gripper state, distance < threshold)."""
+    queries: list[np.ndarray] = []
+    neighbors: list[np.ndarray] = []
+    distances: list[np.ndarray] = []
+    if not (len(q_rows) and len(c_rows)):
+        return queries, neighbors, distances
+    cand = features[c_rows]
+    cand_owner, cand_closed = owner[c_rows], closed[c_rows]
+    k = min(k, len(c_rows))
+    block = max(1, BLOCK_ELEMENTS // len(c_rows))
+    for lo in range(0, len(q_rows), block):
+        rows = torch.from_numpy(q_rows[lo : lo + block])
+        dist = torch.cdist(features[rows], cand)
+        invalid = (owner[rows, None] == cand_owner[None]) | (closed[rows, None] != cand_closed[None])
+        invalid |= dist >= threshold
+        dist = dist.masked_fill(invalid, float("inf"))
+        best, where = torch.topk(dist, k, dim=1, largest=False)
+        found = torch.isfinite(best)
+        queries.append(rows[:, None].expand_as(where)[found].numpy())
+        neighbors.append(torch.from_numpy(c_rows)[where[found]].numpy())
+        distances.append(best[found].numpy())
+    return queries, neighbors, distances
+
+
 def build_neighbor_index(
     store: EpisodeStore,
     episodes: Sequence[int],
@@ -180,33 +243,19 @@ def build_neighbor_index(
     stats: NormStats,
     key: str = "",
 ) -> NeighborIndex:
-    """Exact search: for each eligible non-expert step, up to k nearest steps of other episodes."""
+    """Exact search: for each eligible non-expert step, up to k nearest steps of other episodes per pool."""
     table = _steps(store, episodes)
     steps, owner, within, expert = table["step"], table["owner"], table["within"], table["expert"]
     features = torch.from_numpy(state_features(store, steps, settings.feature_keys, stats))
     closed = torch.from_numpy(gripper_closed(store, steps, within, settings.gripper, stats))
     owner_t = torch.from_numpy(owner)
-    is_query = (~expert) & (within >= settings.skip_first)
-    is_candidate = expert if settings.neighbors_from == "expert" else np.ones_like(expert)
-    q_rows = np.flatnonzero(is_query)
-    c_rows = np.flatnonzero(is_candidate)
+    q_rows = np.flatnonzero((~expert) & (within >= settings.skip_first))
     queries, neighbors, distances = [], [], []
-    if len(q_rows) and len(c_rows):
-        cand = features[c_rows]
-        cand_owner, cand_closed = owner_t[c_rows], closed[c_rows]
-        k = min(settings.k, len(c_rows))
-        block = max(1, BLOCK_ELEMENTS // len(c_rows))
-        for lo in range(0, len(q_rows), block):
-            rows = torch.from_numpy(q_rows[lo : lo + block])
-            dist = torch.cdist(features[rows], cand)
-            invalid = (owner_t[rows, None] == cand_owner[None]) | (closed[rows, None] != cand_closed[None])
-            invalid |= dist >= settings.threshold
-            dist = dist.masked_fill(invalid, float("inf"))
-            best, where = torch.topk(dist, k, dim=1, largest=False)
-            found = torch.isfinite(best)
-            queries.append(rows[:, None].expand_as(where)[found].numpy())
-            neighbors.append(torch.from_numpy(c_rows)[where[found]].numpy())
-            distances.append(best[found].numpy())
+    for pool in candidate_pools(settings, expert, within):
+        found = _nearest(features, owner_t, closed, q_rows, np.flatnonzero(pool), settings.k, settings.threshold)
+        queries += found[0]
+        neighbors += found[1]
+        distances += found[2]
     if queries:
         q = steps[np.concatenate(queries)]
         n = steps[np.concatenate(neighbors)]

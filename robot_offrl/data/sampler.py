@@ -209,9 +209,9 @@ class WindowDataset(Dataset[Item]):
             return
         keep = np.isin(neighbors.query, self._base_steps)
         query, neighbor = neighbors.query[keep], neighbors.neighbor[keep]
-        if not 0.0 < max_fraction < 1.0:
-            raise ConfigError(f"algo.nn_augment.max_fraction must be in (0, 1), got {max_fraction}")
-        cap = int(max_fraction / (1.0 - max_fraction) * len(self._base_steps))
+        if not 0.0 < max_fraction <= 1.0:
+            raise ConfigError(f"algo.nn_augment.max_fraction must be in (0, 1] (1: no cap), got {max_fraction}")
+        cap = len(query) if max_fraction == 1.0 else int(max_fraction / (1.0 - max_fraction) * len(self._base_steps))
         if len(query) > cap:  # deterministic subsample, so every worker and every resume agrees
             chosen = np.sort(np.random.default_rng(seed).choice(len(query), cap, replace=False))
             query, neighbor = query[chosen], neighbor[chosen]
@@ -422,6 +422,8 @@ def build_window_dataset(
             feature_keys=tuple(sorted(aug.feature_keys)) if aug.feature_keys else default_feature_keys(store, obs_keys),
             gripper=resolve_gripper_mode(store, aug.gripper),
             neighbors_from=aug.neighbors_from,
+            search=aug.search,
+            skip_first_expert=aug.skip_first_expert,
         )
         neighbors, _ = load_or_build_neighbor_index(store, chosen, settings, stats, write_cache=write_neighbor_cache)
     return WindowDataset(

@@ -25,7 +25,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from robot_offrl.algos import Agent, build_agent
-from robot_offrl.algos.config import AgentConfig
+from robot_offrl.algos.config import LEGACY_GRAD_CLIP_MODE, AgentConfig
+from robot_offrl.algos.schedule import ScheduledBatchSampler, UpdateSchedule
 from robot_offrl.config import require
 from robot_offrl.data import EpisodeStore, NormStats
 from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows, to_device
@@ -122,6 +123,10 @@ class Trainer:
             write_neighbor_cache=self.dist.is_main,
         )
         self.val_set = self._build_val_set() if use_split else None
+        # Which steps train the policy on augmented pairs alone, with no critic update (algos/schedule.py).
+        self.schedule = UpdateSchedule.for_training(
+            AgentConfig.from_cfg(cfg).algo.nn_augment, self.train_set.num_augmented
+        )
         torch.manual_seed(self.seed)
         self.agent = build_agent(cfg, self.train_set.obs_info, self.train_set.action_dim).to(self.device)
         self.optimizer = make_optimizer(self.agent, cfg)
@@ -130,7 +135,10 @@ class Trainer:
         model: torch.nn.Module = self.agent
         if self.dist.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            model = DistributedDataParallel(self.agent, device_ids=device_ids)
+            # Augmented-only steps leave the critic out of the graph; DDP must expect unused parameters then.
+            model = DistributedDataParallel(
+                self.agent, device_ids=device_ids, find_unused_parameters=self.schedule.active
+            )
         self.loss_model = maybe_compile(model, bool(cfg.trainer.compile), str(cfg.trainer.get("compile_backend", "inductor")))
         self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, progress=bool(cfg.trainer.progress))
 
@@ -162,9 +170,14 @@ class Trainer:
         """Checkpoint choice, settings check and restore live in train/resume.py (docs/training.md)."""
         return resume(self._resume_point, self.cfg, self.agent, self.optimizer, self.scheduler, self._say)
 
-    def _loader(self, dataset: WindowDataset, start: int, end: int, seed: int) -> DataLoader:
-        sampler = StepBatchSampler(
-            len(dataset), int(self.cfg.trainer.batch_size), seed, start, end, self.dist.rank, self.dist.world_size
+    def _loader(
+        self, dataset: WindowDataset, start: int, end: int, seed: int, schedule: UpdateSchedule | None = None
+    ) -> DataLoader:
+        args = (int(self.cfg.trainer.batch_size), seed, start, end, self.dist.rank, self.dist.world_size)
+        sampler = (
+            ScheduledBatchSampler(dataset.num_base, dataset.num_augmented, schedule, *args)
+            if schedule is not None and schedule.active
+            else StepBatchSampler(len(dataset), *args)
         )
         workers = int(self.cfg.trainer.num_workers)
         return DataLoader(
@@ -189,7 +202,8 @@ class Trainer:
         last_time, last_step = time.perf_counter(), self.start_step
         try:
             for step, batch in zip(
-                range(self.start_step, total), self._loader(self.train_set, self.start_step, total, self.seed),
+                range(self.start_step, total),
+                self._loader(self.train_set, self.start_step, total, self.seed, self.schedule),
                 strict=True,
             ):
                 losses = self._train_step(step, batch)
@@ -201,7 +215,8 @@ class Trainer:
                     last_time, last_step = now, done
                     scalars = {k: float(distributed.all_reduce_mean(v, self.dist)) for k, v in losses.items()}
                     scalars.update(self._lr_scalars())
-                    result.losses = scalars
+                    # Merged: critic scalars are absent on augmented-only steps; keep their latest values.
+                    result.losses = {**result.losses, **scalars}
                     result.loss_history.append({"step": done, **scalars})
                     self.logger.log("train", done, scalars, steps_per_s=rate)
                 if self.val_set is not None and (done % int(cfg.val_every) == 0 or done == total):
@@ -217,8 +232,9 @@ class Trainer:
     def _train_step(self, step: int, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         torch.manual_seed((self.seed * 7_919 + step) * max(1, self.dist.world_size) + self.dist.rank)
         batch = to_device(batch, self.device)
+        update_critic = not self.schedule.augmented_only(step)  # augmented pairs never reach V or Q
         with autocast(self.device, self.amp_dtype):
-            losses = self.loss_model(batch, step)
+            losses = self.loss_model(batch, step, update_critic)
         loss = losses["loss"]
         if not torch.isfinite(loss.detach()).all():
             bad = {k: float(v.detach()) for k, v in losses.items() if not math.isfinite(float(v.detach()))}
@@ -230,12 +246,13 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if float(self.cfg.trainer.grad_clip) > 0:
-            torch.nn.utils.clip_grad_norm_(self.agent.parameters(), float(self.cfg.trainer.grad_clip))
+        grad_norms = clip_gradients(
+            self.optimizer, float(self.cfg.trainer.grad_clip), str(self.cfg.trainer.get("grad_clip_mode", LEGACY_GRAD_CLIP_MODE))
+        )
         self.optimizer.step()
         self.scheduler.step()
-        self.agent.after_optimizer_step(step)
-        return {k: v.detach() for k, v in losses.items()}
+        self.agent.after_optimizer_step(step, critic_updated=update_critic)
+        return {**{k: v.detach() for k, v in losses.items()}, **grad_norms}
 
     def _lr_scalars(self) -> dict[str, float]:
         return {f"lr/{g.get('name', i)}": float(g["lr"]) for i, g in enumerate(self.optimizer.param_groups)}
@@ -277,6 +294,28 @@ class Trainer:
         )
         distributed.barrier(self.dist)
         return path
+
+
+GRAD_CLIP_MODES = ("per_group", "global")
+
+
+def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float, mode: str) -> dict[str, torch.Tensor]:
+    """Clip gradient norms to ``max_norm``; returns each group's norm before clipping, to log.
+
+    ``per_group`` clips the policy and the critic separately (robomimic clips each network with its own
+    optimiser): under one joint clip a growing TD gradient would shrink the policy's steps too.
+    ``global`` is the legacy single clip over all parameters. ``max_norm <= 0`` clips nothing.
+    """
+    if mode not in GRAD_CLIP_MODES:
+        raise ConfigError(f"trainer.grad_clip_mode must be one of {', '.join(GRAD_CLIP_MODES)}, got {mode!r}")
+    if max_norm <= 0:
+        return {}
+    groups = {str(g.get("name", i)): list(g["params"]) for i, g in enumerate(optimizer.param_groups)}
+    if mode == "global":
+        everything = [p for params in groups.values() for p in params]
+        return {"grad_norm/all": torch.nn.utils.clip_grad_norm_(everything, max_norm).detach()}
+    return {f"grad_norm/{name}": torch.nn.utils.clip_grad_norm_(params, max_norm).detach()
+            for name, params in groups.items()}
 
 
 def describe_data(dataset: WindowDataset, store: EpisodeStore) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 from omegaconf import OmegaConf
 
+from robot_offrl.algos.config import legacy_values
 from robot_offrl.errors import ConfigError
 from robot_offrl_sim.perturbations import parse_perturbation
 from robot_offrl_sim.regions import parse_grid
@@ -194,10 +195,11 @@ def config_changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[
     """Settings a finished run was trained with that differ from what its row now composes.
 
     Without this check a rerun after editing an experiment file would reuse runs trained under the old
-    settings and report them as the new row. Keys only one side has are not compared: options added to
-    the configs after a run was trained keep their defaults, so older runs stay reusable.
+    settings and report them as the new row. A key the saved run lacks counts as the value runs had before
+    it existed (``legacy_values``: e.g. the hinge Lipschitz form), so a run made before the reference forms
+    became the defaults is refused; other keys only one side has are not compared.
     """
-    old, new = _flatten(saved), _flatten(wanted)
+    old, new = {**legacy_values(), **_flatten(saved)}, _flatten(wanted)
     return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
             if key not in _NOT_COMPARED and not key.startswith(_ACTING_PREFIX) and old[key] != new[key]]
 

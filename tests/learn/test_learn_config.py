@@ -39,7 +39,7 @@ def _with(path: str, value, name: str = "idql"):
         ("algo.nn_augment.threshold", 0.0, "algo.nn_augment.threshold must be > 0"),
         ("algo.nn_augment.skip_first", -1, "skip_first must be >= 0"),
         ("algo.nn_augment.gripper", "sometimes", "gripper must be one of"),
-        ("algo.nn_augment.max_fraction", 1.0, "max_fraction must be < 1"),
+        ("algo.nn_augment.max_fraction", 1.5, "max_fraction must be <= 1"),  # 1 = no cap
         ("algo.selection.mode", "best", "algo.selection.mode must be one of"),
         ("algo.selection.temperature", 0.0, "temperature must be > 0"),
         ("algo.selection.num_candidates", 0, "num_candidates must be >= 1"),

@@ -147,6 +147,7 @@ def test_lipschitz_hinge_keeps_the_policy_conditioned(lowdim_store, tmp_path):
     for bound in (1.0, 0.0):
         overrides = small_overrides(lowdim_store, tmp_path / f"run{bound}", "rise", steps=100) + [
             "trainer.lr=5e-2", "trainer.val_fraction=0", "algo.lipschitz_weight=5.0", f"algo.lipschitz_max={bound}",
+            "algo.lipschitz_form=hinge",
         ]
         sigmas[bound] = train(compose("train", overrides)).losses["lipschitz_sigma"]
     assert sigmas[1.0] > 0.8, sigmas
