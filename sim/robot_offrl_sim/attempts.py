@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from robot_offrl_sim.experts.base import CLOSE, OPEN, Obs, ScriptedExpert
+from robot_offrl_sim.experts.base import OPEN, Obs, ScriptedExpert
 
 MAX_SMOOTH_STD = 0.2
 FUMBLES = ("early_close", "late_close", "miss")
@@ -79,14 +79,12 @@ class FumbledGrasp:
             i = self.base.spec.object_pos_index
             obj[i : i + 3] += self.offset.astype(np.float32)
             obs["object"] = obj
+        low = obs["robot0_eef_pos"][2] < float(self.base.object_pos(obs)[2]) + self.amount
+        if self.mode == "early_close" and phase == "descend" and low and not self.closed:
+            self.closed = True
+            self.base.skip_to("grasp")  # close here, still above the grasp height, then lift
         a = np.asarray(self.base.act(obs), dtype=np.float32).copy()
-        if self.mode == "early_close":
-            obj_z = float(self.base.object_pos(obs)[2])
-            if phase == "descend" and obs["robot0_eef_pos"][2] < obj_z + self.amount:
-                self.closed = True
-            if self.closed or phase == "grasp":
-                a[6] = CLOSE
-        elif self.mode == "late_close" and (
+        if self.mode == "late_close" and (
             phase == "grasp" or (phase == "lift" and self.base.phase_steps < self.amount)
         ):
             a[6] = OPEN

@@ -274,7 +274,7 @@ def plan_episode(
     rng = _rng(seed, f"{spec.name}/{kind}")
     if kind == "reset_play":
         details: dict[str, Any] = {}
-        reset = ResetPlayPolicy(spec, rng, report=details)
+        reset = ResetPlayPolicy(spec, rng, report=details, horizon=horizon)
         return EpisodePlan(kind, reset, horizon, True, 0, False, "play", details, never_succeeds=True)
     if kind == "failed_smooth":
         attempt, details = _failed_smooth(spec, rng)

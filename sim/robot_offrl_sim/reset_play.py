@@ -31,6 +31,7 @@ GOAL_MARGIN = 0.5  # goals are drawn from the inner half of the narrow region
 MAX_REAPPROACH = 4
 CARRY_HEIGHT = 0.06  # Can: lift the can this far above its start height to carry it inside the bin
 STEP_BUDGET = 120  # after this many steps the reset is abandoned and the arm goes home
+HOME_RESERVE = 40  # steps kept for leaving and going home when the horizon is short
 
 
 class ResetPlayPolicy:
@@ -40,13 +41,16 @@ class ResetPlayPolicy:
     there. `report` (shared with the episode's generator_details) says whether the object got there.
     """
 
-    def __init__(self, spec: TaskSpec, rng: np.random.Generator, report: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, spec: TaskSpec, rng: np.random.Generator, report: dict[str, Any] | None = None, horizon: int | None = None
+    ) -> None:
         family = spec.expert or spec.name
         if family not in RESET_PRIMITIVE:
             from robot_offrl.errors import ConfigError
 
             raise ConfigError(f"task {spec.name!r} has no reset-play primitive; reset play exists for {sorted(RESET_PRIMITIVE)}")
         self.spec, self.rng = spec, rng
+        self.budget = max(20, min(STEP_BUDGET, int(horizon or spec.horizon) - HOME_RESERVE))
         self.primitive = RESET_PRIMITIVE[family]
         self.expert = make_expert(spec)
         self.report = report if report is not None else {}
@@ -116,7 +120,7 @@ class ResetPlayPolicy:
             self._go("approach" if self.primitive == "push" else "grasp")
         self.steps += 1
         self.stage_steps += 1
-        if self.steps > STEP_BUDGET and self.stage not in ("leave", "up", "home"):
+        if self.steps > self.budget and self.stage not in ("leave", "up", "home"):
             self._go("leave")  # give up: an operator would stop here too
         a = getattr(self, f"_stage_{self.stage}")(obs)
         self.report["reapproaches"] = self.reapproaches
