@@ -1,4 +1,4 @@
-"""Collect generated episodes (expert, play, failed, partial, suboptimal) into an episode store.
+"""Collect generated episodes (any kind in generators.KINDS) into an episode store.
 
 All writing goes through robot_offrl.data (the one writer): the store is created with this task's
 schema when missing, each episode is appended whole, flagged (expert only for `expert`) and carries its
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.errors import ConfigError
-from robot_offrl_sim.generators import KINDS, plan_episode
+from robot_offrl_sim.generators import KINDS, load_rollout_policy, plan_episode
 from robot_offrl_sim.rollout import record_episode, run_episode
 from robot_offrl_sim.tasks import SimEnv, make_env
 
@@ -36,8 +36,13 @@ def collect(
     env: SimEnv | None = None,
     progress: bool = False,
     extra_attrs: dict[str, Any] | None = None,
+    checkpoint: str | None = None,
 ) -> list[int]:
-    """Append `episodes` episodes of `kind` to the store at `out`; returns their indices."""
+    """Append `episodes` episodes of `kind` to the store at `out`; returns their indices.
+
+    `checkpoint` is the policy `policy_rollout` episodes run. An episode of a kind that must never do
+    the task (reset play) but did is not written: the next seed replaces it, at most `episodes` times.
+    """
     from robot_offrl.data import EpisodeStore
 
     if kind not in KINDS:
@@ -46,27 +51,37 @@ def collect(
         raise ConfigError(f"--episodes must be >= 1, got {episodes}")
     if horizon is not None and horizon < 1:  # 0 used to mean "the task's default", silently
         raise ConfigError(f"--horizon must be >= 1 (leave it out for the task's default), got {horizon}")
+    if (kind == "policy_rollout") != (checkpoint is not None):
+        raise ConfigError("a checkpoint goes with kind policy_rollout, and policy_rollout needs one")
     own_env = env is None
     env = env or make_env(task, cameras=cameras, horizon=horizon)
     region = region or ("narrow" if kind == "expert" else "wide")
     env.spec.region(region)  # unknown region: error before any episode runs
     env.reset(0, region=region)
     store = EpisodeStore.open(out, mode="a", schema=env.store_schema())
-    indices = []
+    rollout_policy = None if checkpoint is None else load_rollout_policy(checkpoint, env.obs_shapes())
+    indices: list[int] = []
+    discarded = 0
     try:
-        for i in range(episodes):
+        i = 0
+        while len(indices) < episodes:
             ep_seed = collect_seed(seed, kind, i)
-            plan = plan_episode(kind, env.spec, ep_seed, horizon=horizon or env.horizon)
+            i += 1
+            plan = plan_episode(kind, env.spec, ep_seed, horizon=horizon or env.horizon, policy=rollout_policy)
             result = run_episode(
                 env, plan.policy, ep_seed, region=region, horizon=plan.horizon,
                 stop_on_success=plan.stop_on_success, post_success_steps=plan.post_success_steps, record=True,
             )
+            if plan.never_succeeds and result.success:
+                discarded += 1
+                if discarded > episodes:
+                    raise ConfigError(f"{kind}: {discarded} episodes performed the task they must never perform")
+                continue
             attrs = {"generator": kind, "generator_details": plan.details, "region": region, **(extra_attrs or {})}
-            indices.append(
-                record_episode(store, result, env.spec.name, expert=plan.expert, source=plan.source, **attrs)
-            )
+            source = plan.source_for(result.success)
+            indices.append(record_episode(store, result, env.spec.name, expert=plan.expert, source=source, **attrs))
             if progress:
-                print(f"\r{kind}: {i + 1}/{episodes} episodes, last success={result.success}", end="", flush=True)
+                print(f"\r{kind}: {len(indices)}/{episodes} episodes, last success={result.success}", end="", flush=True)
         if progress:
             print()
     finally:

@@ -1,8 +1,12 @@
-"""Non-expert data generators: play, failed, partial and suboptimal episodes (none flagged expert).
+"""Episode generators: the expert and the non-expert kinds (none of which is flagged expert).
 
-RISE needs cheap data that covers states the experts never visit and leads back toward them; these
-generators produce it from the scripted experts (degraded) and a goal-directed play policy. Every
-generator is seeded per episode, so a recipe regenerates the same dataset.
+RISE needs cheap data that covers states the experts never visit and leads back toward them. The
+benchmark kinds are the cheap data a lab really has: `reset_play` (the object pushed or carried back
+into the expert's start region, arm home, never the task), `failed_smooth` (attempts with drift or a
+fumbled grasp), `partial` (attempts stopped early) and `policy_rollout` (an earlier checkpoint run from
+the wide region). `play`, `failed` (white noise, std 0.5-0.9) and `suboptimal` are kept as a stress
+test (datasets/README.md). Every generator is seeded per episode, so a recipe regenerates the same
+dataset.
 """
 
 from __future__ import annotations
@@ -14,12 +18,18 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.errors import ConfigError
+from robot_offrl_sim.attempts import FUMBLES, MAX_SMOOTH_STD, FumbledGrasp, SmoothNoisePolicy
 from robot_offrl_sim.experts import make_expert
 from robot_offrl_sim.experts.base import CLOSE, OPEN, Obs, ScriptedExpert, servo
+from robot_offrl_sim.reset_play import ResetPlayPolicy
 from robot_offrl_sim.rollout import Policy
 from robot_offrl_sim.spec import TaskSpec
 
-KINDS = ("expert", "play", "failed", "partial", "suboptimal")
+KINDS = ("expert", "play", "failed", "partial", "suboptimal", "reset_play", "failed_smooth", "policy_rollout")
+# Kinds whose episodes must never perform the task; collect discards (and replaces) one that does.
+NEVER_SUCCEED = ("reset_play",)
+# A failed attempt is stopped after this many times the expert's typical length, as an operator would.
+ATTEMPT_LENGTH = 2.0
 
 
 def _rng(seed: int, salt: str) -> np.random.Generator:
@@ -183,14 +193,98 @@ class EpisodePlan:
     expert: bool
     source: str
     details: dict[str, Any] = field(default_factory=dict)
+    never_succeeds: bool = False
+    # Source to record instead when the episode did succeed (a drifting attempt that still got there is
+    # a suboptimal demonstration, not a failure); None keeps `source` whatever happened.
+    source_if_success: str | None = None
+
+    def source_for(self, success: bool) -> str:
+        return self.source_if_success if success and self.source_if_success else self.source
 
 
-def plan_episode(kind: str, spec: TaskSpec, seed: int, horizon: int | None = None) -> EpisodePlan:
-    """The policy and flags for one episode of `kind`, fully determined by (kind, task, seed)."""
+class SeededRollout:
+    """A checkpoint's PolicyRuntime with its sampling seeded per episode (`reseed` before `reset`).
+
+    The rollout runner calls `reseed(seed)`; PolicyRuntime re-seeds its generator from `seed` on each
+    reset, so episode e of a recipe samples the same action chunks on every rebuild.
+    """
+
+    def __init__(self, runtime: Any, checkpoint: str) -> None:
+        self.runtime, self.checkpoint = runtime, checkpoint
+
+    def reseed(self, seed: int) -> None:
+        self.runtime.seed = int(seed) % (2**63)
+
+    def reset(self) -> None:
+        self.runtime.reset()
+
+    def act(self, obs: Obs) -> np.ndarray:
+        return np.asarray(self.runtime.act(obs), dtype=np.float32)
+
+
+def load_rollout_policy(checkpoint: str, obs_shapes: dict[str, tuple[int, ...]]) -> SeededRollout:
+    """Load a checkpoint for `policy_rollout` episodes and check it can read this env's observations."""
+    from pathlib import Path
+
+    from robot_offrl.runtime import PolicyRuntime
+
+    if not Path(checkpoint).exists():
+        raise ConfigError(f"policy_rollout checkpoint {checkpoint} not found (a run or checkpoint folder)")
+    runtime = PolicyRuntime.load(checkpoint)
+    for key in runtime.obs_schema:
+        if key.name not in obs_shapes:
+            raise ConfigError(
+                f"checkpoint {checkpoint} reads observation {key.name!r}, which this env does not make "
+                f"(it makes {sorted(obs_shapes)}); use the task/cameras it was trained on"
+            )
+        if tuple(key.shape) != tuple(obs_shapes[key.name]):
+            raise ConfigError(
+                f"checkpoint {checkpoint} expects {key.name!r} of shape {tuple(key.shape)}, this env makes "
+                f"{tuple(obs_shapes[key.name])}: it was trained on another task config"
+            )
+    return SeededRollout(runtime, str(checkpoint))
+
+
+def _failed_smooth(spec: TaskSpec, rng: np.random.Generator) -> tuple[Policy, dict[str, Any]]:
+    """Half drift (OU noise, std 0.1-0.2, 10-25 step correlation), half a fumbled grasp."""
+    if rng.random() < 0.5:
+        std, tau = float(rng.uniform(0.1, MAX_SMOOTH_STD)), float(rng.uniform(10.0, 25.0))
+        policy: Policy = SmoothNoisePolicy(make_expert(spec), std, tau, rng)
+        return policy, {"failure": "smooth_noise", "noise_std": round(std, 4), "noise_tau": round(tau, 3)}
+    mode = str(rng.choice(list(FUMBLES)))
+    amount = {
+        "early_close": float(rng.uniform(0.02, 0.04)),  # metres above the grasp height
+        "late_close": float(rng.integers(3, 12)),  # steps into the lift
+        "miss": float(rng.uniform(0.025, 0.04)),  # metres beside the object
+    }[mode]
+    policy = FumbledGrasp(make_expert(spec), mode, amount, rng)
+    return policy, {"failure": mode, "amount": round(amount, 4)}
+
+
+def plan_episode(
+    kind: str, spec: TaskSpec, seed: int, horizon: int | None = None, policy: Policy | None = None
+) -> EpisodePlan:
+    """The policy and flags for one episode of `kind`, fully determined by (kind, task, seed).
+
+    `policy` is the loaded checkpoint for `policy_rollout` (see load_rollout_policy) and unused otherwise.
+    """
     if kind not in KINDS:
         raise ConfigError(f"unknown episode kind {kind!r}; use one of {list(KINDS)}")
     horizon = int(horizon or spec.horizon)
     rng = _rng(seed, f"{spec.name}/{kind}")
+    if kind == "reset_play":
+        details: dict[str, Any] = {}
+        reset = ResetPlayPolicy(spec, rng, report=details, horizon=horizon)
+        return EpisodePlan(kind, reset, horizon, True, 0, False, "play", details, never_succeeds=True)
+    if kind == "failed_smooth":
+        attempt, details = _failed_smooth(spec, rng)
+        length = min(horizon, int(ATTEMPT_LENGTH * spec.expert_steps))
+        return EpisodePlan(kind, attempt, length, True, 10, False, "failed", details, source_if_success="suboptimal")
+    if kind == "policy_rollout":
+        if policy is None:
+            raise ConfigError("kind policy_rollout needs a checkpoint (recipe part field `checkpoint:`)")
+        ckpt = getattr(policy, "checkpoint", None)
+        return EpisodePlan(kind, policy, horizon, True, 10, False, "policy_rollout", {"checkpoint": ckpt})
     if kind == "expert":
         return EpisodePlan(kind, make_expert(spec), horizon, True, 10, True, "scripted")
     if kind == "play":
@@ -199,7 +293,7 @@ def plan_episode(kind: str, spec: TaskSpec, seed: int, horizon: int | None = Non
         if rng.random() < 0.5:
             std = float(rng.uniform(0.5, 0.9))
             policy: Policy = NoisyPolicy(make_expert(spec), std, rng)
-            details: dict[str, Any] = {"failure": "action_noise", "noise_std": round(std, 4)}
+            details = {"failure": "action_noise", "noise_std": round(std, 4)}
         else:
             delay = int(rng.integers(2, 10))
             policy = EarlyRelease(make_expert(spec), delay)

@@ -24,6 +24,23 @@ class RecipePart:
     kind: str
     episodes: int
     region: str
+    checkpoint: str | None = None  # policy_rollout only: the run/checkpoint folder whose policy runs
+
+
+def _checkpoint(raw: object, kind: str, where: str, base: Path) -> str | None:
+    """A policy_rollout part names an existing checkpoint (as given, or relative to the recipe's folder)."""
+    if kind != "policy_rollout":
+        if raw is not None:
+            raise ConfigError(f"{where}: `checkpoint` belongs to kind policy_rollout, not {kind!r}")
+        return None
+    if raw is None:
+        raise ConfigError(f"{where}: kind policy_rollout needs `checkpoint:` (a run or checkpoint folder)")
+    path = Path(str(raw))
+    if not path.exists() and not path.is_absolute() and (base / path).exists():
+        path = base / path
+    if not path.exists():
+        raise ConfigError(f"{where}: checkpoint {raw} not found (train it first, e.g. robot-offrl train algo=bc ...)")
+    return str(path)
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,7 @@ class Recipe:
 
 # Top-level fields a recipe may have; anything else is most likely a typo and is refused.
 RECIPE_FIELDS = ("name", "task", "seed", "horizon", "cameras", "parts")
-PART_FIELDS = ("kind", "episodes", "region")
+PART_FIELDS = ("kind", "episodes", "region", "checkpoint")
 
 
 def _int_field(path: Path, field: str, value: Any, minimum: int) -> int:
@@ -102,7 +119,10 @@ def load_recipe(path: str | Path) -> Recipe:
             spec.region(region)
         except ConfigError as err:
             raise ConfigError(f"{path}: parts[{i}].region: {err}") from None
-        parts.append(RecipePart(kind, episodes, region))
+        checkpoint = _checkpoint(p.get("checkpoint"), kind, f"{path}: parts[{i}]", path.parent)
+        parts.append(RecipePart(kind, episodes, region, checkpoint))
+    if not parts:
+        raise ConfigError(f"{path}: a recipe needs at least one part")
     horizon = raw.get("horizon")
     cameras = raw.get("cameras") or []
     if not isinstance(cameras, list) or not all(isinstance(c, str) and c for c in cameras):
@@ -139,6 +159,7 @@ def build_dataset(recipe_path: str | Path, out: str, seed: int | None = None, pr
                 idx = collect(
                     recipe.task, part.kind, part.episodes, staged, region=part.region, seed=part_seed, env=env,
                     progress=progress, extra_attrs={"recipe": recipe.name, "recipe_seed": base_seed},
+                    checkpoint=part.checkpoint,
                 )
                 counts[part.kind] = counts.get(part.kind, 0) + len(idx)
         finally:

@@ -136,6 +136,8 @@ def run_episode(
             success_step = steps
         if stop_on_success and success_step is not None and steps >= success_step + post_success_steps:
             break
+        if getattr(policy, "finished", False):  # a policy that ends its own episode (reset play, once home)
+            break
     for p in pending:  # never reached: say so rather than silently dropping it
         applied.append({**p.to_dict(), "applied_step": None})
     result = EpisodeResult(

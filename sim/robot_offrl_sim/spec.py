@@ -52,6 +52,10 @@ class TaskSpec:
     goal: tuple[float, float, float] | None = None
     expert_steps: int = 100
     success_note: str = ""
+    # robosuite observables concatenated into `object` instead of its `object-state` (which for Lift
+    # and Can also holds gripper-to-object vectors a camera-less real arm cannot measure); () keeps it.
+    object_state: tuple[str, ...] = ()
+    expert: str = ""  # which scripted expert drives this task (a variant config reuses its base's)
     raw: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def region(self, name: str) -> Region:
@@ -108,6 +112,9 @@ def spec_from_mapping(raw: Mapping[str, object], path: Path) -> TaskSpec:
     index = raw.get("object_pose_index") or {"pos": 0, "quat": 3}
     if not isinstance(index, Mapping) or not {"pos", "quat"} <= set(index):
         raise ConfigError(f"{path}: object_pose_index must be {{pos: i, quat: j}}, got {index!r}")
+    object_state = raw.get("object_state") or ()
+    if isinstance(object_state, str) or not all(isinstance(k, str) for k in object_state):  # type: ignore[attr-defined]
+        raise ConfigError(f"{path}: object_state must be a list of robosuite observable names, got {object_state!r}")
     return TaskSpec(
         name=name,
         env_name=str(_require(raw, "env_name", path)),
@@ -127,6 +134,8 @@ def spec_from_mapping(raw: Mapping[str, object], path: Path) -> TaskSpec:
         goal=None if goal is None else (goal[0], goal[1], goal[2]),
         expert_steps=int(raw.get("expert_steps", 100)),  # type: ignore[call-overload]
         success_note=str(raw.get("success", "")),
+        object_state=tuple(object_state),  # type: ignore[arg-type]
+        expert=str(raw.get("expert") or name),
         raw=dict(raw),
     )
 

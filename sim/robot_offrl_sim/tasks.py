@@ -130,6 +130,20 @@ class SimEnv:
         self.t = 0
         self.initial_condition: InitialCondition | None = None
         self._last_raw: Mapping[str, np.ndarray] = {}
+        self._check_object_state()
+
+    def _check_object_state(self) -> None:
+        """Name a wrong `object_state` entry now, not as a KeyError at the first observation."""
+        if not self.spec.object_state:
+            return
+        raw = self.env._get_observations(force_update=True)
+        missing = [k for k in self.spec.object_state if k not in raw]
+        if missing:
+            known = sorted(k for k in raw if not k.startswith("robot0_") and not k.endswith("-state"))
+            raise ConfigError(
+                f"task {self.spec.name!r}: object_state {missing} are not observations of {self.spec.env_name}; "
+                f"known: {known}"
+            )
 
     # ----------------------------------------------------------------- observation / action naming
     @property
@@ -143,6 +157,9 @@ class SimEnv:
     def _convert(self, raw: Mapping[str, np.ndarray]) -> Obs:
         obs: Obs = {}
         for key in self.spec.lowdim_keys:
+            if key == "object" and self.spec.object_state:
+                obs[key] = np.concatenate([np.asarray(raw[k], dtype=np.float32).reshape(-1) for k in self.spec.object_state])
+                continue
             src = "object-state" if key == "object" else key
             obs[key] = np.asarray(raw[src], dtype=np.float32).copy()
         from robosuite import macros

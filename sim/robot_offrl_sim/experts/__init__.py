@@ -14,9 +14,10 @@ EXPERTS: dict[str, type[ScriptedExpert]] = {"lift": LiftExpert, "can": CanExpert
 
 def make_expert(task: str | TaskSpec, **kwargs: object) -> ScriptedExpert:
     spec = task if isinstance(task, TaskSpec) else load_task(task)
-    if spec.name not in EXPERTS:
+    name = spec.expert or spec.name
+    if name not in EXPERTS:
         raise ConfigError(f"no scripted expert for task {spec.name!r}; experts exist for {sorted(EXPERTS)}")
-    return EXPERTS[spec.name](spec, **kwargs)  # type: ignore[arg-type]
+    return EXPERTS[name](spec, **kwargs)  # type: ignore[arg-type]
 
 
 __all__ = ["EXPERTS", "CanExpert", "LiftExpert", "ScriptedExpert", "SquareExpert", "make_expert"]

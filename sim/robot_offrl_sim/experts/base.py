@@ -127,6 +127,11 @@ class ScriptedExpert:
             return "detour"
         return self.phases[min(self.phase_index, len(self.phases) - 1)]
 
+    def skip_to(self, phase: str) -> None:
+        """Jump to `phase` now (a fumbled attempt: e.g. start the grasp before the hand is down)."""
+        self.phase_index = self.phases.index(phase)
+        self.phase_steps = 0
+
     # ---------------------------------------------------------------- observation helpers
     def object_pos(self, obs: Obs) -> np.ndarray:
         i = self.spec.object_pos_index
