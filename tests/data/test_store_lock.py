@@ -4,6 +4,7 @@ expire and are taken over, and delete through a symlink keeps the link."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import socket
@@ -289,3 +290,17 @@ def test_a_forked_child_neither_keeps_nor_uses_the_parents_lock(tmp_path: Path) 
         done.set()
         child.join(30)
     assert EpisodeStore.open(root).episodes[0].expert is True
+
+
+@pytest.mark.parametrize("command", [("data", "flag"), ("data", "repair"), ("data", "merge"), ("data", "split"),
+                                     ("data", "delete"), ("data", "stats"), ("data", "import-robomimic"),
+                                     ("sim", "collect"), ("sweep",), ("record",)])
+def test_every_write_command_offers_wait(command: tuple[str, ...]) -> None:
+    from robot_offrl.cli.main import build_parser
+
+    parser = build_parser()
+    sub = parser
+    for name in command:  # walk down to the subcommand's own parser
+        action = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction))
+        sub = action.choices[name]
+    assert "--wait" in sub.format_help()
