@@ -65,12 +65,12 @@ def _record_sim(args: argparse.Namespace) -> int:
             except Exception as err:  # OpenCV without GUI support: record blind rather than not at all
                 print(f"record: no viewer window ({err}); the arm is not shown", file=sys.stderr)
         backend = SimBackend(env, device, region=args.region, seed=args.seed, source=args.source, viewer=viewer)
-        store = EpisodeStore.open(args.out, mode="a", schema=backend.schema())
-        keys = ListenerKeys()
-        try:
-            saved = RecordSession(backend, store, config, keys=keys).run()
-        finally:
-            keys.close()
+        with EpisodeStore.open(args.out, mode="a", schema=backend.schema()) as store:  # the write lock
+            keys = ListenerKeys()
+            try:
+                saved = RecordSession(backend, store, config, keys=keys).run()
+            finally:
+                keys.close()
         print(f"record: {summarize_saved(store, saved)} ({args.out})")
     finally:
         if backend is not None:
@@ -102,11 +102,11 @@ def _record_ros(args: argparse.Namespace) -> int:
         backend = RosBackend(cfg)
         print(f"record: waiting up to {cfg.start_timeout_s:.1f} s for every input topic ...", file=sys.stderr)
         backend.wait_for_topics()
-        store = EpisodeStore.open(args.out, mode="a", schema=backend.schema())
-        commands = CommandQueue()
-        backend.set_command_handler(service_handler(commands))
-        with open_terminal_keys(sys.stdin.isatty()) as keys:
-            saved = RecordSession(backend, store, config, keys=keys, commands=commands).run()
+        with EpisodeStore.open(args.out, mode="a", schema=backend.schema()) as store:  # the write lock
+            commands = CommandQueue()
+            backend.set_command_handler(service_handler(commands))
+            with open_terminal_keys(sys.stdin.isatty()) as keys:
+                saved = RecordSession(backend, store, config, keys=keys, commands=commands).run()
         print(f"record: {summarize_saved(store, saved)} ({args.out})")
     finally:
         if backend is not None:

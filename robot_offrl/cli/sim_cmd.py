@@ -157,7 +157,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
     sw.add_argument("--out", required=True)
     sw.add_argument("--quiet", action="store_true")
-    sw.set_defaults(func=_cmd_sweep)
+    add_wait_option(sw, _cmd_sweep)  # --record: shards appending to one store take turns
 
     merge = subparsers.add_parser(
         "sweep-merge", help="merge sweep shards into one report",

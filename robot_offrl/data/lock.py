@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -148,6 +149,19 @@ class _FileLock(WriteLock):
     def __init__(self, fd: int, holder: Holder) -> None:
         self._fd: int | None = fd
         self.holder = holder
+        _HELD_FILE_LOCKS.add(self)
+
+    def check(self) -> None:
+        if self._fd is None:
+            raise StoreLockedError(f"{self.holder.describe()}: this handle no longer holds the write lock")
+
+    def _drop_in_forked_child(self) -> None:
+        # A forked child shares the parent's lock; closing its copy of the descriptor leaves the
+        # parent's lock held and makes the child's handle unable to write.
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -156,6 +170,11 @@ class _FileLock(WriteLock):
         with contextlib.suppress(OSError):  # a read-only remount after acquiring: nothing to clear
             os.ftruncate(fd, 0)
         os.close(fd)  # closing the last descriptor drops the flock
+
+
+_HELD_FILE_LOCKS: weakref.WeakSet[_FileLock] = weakref.WeakSet()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: [lock._drop_in_forked_child() for lock in list(_HELD_FILE_LOCKS)])
 
 
 def lock_file(location: Location) -> Path:

@@ -4,6 +4,7 @@ expire and are taken over, and delete through a symlink keeps the link."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import socket
@@ -258,3 +259,48 @@ def test_delete_through_a_symlink_keeps_the_link(tmp_path: Path) -> None:
     assert link.is_symlink() and link.resolve() == real.resolve() and real.is_dir() and not real.is_symlink()
     assert committed_hashes(link) == committed_hashes(real) == [before[0], *before[2:]]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".s.zarr.lock"]
+
+
+def _forked_child(store: EpisodeStore, tried: object, done: object, result: object) -> None:
+    try:
+        store.set_flags([0], expert=False)
+        result.value = 1  # type: ignore[attr-defined]
+    except StoreLockedError:
+        result.value = 2  # type: ignore[attr-defined]
+    tried.set()  # type: ignore[attr-defined]
+    done.wait(60)  # type: ignore[attr-defined]
+
+
+def test_a_forked_child_neither_keeps_nor_uses_the_parents_lock(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    root = _store(tmp_path)
+    ctx = mp.get_context("fork")  # what a DataLoader or a pool does by default on Linux
+    tried, done, result = ctx.Event(), ctx.Event(), ctx.Value("i", 0)
+    writer = EpisodeStore.open(root, mode="r+")
+    child = ctx.Process(target=_forked_child, args=(writer, tried, done, result))
+    child.start()
+    try:
+        assert tried.wait(60)
+        assert result.value == 2  # the child's copy of the writer could not commit
+        writer.close()  # the child is still alive: the lock must be free now
+        result_flag = run_cli("data", "flag", root, "--episodes", "1", "--no-expert")
+        assert result_flag.returncode == 0, result_flag.stderr
+    finally:
+        done.set()
+        child.join(30)
+    assert EpisodeStore.open(root).episodes[0].expert is True
+
+
+@pytest.mark.parametrize("command", [("data", "flag"), ("data", "repair"), ("data", "merge"), ("data", "split"),
+                                     ("data", "delete"), ("data", "stats"), ("data", "import-robomimic"),
+                                     ("sim", "collect"), ("sweep",), ("record",)])
+def test_every_write_command_offers_wait(command: tuple[str, ...]) -> None:
+    from robot_offrl.cli.main import build_parser
+
+    parser = build_parser()
+    sub = parser
+    for name in command:  # walk down to the subcommand's own parser
+        action = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction))
+        sub = action.choices[name]
+    assert "--wait" in sub.format_help()

@@ -61,8 +61,9 @@ def test_scripted_device_records_a_real_lift_demo_with_chosen_flags(record_env: 
 def test_recorded_store_takes_collected_episodes_too(record_env: Any, tmp_path: Path) -> None:
     """Same task -> same schema as `sim collect` (the sim package's schema builder is reused)."""
     path = str(tmp_path / "mixed.zarr")
-    session, _ = sim_session(record_env, ScriptedDevice(wiggle(0)), ["n", WaitSteps(5), "k", ENTER, "Q"], path)
+    session, recorded = sim_session(record_env, ScriptedDevice(wiggle(0)), ["n", WaitSteps(5), "k", ENTER, "Q"], path)
     session.run()
+    recorded.close()  # one writer at a time: the recorder hands the store over
     collect("lift", "expert", 1, path, env=record_env, seed=1)  # raises if the schemas differed
     store = EpisodeStore.open(path)
     assert [m.source for m in store.episodes] == ["teleop", "scripted"]
