@@ -333,3 +333,30 @@ def test_errors_are_store_errors() -> None:
     from robot_offrl.data.errors import ChunkCorruptError
 
     assert issubclass(ChunkCorruptError, StoreCorruptError) and issubclass(StoreCorruptError, StoreError)
+
+
+def test_killed_build_dataset_leaves_no_store_at_the_output(tmp_path: Path, cli: Cli) -> None:
+    """sim build-dataset killed after its first episode: `out` does not exist, so nothing trains on half a recipe."""
+    pytest.importorskip("robosuite")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ntask: lift\nseed: 0\nhorizon: 20\nparts:\n  - {kind: play, episodes: 50}\n")
+    out = tmp_path / "built.zarr"
+    staged = tmp_path / f".built.zarr{STAGING_SUFFIX}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "robot_offrl.cli.main", "sim", "build-dataset", str(recipe), "--quiet",
+         "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _index_episodes(staged / "built.zarr") < 1:
+            assert child.poll() is None and time.monotonic() < deadline, "build ended before it could be killed"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    assert not out.exists() and json.loads((staged / MARKER).read_text())["what"] == "sim build-dataset"
+    code, _, err = cli("data", "info", out)
+    one_line_error(code, err, "interrupted build", "sim build-dataset")
+    code, _, _ = cli("data", "repair", out)
+    assert code == 0 and not staged.exists() and not out.exists()
