@@ -78,7 +78,7 @@ def _still_running(info: dict[str, Any]) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or not a pid this system can have
         return False
     except PermissionError:
         return True
