@@ -149,6 +149,8 @@ class ChunkReader:
         if not self.enabled:
             self._require(range(first, last + 1))
             return self._through_zarr(first, lambda: self.array[start:stop])
+        if first == last:  # the common training window: one chunk, one copy
+            return self._chunk(first)[start - first * step : stop - first * step].astype(self.native, copy=True)
         out = np.empty((stop - start, *self.chunk_shape[1:]), dtype=self.native)
         for index in range(first, last + 1):
             lo, hi = max(start, index * step), min(stop, (index + 1) * step)

@@ -78,7 +78,7 @@ def _still_running(info: dict[str, Any]) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or not a pid this system can have
         return False
     except PermissionError:
         return True
@@ -108,8 +108,9 @@ def build_beside(out: str, what: str) -> Iterator[str]:
     """
     location = Location.parse(out)
     if location.exists():
-        kind = "a file" if location.local_path is not None and location.local_path.is_file() else "something"
-        raise StoreExistsError(f"{out}: already exists ({kind} is there); {what} writes a new store, pick another path")
+        local = location.local_path
+        kind = "a file" if local is not None and local.is_file() else "a store or folder"
+        raise StoreExistsError(f"{out}: already exists ({kind}); {what} writes a new store, pick another path")
     if location.local_path is None:
         yield from _build_remote(out)
         return

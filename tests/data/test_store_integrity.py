@@ -277,9 +277,10 @@ def test_stats_refuse_non_finite_values_and_never_cache_them(store3: EpisodeStor
     array = zarr.open_array(str(Path(store3.url) / "obs" / "object"), mode="r+")
     array[300, 4] = np.nan  # episode 2 (steps 290-319), written behind the store's back
     array[10, 0] = np.inf  # episode 0
+    files = file_hashes(Path(store3.url))
     code, _, err = cli("data", "stats", store3.url)
     one_line_error(code, err, "key 'object' has NaN or inf at 2 step(s) in episode(s) 0, 2", "not computed or cached")
-    assert "norm_stats" not in EpisodeStore.open(store3.url).attrs
+    assert "norm_stats" not in EpisodeStore.open(store3.url).attrs and file_hashes(Path(store3.url)) == files
     # A non-finite cache written by an older version is not handed out either.
     root = Path(store3.url)
     meta = json.loads((root / "zarr.json").read_text())
@@ -335,3 +336,30 @@ def test_errors_are_store_errors() -> None:
     from robot_offrl.data.errors import ChunkCorruptError
 
     assert issubclass(ChunkCorruptError, StoreCorruptError) and issubclass(StoreCorruptError, StoreError)
+
+
+def test_killed_build_dataset_leaves_no_store_at_the_output(tmp_path: Path, cli: Cli) -> None:
+    """sim build-dataset killed after its first episode: `out` does not exist, so nothing trains on half a recipe."""
+    pytest.importorskip("robosuite")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ntask: lift\nseed: 0\nhorizon: 20\nparts:\n  - {kind: play, episodes: 50}\n")
+    out = tmp_path / "built.zarr"
+    staged = tmp_path / f".built.zarr{STAGING_SUFFIX}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "robot_offrl.cli.main", "sim", "build-dataset", str(recipe), "--quiet",
+         "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _index_episodes(staged / "built.zarr") < 1:
+            assert child.poll() is None and time.monotonic() < deadline, "build ended before it could be killed"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    assert not out.exists() and json.loads((staged / MARKER).read_text())["what"] == "sim build-dataset"
+    code, _, err = cli("data", "info", out)
+    one_line_error(code, err, "interrupted build", "sim build-dataset")
+    code, _, _ = cli("data", "repair", out)
+    assert code == 0 and not staged.exists() and not out.exists()
