@@ -272,7 +272,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
             candidate = root / latest.read_text().strip()
             if (candidate / MODEL_FILE).is_file():
                 return candidate
-            raise CheckpointError(f"'{latest}' names '{candidate.name}', which is missing or incomplete")
+            aside = sorted(root.glob(f".old_{candidate.name}_*"))
+            hint = f"; a save of it was interrupted: rename '{aside[0]}' back to '{candidate}'" if aside else ""
+            raise CheckpointError(f"'{latest}' names '{candidate.name}', which is missing or incomplete{hint}")
     raise CheckpointError(
         f"'{path}' is neither a checkpoint folder (no {MODEL_FILE}) nor a run folder with {CHECKPOINT_DIR}/{LATEST_FILE}"
     )
