@@ -11,12 +11,14 @@ silently starting over. Old checkpoints are pruned by step number, never by name
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,19 +201,41 @@ def save_checkpoint(
     return final
 
 
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` to ``final``; an existing ``final`` is moved aside first and deleted only after.
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two directory entries (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return rc == 0
 
-    Deleting the old folder first would leave no checkpoint of that step if the process died between
-    the delete and the rename.
+
+def _move_into_place(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final`` without a moment where neither the old nor the new ``final`` exists.
+
+    An existing ``final`` is swapped with ``tmp`` in one atomic step where the OS can, else renamed
+    aside first; the old folder is deleted only once the new one is in place. Deleting it first (as
+    this did before) left no checkpoint of that step if the process died before the rename.
     """
-    old = final.with_name(f".old_{final.name}_{os.getpid()}")
     if final.exists():
+        if _exchange(tmp, final):
+            _fsync_dir(final.parent)
+            shutil.rmtree(tmp, ignore_errors=True)  # now holds the old checkpoint
+            return
+        old = final.with_name(f".old_{final.name}_{os.getpid()}")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+        shutil.rmtree(old, ignore_errors=True)
+        return
     os.replace(tmp, final)
     _fsync_dir(final.parent)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_latest(root: Path, name: str) -> None:
@@ -248,7 +272,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
             candidate = root / latest.read_text().strip()
             if (candidate / MODEL_FILE).is_file():
                 return candidate
-            raise CheckpointError(f"'{latest}' names '{candidate.name}', which is missing or incomplete")
+            aside = sorted(root.glob(f".old_{candidate.name}_*"))
+            hint = f"; a save of it was interrupted: rename '{aside[0]}' back to '{candidate}'" if aside else ""
+            raise CheckpointError(f"'{latest}' names '{candidate.name}', which is missing or incomplete{hint}")
     raise CheckpointError(
         f"'{path}' is neither a checkpoint folder (no {MODEL_FILE}) nor a run folder with {CHECKPOINT_DIR}/{LATEST_FILE}"
     )

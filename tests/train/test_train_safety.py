@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +143,32 @@ def test_saving_a_step_again_replaces_it_whole(tmp_path):
     save_checkpoint(tmp_path, 5, {"policy.w": torch.ones(2)}, cfg, {}, {})
     assert torch.equal(load_checkpoint(tmp_path).model_state["policy.w"], torch.ones(2))
     assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")] == []
+
+
+WRITER = """
+import sys, torch
+from omegaconf import OmegaConf
+from robot_offrl.train.checkpoint import save_checkpoint
+cfg = OmegaConf.create({"algo": {"name": "bc"}})
+for i in range(int(sys.argv[2])):
+    save_checkpoint(sys.argv[1], 5, {"policy.w": torch.full((64, 64), float(i))}, cfg, {}, {})
+"""
+
+
+def test_a_reader_never_sees_the_step_missing_while_it_is_saved_again(tmp_path):
+    """A second process re-saves step 5 again and again; this one must always find a whole step_5."""
+    cfg = compose("train", ["data=x"])
+    save_checkpoint(tmp_path, 5, {"policy.w": torch.zeros(64, 64)}, cfg, {}, {})
+    final = tmp_path / "checkpoints" / "step_0000005"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), "15"])
+    missing = looks = 0
+    while writer.poll() is None:
+        looks += 1
+        if not ((final / "model.safetensors").is_file() and (final / "meta.json").is_file()):
+            missing += 1
+    assert writer.returncode == 0
+    assert looks > 0 and missing == 0, f"step_0000005 was incomplete in {missing} of {looks} looks"
+    assert float(load_checkpoint(final).model_state["policy.w"][0, 0]) == 14.0
 
 
 def test_garbage_config_yaml_is_one_line_naming_the_file(run):
