@@ -149,6 +149,7 @@ def measure(width: int, height: int, fps: float, seconds: float, timeout_s: floa
             time.sleep(0.01)
         recording.clear()
         cpu = (time.process_time() - cpu0) / seconds
+        dds_lost = sum(node._frames_lost.values())  # what the node's diagnostics report as frames_lost
     finally:
         spinner.close()
         node.safe_stop("bench end")
@@ -161,7 +162,7 @@ def measure(width: int, height: int, fps: float, seconds: float, timeout_s: floa
     return {"size": f"{width}x{height}", "trips": len(trips), "received": len(ages),
             "expected": int(round(seconds * fps)), "age_p50": float(np.percentile(age_ms, 50)),
             "age_p99": float(np.percentile(age_ms, 99)), "age_max": float(age_ms.max()),
-            "gap_max": float(gaps.max()), "cpu": cpu, **pub, "trips_detail": trips}
+            "gap_max": float(gaps.max()), "cpu": cpu, "dds_lost": dds_lost, **pub, "trips_detail": trips}
 
 
 def main() -> None:
