@@ -17,7 +17,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
@@ -26,6 +26,9 @@ from robot_offrl.errors import ConfigError, UserError
 from .image_codec import to_compressed_msg, to_image_msg
 from .spinning import StopSignals, spin_until
 
+# Reliable, like image_transport: matches reliable and best-effort subscribers alike, and a reliable
+# subscriber (the policy node's default) gets lost fragments of a big frame resent instead of losing it.
+IMAGE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 CAMERA_PARAMS: dict[str, tuple[Any, str]] = {
     "device": ("0", "camera index (0, 1, ...), /dev/videoN, a video file or a stream URL"),
     "topic": ("image_raw", "sensor_msgs/Image topic (relative names land in the node's namespace)"),
@@ -71,10 +74,10 @@ class CameraNode(Node):
             raise ConfigError(f"jpeg_quality must be 0 (off) to 100, got {p['jpeg_quality']}")
         self._p = p
         self._cap = open_capture(str(p["device"]), int(p["width"]), int(p["height"]))
-        self._pub = self.create_publisher(Image, p["topic"], qos_profile_sensor_data)
+        self._pub = self.create_publisher(Image, p["topic"], IMAGE_QOS)
         self._jpeg_pub = None
         if p["jpeg_quality"]:
-            self._jpeg_pub = self.create_publisher(CompressedImage, f"{p['topic']}/compressed", qos_profile_sensor_data)
+            self._jpeg_pub = self.create_publisher(CompressedImage, f"{p['topic']}/compressed", IMAGE_QOS)
         self._failures = 0
         self.frames_published = 0
         self._timer = self.create_timer(1.0 / p["fps"], self._tick)

@@ -13,6 +13,7 @@ from typing import Any
 from robot_offrl.errors import ConfigError
 
 OUTPUT_MODES = ("trajectory", "forward", "servo")
+CAMERA_RELIABILITY = ("reliable", "best_effort")
 
 # The Franka Emika Panda as shipped by franka_ros2: a sensible, documented default arm.
 _PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
@@ -46,6 +47,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState input"),
     ParamSpec("camera_topics", "string[]", ["/camera/image_raw"], "image topics (…/compressed: CompressedImage)"),
     ParamSpec("camera_keys", "string[]", ["agentview_image"], "observation key of each camera topic, same order"),
+    ParamSpec("camera_reliability", "string", "reliable",
+              "camera subscriptions: reliable (lost fragments of big frames are resent; needs a reliable "
+              "publisher) or best_effort (matches any publisher, loses whole frames under load)"),
     ParamSpec("ee_pose_topic", "string", "", "geometry_msgs/PoseStamped of the end effector; empty: none"),
     ParamSpec("estop_topic", "string", "/emergency_stop", "std_msgs/Bool emergency stop (true stops)"),
     ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory", "trajectory mode"),
@@ -97,6 +101,7 @@ class NodeConfig:
     joint_states_topic: str
     camera_topics: tuple[str, ...]
     camera_keys: tuple[str, ...]
+    camera_reliability: str
     ee_pose_topic: str
     estop_topic: str
     trajectory_topic: str
@@ -175,6 +180,8 @@ def parse_config(values: Mapping[str, Any]) -> NodeConfig:
         raise ConfigError(f"control_rate_hz must be >= 0 (0: the checkpoint's rate), got {cfg.control_rate_hz}")
     if cfg.output_mode not in OUTPUT_MODES:
         raise ConfigError(f"output_mode must be one of {OUTPUT_MODES}, got {cfg.output_mode!r}")
+    if cfg.camera_reliability not in CAMERA_RELIABILITY:
+        raise ConfigError(f"camera_reliability must be one of {CAMERA_RELIABILITY}, got {cfg.camera_reliability!r}")
     if len(cfg.camera_topics) != len(cfg.camera_keys):
         raise ConfigError(
             f"camera_topics ({len(cfg.camera_topics)}) and camera_keys ({len(cfg.camera_keys)}) must pair up "

@@ -26,6 +26,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -54,6 +55,11 @@ _ARRAY_TYPES = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.T
 ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STATUS_QOS = ESTOP_QOS
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Reliable camera input: DDS resends a lost fragment instead of dropping the whole frame, which under
+# load lost half of the 640x480 rgb8 frames at 30 Hz with best effort (bench/ros_camera_watchdog.py).
+# Depth 1: only the newest frame is ever used.
+CAMERA_QOS = {"reliable": QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
+              "best_effort": qos_profile_sensor_data}
 # Reasons that mean something went wrong (diagnostics ERROR); the others are operator actions.
 FAULTS = ("watchdog", "estop", "inference_error", "nonfinite", "joint_limit", "twist_limit", "workspace", "names",
           "observation")
@@ -99,6 +105,8 @@ class PolicyNode(LifecycleNode):
         self._fault = False
         self._estop = False
         self._input_error = ""
+        self._qos_errors: dict[str, str] = {}  # camera topic -> why no publisher could match
+        self._frames_lost: dict[str, int] = {}  # camera topic -> frames DDS reported lost
         # A fresh object per run (activation or ~/start); None while not running. An inference result
         # is only used if the run it was computed for is still the current one.
         self._run_token: object | None = None
@@ -272,10 +280,14 @@ class PolicyNode(LifecycleNode):
 
         keep("sub", self.create_subscription(JointState, cfg.joint_states_topic, self._on_joint_state,
                                              qos_profile_sensor_data))
+        self._qos_errors.clear()
+        self._frames_lost.clear()
         for topic in assembler.camera_topics:
             msg_type = CompressedImage if topic.rstrip("/").endswith("/compressed") else Image
+            events = SubscriptionEventCallbacks(incompatible_qos=self._camera_qos_mismatch(topic, cfg),
+                                                message_lost=self._camera_frames_lost(topic))
             keep("sub", self.create_subscription(msg_type, topic, self._image_callback(topic),
-                                                 qos_profile_sensor_data))
+                                                 CAMERA_QOS[cfg.camera_reliability], event_callbacks=events))
         if cfg.ee_pose_topic:
             keep("sub", self.create_subscription(PoseStamped, cfg.ee_pose_topic, self._on_pose,
                                                  qos_profile_sensor_data))
@@ -352,6 +364,23 @@ class PolicyNode(LifecycleNode):
 
         return callback
 
+    def _camera_qos_mismatch(self, topic: str, cfg: NodeConfig) -> Any:
+        def callback(info: Any) -> None:
+            message = (f"{topic}: a publisher's QoS cannot feed this camera_reliability={cfg.camera_reliability} "
+                       "subscription (a best-effort publisher needs camera_reliability: best_effort, or make "
+                       "the driver publish reliable)")
+            if self._qos_errors.get(topic) != message:
+                self.get_logger().error(message)
+            self._qos_errors[topic] = message
+
+        return callback
+
+    def _camera_frames_lost(self, topic: str) -> Any:
+        def callback(info: Any) -> None:
+            self._frames_lost[topic] = int(info.total_count)
+
+        return callback
+
     def _on_pose(self, msg: PoseStamped) -> None:
         assembler, watchdog = self._assembler, self._watchdog
         if assembler is None or watchdog is None:
@@ -373,7 +402,8 @@ class PolicyNode(LifecycleNode):
             return "emergency stop is engaged; release it (estop false) first"
         stale = self._watchdog.stale(self._now())
         if stale:
-            return "waiting for fresh observations: " + "; ".join(str(s) for s in stale)
+            hints = [self._qos_errors[s.name] for s in stale if s.name in self._qos_errors]
+            return "waiting for fresh observations: " + "; ".join([str(s) for s in stale] + hints)
         if self._input_error:
             return self._input_error
         return ""
@@ -609,6 +639,10 @@ class PolicyNode(LifecycleNode):
             if self._watchdog is not None:
                 for name, age in self._watchdog.ages(now).items():
                     values[f"observation_age_ms[{name}]"] = "never" if age is None else f"{age * 1000:.0f}"
+            for topic, lost in self._frames_lost.items():
+                values[f"frames_lost[{topic}]"] = str(lost)
+            for topic, problem in self._qos_errors.items():
+                values[f"qos_error[{topic}]"] = problem
             if self._input_error:
                 values["input_error"] = self._input_error
             status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

@@ -18,7 +18,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.parameter import Parameter
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
@@ -29,6 +29,8 @@ from robot_offrl_ros.spinning import SpinThread
 
 TRAJECTORY_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 Q0 = np.array([0.0, -0.785, 0.0, -2.356, 0.0, 1.571, 0.785])
+# What image_transport (and this project's camera_node) publishes with: reliable, depth 10.
+CAMERA_PUBLISHER_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def test_image(height: int = 96, width: int = 128) -> np.ndarray:
@@ -48,7 +50,8 @@ class Rig:
 
     def __init__(self, ctx: Any, policy: Any, params: dict[str, Any] | None = None, *,
                  camera_topic: str = "/camera/image_raw", encoding: str = "rgb8",
-                 pose: tuple[float, float, float] | None = None, with_node: bool = True) -> None:
+                 pose: tuple[float, float, float] | None = None, with_node: bool = True,
+                 camera_qos: Any = CAMERA_PUBLISHER_QOS) -> None:
         self.ctx = ctx
         # Generous watchdog bounds by default: a loaded shared CI machine must not trip them by accident;
         # the watchdog test sets its own.
@@ -72,7 +75,7 @@ class Rig:
         self._js_pub = h.create_publisher(JointState, "/joint_states", qos_profile_sensor_data)
         msg_type = type(to_compressed_msg(self.image)) if camera_topic.endswith("/compressed") else type(
             to_image_msg(self.image))
-        self._cam_pub = h.create_publisher(msg_type, camera_topic, qos_profile_sensor_data)
+        self._cam_pub = h.create_publisher(msg_type, camera_topic, camera_qos)
         self._pose_pub = h.create_publisher(PoseStamped, "/ee_pose", qos_profile_sensor_data)
         self.estop_pub = h.create_publisher(Bool, "/emergency_stop", ESTOP_QOS)
         self.listen(TRAJECTORY_TOPIC, JointTrajectory)

@@ -90,6 +90,7 @@ def test_hold_policy_refuses_out_of_limit_commands() -> None:
         ([[0, 0, 0]], [0.1], [0, np.nan, 0], "nonfinite"),
         ([[0, 0]], [0.1], [0, 0, 0], "names"),
         ([[0, 0, 0], [0, 0, 0]], [0.2, 0.1], [0, 0, 0], "names"),
+        ([[0, 0, 0]], [0.1], [1.5, 0, 0], "joint_limit"),  # the arm itself is outside its limits
     ],
 )
 def test_malformed_commands_are_refused(positions: list, times: list, current: list, reason: str) -> None:
