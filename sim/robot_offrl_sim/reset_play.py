@@ -5,9 +5,11 @@ by pushing or carrying the object from wherever it ended up into the region the 
 It is directed (every episode ends near expert start states, which is what stitching needs), it never
 performs the task, and it ends as soon as the arm is home instead of idling to the horizon.
 
-Lift resets by planar pushing (closed fingers, hand at the cube's height): lifting a cube even 2 cm
-would already count as a Lift success. Can resets by a low carry inside the start bin (the can tips
-over under a push, and the bin walls leave no room to get behind it).
+Lift resets by planar pushing (closed fingers, hand at the cube's height) or, when the hand could not
+get behind the cube (far from the robot) and in a share of episodes, by sliding it: grasp, drag it
+along the table, let go. Lifting a cube even 2 cm would already count as a Lift success. Can
+resets by a low carry inside the start bin (the can tips over under a push, and the bin walls leave
+no room to get behind it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from robot_offrl_sim.experts.base import CLOSE, OPEN, Obs, servo
 from robot_offrl_sim.spec import TaskSpec
 
 # How each scripted-expert family resets its object; tasks without an entry cannot reset-play.
-RESET_PRIMITIVE = {"lift": "push", "can": "carry"}
+RESET_PRIMITIVES = {"lift": ("push", "slide"), "can": ("carry",)}
+CARRY_HEIGHT = {"carry": 0.06, "slide": 0.0}  # object raised this far while carried / slid
+SLIDE_SHARE = 0.3  # Lift: share of resets that slide even where a push would reach
+REACH_X = 0.15  # world x beyond which the Panda cannot hold its hand down behind the object to push
+HOLDING_GAP = 0.01  # finger opening (m) above which the closed fingers hold something
 PUSH_CONTACT = 0.04  # hand centre behind the object's centre while pushing (cube half-size + fingers)
 PUSH_LEAD = 0.03  # the hand is servoed this far ahead of itself along the push line (push speed)
 PUSH_BELOW = 0.005  # push with the hand this far below the object's centre (never on its top edge)
@@ -29,7 +35,6 @@ DONE_TOL = 0.012  # object centre within this of the goal: reset done
 INSIDE_MARGIN = 0.01  # ... or this far inside the narrow region's edges
 GOAL_MARGIN = 0.5  # goals are drawn from the inner half of the narrow region
 MAX_REAPPROACH = 4
-CARRY_HEIGHT = 0.06  # Can: lift the can this far above its start height to carry it inside the bin
 STEP_BUDGET = 120  # after this many steps the reset is abandoned and the arm goes home
 HOME_RESERVE = 40  # steps kept for leaving and going home when the horizon is short
 
@@ -45,13 +50,14 @@ class ResetPlayPolicy:
         self, spec: TaskSpec, rng: np.random.Generator, report: dict[str, Any] | None = None, horizon: int | None = None
     ) -> None:
         family = spec.expert or spec.name
-        if family not in RESET_PRIMITIVE:
+        if family not in RESET_PRIMITIVES:
             from robot_offrl.errors import ConfigError
 
-            raise ConfigError(f"task {spec.name!r} has no reset-play primitive; reset play exists for {sorted(RESET_PRIMITIVE)}")
+            raise ConfigError(f"task {spec.name!r} has no reset-play primitive; reset play exists for {sorted(RESET_PRIMITIVES)}")
         self.spec, self.rng = spec, rng
         self.budget = max(20, min(STEP_BUDGET, int(horizon or spec.horizon) - HOME_RESERVE))
-        self.primitive = RESET_PRIMITIVE[family]
+        self.primitives = RESET_PRIMITIVES[family]
+        self.slide_draw = float(rng.random())
         self.expert = make_expert(spec)
         self.report = report if report is not None else {}
         reg = spec.narrow
@@ -59,7 +65,7 @@ class ResetPlayPolicy:
         hx, hy = GOAL_MARGIN * (reg.x[1] - reg.x[0]) / 2.0, GOAL_MARGIN * (reg.y[1] - reg.y[0]) / 2.0
         gx, gy = cx + float(rng.uniform(-hx, hx)), cy + float(rng.uniform(-hy, hy))
         self.goal = np.array([spec.origin[0] + gx, spec.origin[1] + gy])
-        self.report.update(primitive=self.primitive, goal=[round(gx, 4), round(gy, 4)])
+        self.report.update(goal=[round(gx, 4), round(gy, 4)])
         self.reset()
 
     def reset(self) -> None:
@@ -69,6 +75,7 @@ class ResetPlayPolicy:
         self.steps = 0
         self.reapproaches = 0
         self.finished = False
+        self.primitive = self.primitives[0]
         self.home: np.ndarray | None = None
         self.home_yaw = 0.0
         self.yaw = 0.0
@@ -117,6 +124,8 @@ class ResetPlayPolicy:
             self.home = np.asarray(obs["robot0_eef_pos"], dtype=np.float64).copy()
             self.yaw = self.home_yaw = self.expert.gripper_yaw(obs)
             self.z0 = float(self._obj(obs)[2])
+            self.primitive = self._choose(obs)
+            self.report["primitive"] = self.primitive
             self._go("approach" if self.primitive == "push" else "grasp")
         self.steps += 1
         self.stage_steps += 1
@@ -125,6 +134,12 @@ class ResetPlayPolicy:
         a = getattr(self, f"_stage_{self.stage}")(obs)
         self.report["reapproaches"] = self.reapproaches
         return a
+
+    def _choose(self, obs: Obs) -> str:
+        if self.primitives != ("push", "slide"):
+            return self.primitives[0]
+        behind = self._obj(obs)[:2] - (PUSH_CONTACT + 0.03) * self._push_dir(obs)
+        return "slide" if behind[0] > REACH_X or self.slide_draw < SLIDE_SHARE else "push"
 
     # ---------------------------------------------------------------- push (Lift)
     def _push_dir(self, obs: Obs) -> np.ndarray:
@@ -174,27 +189,28 @@ class ResetPlayPolicy:
             self._go("approach")
         return self._servo(obs, target, CLOSE)
 
-    # ---------------------------------------------------------------- carry (Can)
+    # ---------------------------------------------------------------- carry (Can) and slide (Lift)
     def _stage_grasp(self, obs: Obs) -> np.ndarray:
-        a = np.asarray(self.expert.act(obs), dtype=np.float32)
         if self.expert.phase == "lift":  # the expert has closed its fingers: carry it ourselves
             self.yaw = self.expert.gripper_yaw(obs)
             self.grasp_z = float(obs["robot0_eef_pos"][2])
             self._go("raise")
-        elif self.stage_steps > 120:
+            return self._stage_raise(obs)
+        if self.stage_steps > 120:
             self._go("release")
-        return a
+            return self._stage_release(obs)
+        return np.asarray(self.expert.act(obs), dtype=np.float32)
 
     def _stage_raise(self, obs: Obs) -> np.ndarray:
-        target = self._anchor(obs) + np.array([0.0, 0.0, CARRY_HEIGHT])
-        if self._reached(obs, target, 0.015) or self.stage_steps > 40:
-            lifted = self._obj(obs)[2] > self.z0 + 0.5 * CARRY_HEIGHT
+        target = self._anchor(obs) + np.array([0.0, 0.0, CARRY_HEIGHT[self.primitive]])
+        if self._reached(obs, target, 0.008) or self.stage_steps > 40:
+            gap = float(obs["robot0_gripper_qpos"][0] - obs["robot0_gripper_qpos"][1])
             self.grip_offset = self._obj(obs)[:2] - obs["robot0_eef_pos"][:2]
-            self._go("carry" if lifted else "release")  # a missed grasp: let go and go home
+            self._go("carry" if gap > HOLDING_GAP else "release")  # a missed grasp: let go and go home
         return self._servo(obs, target, CLOSE)
 
     def _stage_carry(self, obs: Obs) -> np.ndarray:
-        target = np.array([*(self.goal - self.grip_offset), self.grasp_z + CARRY_HEIGHT])
+        target = np.array([*(self.goal - self.grip_offset), self.grasp_z + CARRY_HEIGHT[self.primitive]])
         if float(np.linalg.norm(self._obj(obs)[:2] - self.goal)) < 0.5 * DONE_TOL or self.stage_steps > 60:
             self._go("set_down")
         return self._servo(obs, target, CLOSE, max_action=0.6)

@@ -42,20 +42,23 @@ def _run(env, kind: str, index: int, region: str = "wide", horizon: int | None =
 
 
 # ----------------------------------------------------------------------------- reset play
-def test_lift_reset_play_pushes_the_cube_into_the_expert_region_goes_home_and_never_lifts(lift_env) -> None:
-    plan, res = _run(lift_env, "reset_play", 1)  # a start 7.5 cm left of the narrow region
+@pytest.mark.parametrize(("index", "primitive"), [(1, "push"), (3, "slide")])
+def test_lift_reset_play_moves_the_cube_into_the_expert_region_goes_home_and_never_lifts(
+    lift_env, index: int, primitive: str
+) -> None:
+    plan, res = _run(lift_env, "reset_play", index)  # starts 7.5 cm left / 17 cm away of the narrow region
     assert (plan.expert, plan.source, plan.never_succeeds) == (False, "play", True)
     assert not res.success and res.success_step is None
     start = res.initial_condition
     assert not lift_env.spec.narrow.contains(start["x"], start["y"])
     x, y, _ = res.final_object_pose
     assert lift_env.spec.narrow.contains(x, y), (start, res.final_object_pose)
-    assert plan.details["primitive"] == "push" and plan.details["reached"] is True
+    assert plan.details["primitive"] == primitive and plan.details["reached"] is True
     # It ended itself, back home, well before the horizon: no idling.
     assert plan.policy.finished and res.steps < lift_env.horizon
     home = res.obs["robot0_eef_pos"][0]
     assert np.linalg.norm(lift_env.eef_pos() - home) < 0.03
-    # Pushing keeps the cube on the table: never near the 4 cm lift that counts as success.
+    # Pushing and sliding keep the cube on the table: never near the 4 cm lift that counts as success.
     assert res.obs["object"][:, 2].max() - res.obs["object"][0, 2] < 0.02
 
 
