@@ -15,3 +15,11 @@ class ConfigError(UserError, ValueError):
 
 class ObservationError(UserError, ValueError):
     """An observation does not match the schema (missing key, wrong shape or dtype, NaN)."""
+
+
+class NonFiniteActionError(UserError):
+    """The networks produced NaN/inf actions; none of them was returned or queued.
+
+    Weights and statistics are checked at load, so this means the computation itself overflowed;
+    a caller driving hardware must hold, not retry with the same inputs.
+    """

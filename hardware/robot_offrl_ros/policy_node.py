@@ -39,7 +39,7 @@ from std_msgs.msg import Bool, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.errors import ConfigError, NonFiniteActionError, UserError
 
 from .inference_worker import InferenceWorker
 from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
@@ -463,6 +463,8 @@ class PolicyNode(LifecycleNode):
                     stats.last_warning_time = now
         except UnsafeCommandError as exc:
             self._step_fault(token, exc.reason, str(exc))
+        except NonFiniteActionError as exc:  # a UserError too, but the policy's fault, not the sensors'
+            self._step_fault(token, "nonfinite", str(exc))
         except UserError as exc:
             self._step_fault(token, "observation", str(exc))
         except Exception as exc:  # inference must never crash into an unsafe state

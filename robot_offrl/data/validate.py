@@ -149,7 +149,7 @@ def find_problems(store: EpisodeStore) -> list[Problem]:
     """Every problem in a store: layout, index, arrays and each committed episode's data."""
     problems: list[Problem] = []
     schema = store.schema
-    if store.uncommitted_steps:
+    if store.uncommitted_steps and store.active_writer is None:  # a live writer's append is not a problem
         problems.append(
             Problem(
                 f"{store.uncommitted_steps} uncommitted steps after the last committed episode (an append "

@@ -20,7 +20,7 @@ from robot_offrl.algos import Agent, build_agent
 from robot_offrl.algos.config import SELECTION_MODES
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
-from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.errors import ConfigError, NonFiniteActionError
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
 from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint
@@ -55,14 +55,6 @@ def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | 
         if options.get(key) is not None and options[key] not in choices:
             raise ConfigError(f"{label[key]} must be one of {list(choices)}, got {options[key]!r}")
     return dict(options)
-
-
-class NonFiniteActionError(UserError):
-    """The networks produced NaN/inf actions; none of them was returned or queued.
-
-    Weights and statistics are checked at load, so this means the computation itself overflowed;
-    a caller driving hardware must hold, not retry with the same inputs.
-    """
 
 
 def check_finite_state(agent: Agent, stats: NormStats, source: str) -> None:

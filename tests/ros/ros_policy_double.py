@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robot_offrl.data import ActionSpace, KeySpec
+from robot_offrl.errors import NonFiniteActionError
 
 PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 PANDA_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
@@ -21,7 +22,7 @@ PANDA_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
 
 @dataclass
 class ScriptedPolicy:
-    """``mode``: offset (default), nan, out_of_limits, raise."""
+    """``mode``: offset (default), nan, nonfinite_error (what PolicyRuntime raises for NaN), out_of_limits, raise."""
 
     joint_names: Sequence[str] = tuple(PANDA_JOINTS)
     image_keys: Mapping[str, tuple[int, int, int]] = field(default_factory=lambda: {"agentview_image": (84, 84, 3)})
@@ -58,6 +59,8 @@ class ScriptedPolicy:
         self.last_obs = {k: np.array(v) for k, v in obs.items()}
         if self.mode == "raise":
             raise RuntimeError("scripted inference failure")
+        if self.mode == "nonfinite_error":
+            raise NonFiniteActionError("scripted: the networks produced a non-finite action")
         if self.mode == "slow":
             self.in_plan = True
             time.sleep(self.slow_s)

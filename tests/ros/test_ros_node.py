@@ -173,6 +173,19 @@ def test_nan_actions_never_reach_the_controller(make_rig: Any, policy: ScriptedP
     assert rig.wait_for(lambda: rig.msgs("/policy_node/action_chunk"))
 
 
+def test_runtime_refusing_non_finite_actions_holds_as_nonfinite(make_rig: Any, policy: ScriptedPolicy) -> None:
+    """PolicyRuntime raises NonFiniteActionError (a UserError): the hold names the policy, not the sensors."""
+    rig = make_rig(policy)
+    assert rig.configure() == TransitionCallbackReturn.SUCCESS
+    policy.mode = "nonfinite_error"
+    assert rig.activate()
+    assert rig.wait_for(lambda: rig.node.state == "held")
+    assert rig.wait_for(lambda: holds(rig))
+    assert chunks(rig) == []
+    assert rig.wait_for(lambda: (d := rig.last_diagnostic()) is not None and d.level == DiagnosticStatus.ERROR)
+    assert "nonfinite" in rig.last_diagnostic().message and "observation" not in rig.last_diagnostic().message
+
+
 def test_out_of_limit_actions_are_clamped(make_rig: Any, policy: ScriptedPolicy) -> None:
     policy.mode = "out_of_limits"  # warm-up accepts it: limits are enforced per command, not at load
     rig = running_rig(make_rig, policy)
