@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from robot_offrl.algos.config import legacy_values
 from robot_offrl.errors import ConfigError
 from robot_offrl.train.checkpoint import (
     CHECKPOINT_DIR,
@@ -35,14 +36,18 @@ from robot_offrl.train.checkpoint import (
     unflatten_optimizer_state,
 )
 
-# How a run is executed or reported, not what it trains: free to differ on resume. trainer.steps is
-# how a run is extended (the cosine schedule is then stretched over the new length).
-RESUME_IGNORED = frozenset({
-    "out", "data", "resume", "trainer.steps", "trainer.device", "trainer.amp", "trainer.compile",
+# Where a run and its data live and how it is executed or reported (device, logging, checkpoint
+# cadence, resume options): never what it trains. A copied run folder or a GPU run continued on a CPU
+# is the same run.
+RUN_PLACE_KEYS = frozenset({
+    "out", "data", "resume", "trainer.device", "trainer.amp", "trainer.compile",
     "trainer.compile_backend", "trainer.num_workers", "trainer.cache_in_ram", "trainer.log_every",
     "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every", "trainer.keep_checkpoints",
     "trainer.progress", "trainer.resume_fallback", "trainer.resume_changes",
 })
+# On resume trainer.steps may differ too: it is how a run is extended (the cosine schedule is then
+# stretched over the new length).
+RESUME_IGNORED = RUN_PLACE_KEYS | {"trainer.steps"}
 # Acting defaults stored with a run (K, argmax/softmax): they change no weights.
 ACTING_PREFIX = "algo.selection."
 # Settings that can be applied to a restored optimiser without rebuilding anything, mapped to the
@@ -61,18 +66,24 @@ def flatten_config(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def config_differences(saved: DictConfig | Mapping[str, Any], wanted: DictConfig | Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Training settings that differ, as {key: (saved, wanted)}.
+def config_differences(
+    saved: DictConfig | Mapping[str, Any],
+    wanted: DictConfig | Mapping[str, Any],
+    *,
+    ignored: frozenset[str] = RESUME_IGNORED,
+) -> dict[str, tuple[Any, Any]]:
+    """Training settings that differ, as {key: (saved, wanted)}; resume and experiment reuse share it.
 
-    Keys only one side has are not compared: options added after a run was trained keep their
-    defaults, so older runs stay resumable.
+    A key the saved run lacks counts as the value runs had before the key existed (``legacy_values``:
+    e.g. the hinge Lipschitz form), so an old run is never passed off as one trained with today's
+    defaults. Other keys only one side has are not compared: options added later keep their defaults.
     """
-    old = flatten_config(_plain(saved))
+    old = {**legacy_values(), **flatten_config(_plain(saved))}
     new = flatten_config(_plain(wanted))
     return {
         key: (old[key], new[key])
         for key in sorted(old.keys() & new.keys())
-        if key not in RESUME_IGNORED and not key.startswith(ACTING_PREFIX) and old[key] != new[key]
+        if key not in ignored and not key.startswith(ACTING_PREFIX) and old[key] != new[key]
     }
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import yaml
 from omegaconf import OmegaConf
 
-from robot_offrl.algos.config import legacy_values
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.resume import RUN_PLACE_KEYS, config_differences
 from robot_offrl_sim.perturbations import parse_perturbation
 from robot_offrl_sim.regions import parse_grid
 from robot_offrl_sim.sweep import SweepConfig, run_sweep
@@ -170,38 +170,15 @@ def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path
     return out
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
-
-
-# Where a run and its data live, and how it was run (device, logging, checkpoint cadence), may change
-# without changing what was trained: a copied run folder, a GPU run reused on a CPU, a resume.
-_NOT_COMPARED = frozenset({
-    "out", "data", "resume", "trainer.device", "trainer.amp", "trainer.compile", "trainer.compile_backend",
-    "trainer.num_workers", "trainer.cache_in_ram", "trainer.log_every", "trainer.val_every", "trainer.val_batches",
-    "trainer.checkpoint_every", "trainer.keep_checkpoints", "trainer.progress",
-})
-# algo.selection.* are the acting defaults stored with a run (K, argmax/softmax): they change no weights.
-_ACTING_PREFIX = "algo.selection."
-
-
 def config_changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
     """Settings a finished run was trained with that differ from what its row now composes.
 
     Without this check a rerun after editing an experiment file would reuse runs trained under the old
-    settings and report them as the new row. A key the saved run lacks counts as the value runs had before
-    it existed (``legacy_values``: e.g. the hinge Lipschitz form), so a run made before the reference forms
-    became the defaults is refused; other keys only one side has are not compared.
+    settings under the new row's name. Unlike a resume, a run trained for another number of steps is
+    a different run here.
     """
-    old, new = {**legacy_values(), **_flatten(saved)}, _flatten(wanted)
-    return [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(old.keys() & new.keys())
-            if key not in _NOT_COMPARED and not key.startswith(_ACTING_PREFIX) and old[key] != new[key]]
+    changes = config_differences(saved, wanted, ignored=RUN_PLACE_KEYS)
+    return [f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items()]
 
 
 def _sweep(exp: Experiment, method: Method, sweep: SweepSet, run_dir: Path, seed: int, out: Path,
