@@ -7,10 +7,59 @@ DDP ranks draw disjoint slices of one global batch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import importlib
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 import torch
 from torch.utils.data import Sampler
+
+from robot_offrl.errors import UserError
+
+T = TypeVar("T")
+
+
+class DataWorkerError(UserError):
+    """A user error (a damaged chunk, a bad observation) raised inside a DataLoader worker process."""
+
+
+def _user_error_in_worker(err: Exception) -> str | None:
+    """The one-line message of a robot_offrl UserError a DataLoader worker raised, else None.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback as its message, and as a
+    RuntimeError when the exception type cannot be rebuilt from one string (``ChunkCorruptError``). The
+    traceback's last line is ``module.Class: message``; only our own user errors are turned back into
+    one line, anything else keeps its traceback.
+    """
+    text = str(err)
+    if "DataLoader worker" not in text or "Original Traceback" not in text:
+        return None
+    last = next((line for line in reversed(text.splitlines()) if line.strip()), "")
+    qualified, sep, message = last.partition(": ")
+    module, _, name = qualified.rpartition(".")
+    if not sep or not module.startswith("robot_offrl"):
+        return None
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return message if isinstance(cls, type) and issubclass(cls, UserError) else None
+
+
+def surface_worker_errors(batches: Iterable[T]) -> Iterator[T]:
+    """Iterate a DataLoader so a worker's user error reaches the CLI as its one line, not a traceback."""
+    iterator = iter(batches)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except Exception as err:
+            message = _user_error_in_worker(err)
+            if message is None:
+                raise
+            raise DataWorkerError(message) from err
+        yield batch
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

@@ -32,7 +32,7 @@ from robot_offrl.data import EpisodeStore, NormStats
 from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows, to_device
 from robot_offrl.errors import ConfigError, UserError
 from robot_offrl.train import distributed
-from robot_offrl.train.batching import StepBatchSampler
+from robot_offrl.train.batching import StepBatchSampler, surface_worker_errors
 from robot_offrl.train.checkpoint import latest_checkpoint, save_checkpoint
 from robot_offrl.train.device import autocast, autocast_dtype, maybe_compile, select_device
 from robot_offrl.train.logging import RunLogger
@@ -203,7 +203,7 @@ class Trainer:
         try:
             for step, batch in zip(
                 range(self.start_step, total),
-                self._loader(self.train_set, self.start_step, total, self.seed, self.schedule),
+                surface_worker_errors(self._loader(self.train_set, self.start_step, total, self.seed, self.schedule)),
                 strict=True,
             ):
                 losses = self._train_step(step, batch)
@@ -266,7 +266,7 @@ class Trainer:
         totals: dict[str, float] = {}
         n = int(self.cfg.trainer.val_batches)
         try:
-            for i, batch in enumerate(self._loader(self.val_set, 0, n, self.seed + 1)):
+            for i, batch in enumerate(surface_worker_errors(self._loader(self.val_set, 0, n, self.seed + 1))):
                 torch.manual_seed(self.seed + 1_000 + i)
                 with autocast(self.device, self.amp_dtype):
                     losses = self.agent.compute_losses(to_device(batch, self.device), step)

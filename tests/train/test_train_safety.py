@@ -266,3 +266,23 @@ def test_runtime_raises_on_non_finite_actions(store, run):
     with pytest.raises(NonFiniteActionError):
         policy.plan(obs)
     assert not policy._queue, "nothing non-finite is queued for later steps"
+
+
+# -- a damaged chunk read inside a DataLoader worker ---------------------------------------------------
+def test_garbage_image_chunk_read_by_a_worker_is_one_line(tmp_path, capsys):
+    """Images not cached in RAM are read in the workers; torch re-raises there with a traceback as text."""
+    store = write_store(tmp_path / "img.zarr", episodes=4, length=12, image=(32, 32))
+    before = {(i, k): hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+              for i in (0, 1) for k, v in EpisodeStore.open(str(store)).read_episode(i).obs.items()}
+    for chunk in (store / "obs" / "agentview_image" / "c").rglob("*"):
+        if chunk.is_file() and int(chunk.parts[-4]) >= 6:  # episodes 2 and 3 (12 steps each, 4 frames a chunk)
+            chunk.write_bytes(b"not a zstd frame")
+    overrides = small_overrides(store, tmp_path / "run", "bc", steps=4) + [
+        "task.image_keys=[agentview_image]", "trainer.batch_size=4", "trainer.val_fraction=0",
+        "encoder.feature_dim=16", "encoder.num_keypoints=8", "trainer.num_workers=1", "trainer.cache_in_ram=false",
+    ]
+    err = _cli_error(capsys, ["train", *overrides])
+    assert "agentview_image" in err and "chunk" in err
+    after = {(i, k): hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
+             for i in (0, 1) for k, v in EpisodeStore.open(str(store)).read_episode(i).obs.items()}
+    assert after == before
