@@ -32,6 +32,19 @@ class ParamSpec:
     description: str
 
 
+# The policy node and the recorder subscribe to cameras the same way (one parameter, one rule).
+CAMERA_RELIABILITY_PARAM = ParamSpec(
+    "camera_reliability", "string", "reliable",
+    "camera subscriptions: reliable (lost fragments of big frames are resent; needs a reliable "
+    "publisher) or best_effort (matches any publisher, loses whole frames under load)",
+)
+
+
+def check_camera_reliability(value: str) -> None:
+    if value not in CAMERA_RELIABILITY:
+        raise ConfigError(f"camera_reliability must be one of {CAMERA_RELIABILITY}, got {value!r}")
+
+
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "string", "", "run or checkpoint folder loaded by PolicyRuntime.load"),
     ParamSpec("device", "string", "auto", "torch device for inference: auto, cpu, cuda, cuda:1"),
@@ -47,9 +60,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState input"),
     ParamSpec("camera_topics", "string[]", ["/camera/image_raw"], "image topics (…/compressed: CompressedImage)"),
     ParamSpec("camera_keys", "string[]", ["agentview_image"], "observation key of each camera topic, same order"),
-    ParamSpec("camera_reliability", "string", "reliable",
-              "camera subscriptions: reliable (lost fragments of big frames are resent; needs a reliable "
-              "publisher) or best_effort (matches any publisher, loses whole frames under load)"),
+    CAMERA_RELIABILITY_PARAM,
     ParamSpec("ee_pose_topic", "string", "", "geometry_msgs/PoseStamped of the end effector; empty: none"),
     ParamSpec("estop_topic", "string", "/emergency_stop", "std_msgs/Bool emergency stop (true stops)"),
     ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory", "trajectory mode"),
@@ -180,8 +191,7 @@ def parse_config(values: Mapping[str, Any]) -> NodeConfig:
         raise ConfigError(f"control_rate_hz must be >= 0 (0: the checkpoint's rate), got {cfg.control_rate_hz}")
     if cfg.output_mode not in OUTPUT_MODES:
         raise ConfigError(f"output_mode must be one of {OUTPUT_MODES}, got {cfg.output_mode!r}")
-    if cfg.camera_reliability not in CAMERA_RELIABILITY:
-        raise ConfigError(f"camera_reliability must be one of {CAMERA_RELIABILITY}, got {cfg.camera_reliability!r}")
+    check_camera_reliability(cfg.camera_reliability)
     if len(cfg.camera_topics) != len(cfg.camera_keys):
         raise ConfigError(
             f"camera_topics ({len(cfg.camera_topics)}) and camera_keys ({len(cfg.camera_keys)}) must pair up "

@@ -46,6 +46,7 @@ from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
 from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, TrajectoryOutput, action_chunk_msg
 from .params import PARAMS, NodeConfig, parse_config
 from .policy import PolicyFactory, PolicyLike, check_chunk, check_replanning, chunk_length_limit, load_runtime
+from .qos import camera_qos
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
 from .scheduling import message_time_s, schedule_chunk
 from .spinning import StopSignals, spin_until
@@ -55,11 +56,6 @@ _ARRAY_TYPES = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.T
 ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STATUS_QOS = ESTOP_QOS
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-# Reliable camera input: DDS resends a lost fragment instead of dropping the whole frame, which under
-# load lost half of the 640x480 rgb8 frames at 30 Hz with best effort (bench/ros_camera_watchdog.py).
-# Depth 1: only the newest frame is ever used.
-CAMERA_QOS = {"reliable": QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE),
-              "best_effort": qos_profile_sensor_data}
 # Reasons that mean something went wrong (diagnostics ERROR); the others are operator actions.
 FAULTS = ("watchdog", "estop", "inference_error", "nonfinite", "joint_limit", "twist_limit", "workspace", "names",
           "observation")
@@ -287,7 +283,7 @@ class PolicyNode(LifecycleNode):
             events = SubscriptionEventCallbacks(incompatible_qos=self._camera_qos_mismatch(topic, cfg),
                                                 message_lost=self._camera_frames_lost(topic))
             keep("sub", self.create_subscription(msg_type, topic, self._image_callback(topic),
-                                                 CAMERA_QOS[cfg.camera_reliability], event_callbacks=events))
+                                                 camera_qos(cfg.camera_reliability), event_callbacks=events))
         if cfg.ee_pose_topic:
             keep("sub", self.create_subscription(PoseStamped, cfg.ee_pose_topic, self._on_pose,
                                                  qos_profile_sensor_data))
@@ -503,10 +499,7 @@ class PolicyNode(LifecycleNode):
         the limits) the reason says so: the controller then keeps its last checked command.
         """
         with self._lock:
-            if self._state in ("running", "held"):
-                self._state = "held"
-            self._run_token = None
-            self._reason, self._fault = f"{reason}: {message}", reason in FAULTS
+            self._run_token = None  # no result of the ended run is published from here on
             if self._output is not None and self._assembler is not None:
                 try:
                     unsent = self._output.hold(self._assembler.joint_positions())
@@ -515,7 +508,11 @@ class PolicyNode(LifecycleNode):
                     unsent = "no hold published: " + traceback.format_exc(limit=0).strip()
                 if unsent:
                     message = f"{message} ({unsent})"
-                    self._reason = f"{reason}: {message}"
+            # State and reason change together, once the hold's outcome is known: a status reader never
+            # sees "held" with a reason that omits that no hold was published.
+            if self._state in ("running", "held"):
+                self._state = "held"
+            self._reason, self._fault = f"{reason}: {message}", reason in FAULTS
         if reason in FAULTS:  # rcutils wants one severity per call site, hence two calls
             self.get_logger().error(f"HOLD ({reason}): {message}")
         else:

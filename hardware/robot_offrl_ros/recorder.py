@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray
 from std_srvs.srv import SetBool, Trigger
@@ -40,7 +40,8 @@ from robot_offrl.errors import ConfigError, ObservationError, UserError
 from robot_offrl_sim.teleop.session import Refused, Step
 
 from .image_codec import decode_image, fit_image
-from .params import PARAMS, ParamSpec, coerce_param
+from .params import CAMERA_RELIABILITY_PARAM, PARAMS, ParamSpec, check_camera_reliability, coerce_param
+from .qos import camera_qos
 from .safety import match_names
 from .scheduling import message_time_s
 from .spinning import SpinThread
@@ -67,6 +68,7 @@ RECORDER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("ee_pose_topic", "string", "", "PoseStamped -> robot0_eef_pos / robot0_eef_quat; empty: none"),
     ParamSpec("camera_topics", "string[]", ["/camera/image_raw"], "Image topics (…/compressed: CompressedImage)"),
     ParamSpec("camera_keys", "string[]", ["agentview_image"], "observation key of each camera topic"),
+    CAMERA_RELIABILITY_PARAM,
     ParamSpec("image_height", "int", 84, "stored image height (centre crop + resize)"),
     ParamSpec("image_width", "int", 84, "stored image width"),
     ParamSpec("action_source", "string", "joint_state", "joint_state, twist, joint_trajectory or float64_array"),
@@ -109,6 +111,7 @@ class RecorderConfig:
     ee_pose_topic: str
     camera_topics: tuple[str, ...]
     camera_keys: tuple[str, ...]
+    camera_reliability: str
     image_height: int
     image_width: int
     action_source: str
@@ -145,6 +148,7 @@ def parse_recorder_config(values: Mapping[str, Any]) -> RecorderConfig:
         )
     if cfg.max_episode_steps < 0:
         raise ConfigError(f"max_episode_steps must be >= 0 (0: no limit), got {cfg.max_episode_steps}")
+    check_camera_reliability(cfg.camera_reliability)
     if cfg.action_source not in ACTION_SOURCES:
         raise ConfigError(f"action_source must be one of {ACTION_SOURCES}, got {cfg.action_source!r}")
     if not cfg.action_topic:
@@ -258,14 +262,15 @@ class RecorderNode(Node):
         self._arm_idx: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray | None]] = {}
         self._action_idx: dict[tuple[str, ...], np.ndarray] = {}
 
-        def sub(msg_type: Any, topic: str, handler: Callable[[Any, str], None]) -> None:
+        def sub(msg_type: Any, topic: str, handler: Callable[[Any, str], None],
+                qos: QoSProfile = qos_profile_sensor_data) -> None:
             self.buffers[topic] = TopicBuffer(topic)
-            self.create_subscription(msg_type, topic, lambda m, t=topic: self._guard(handler, m, t),
-                                     qos_profile_sensor_data)
+            self.create_subscription(msg_type, topic, lambda m, t=topic: self._guard(handler, m, t), qos)
 
         sub(JointState, cfg.joint_states_topic, self._on_joint_state)
         for topic in cfg.camera_topics:
-            sub(CompressedImage if topic.endswith("/compressed") else Image, topic, self._on_image)
+            sub(CompressedImage if topic.endswith("/compressed") else Image, topic, self._on_image,
+                camera_qos(cfg.camera_reliability))
         if cfg.ee_pose_topic:
             sub(PoseStamped, cfg.ee_pose_topic, self._on_pose)
         action_types = {"joint_state": JointState, "twist": TwistStamped, "joint_trajectory": JointTrajectory,

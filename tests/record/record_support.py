@@ -78,10 +78,14 @@ class JitterPublisher:
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import Image, JointState
 
+        from robot_offrl_ros.qos import camera_qos
+
         rates = rates or {}
         kinds = {"joints": JointState, "camera": Image, "leader": JointState}
         for name, topic in self.topics.items():
-            self._pubs[name] = self.node.create_publisher(kinds[name], topic, qos_profile_sensor_data)
+            # Cameras publish reliably, as camera drivers do and as the recorder's default subscription needs.
+            qos = camera_qos("reliable") if name == "camera" else qos_profile_sensor_data
+            self._pubs[name] = self.node.create_publisher(kinds[name], topic, qos)
             hz = rates.get(name, float(self.rng.uniform(20.0, 30.0)))
             thread = threading.Thread(target=self._run, args=(name, hz), daemon=True)
             self._threads.append(thread)

@@ -233,6 +233,7 @@ def test_record_yaml_documents_every_parameter_and_schemas_follow_the_source() -
     ({"action_source": "telepathy"}, "action_source must be one of"),
     ({"control_rate_hz": 0}, "control_rate_hz must be > 0"),
     ({"joint_names": "panda_joint1"}, "joint_names must be string"),
+    ({"camera_reliability": "sometimes"}, "camera_reliability must be one of"),
 ])
 def test_bad_recorder_config_is_named(overrides: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
