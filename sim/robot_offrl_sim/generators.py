@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.errors import ConfigError
-from robot_offrl_sim.attempts import FUMBLES, MAX_SMOOTH_STD, FumbledGrasp, SmoothNoisePolicy
+from robot_offrl_sim.attempts import (
+    EARLY_CLOSE_HEIGHT,
+    FUMBLES,
+    MAX_SMOOTH_STD,
+    FumbledGrasp,
+    SmoothNoisePolicy,
+)
 from robot_offrl_sim.experts import make_expert
 from robot_offrl_sim.experts.base import CLOSE, OPEN, Obs, ScriptedExpert, servo
 from robot_offrl_sim.reset_play import ResetPlayPolicy
@@ -253,7 +259,7 @@ def _failed_smooth(spec: TaskSpec, rng: np.random.Generator) -> tuple[Policy, di
         return policy, {"failure": "smooth_noise", "noise_std": round(std, 4), "noise_tau": round(tau, 3)}
     mode = str(rng.choice(list(FUMBLES)))
     amount = {
-        "early_close": float(rng.uniform(0.02, 0.04)),  # metres above the grasp height
+        "early_close": float(rng.uniform(*EARLY_CLOSE_HEIGHT[spec.expert or spec.name])),  # metres above the grasp
         "late_close": float(rng.integers(3, 12)),  # steps into the lift
         "miss": float(rng.uniform(0.025, 0.04)),  # metres beside the object
     }[mode]
