@@ -1,8 +1,8 @@
-"""Episode generators: the expert and the non-expert kinds (none of which is flagged expert).
+"""Episode generators: the scripted expert and the non-expert kinds (none of those flagged expert).
 
 RISE needs cheap data that covers states the experts never visit and leads back toward them. The
-benchmark kinds are the cheap data a lab really has: `reset_play` (the object pushed or carried back
-into the expert's start region, arm home, never the task), `failed_smooth` (attempts with drift or a
+benchmark kinds are the cheap data a lab really has: `reset_play` (the object pushed, slid or carried
+back into the expert's start region, arm home, never the task), `failed_smooth` (attempts with drift or a
 fumbled grasp), `partial` (attempts stopped early) and `policy_rollout` (an earlier checkpoint run from
 the wide region). `play`, `failed` (white noise, std 0.5-0.9) and `suboptimal` are kept as a stress
 test (datasets/README.md). Every generator is seeded per episode, so a recipe regenerates the same
@@ -32,8 +32,6 @@ from robot_offrl_sim.rollout import Policy
 from robot_offrl_sim.spec import TaskSpec
 
 KINDS = ("expert", "play", "failed", "partial", "suboptimal", "reset_play", "failed_smooth", "policy_rollout")
-# Kinds whose episodes must never perform the task; collect discards (and replaces) one that does.
-NEVER_SUCCEED = ("reset_play",)
 # A failed attempt is stopped after this many times the expert's typical length, as an operator would.
 ATTEMPT_LENGTH = 2.0
 
@@ -199,7 +197,7 @@ class EpisodePlan:
     expert: bool
     source: str
     details: dict[str, Any] = field(default_factory=dict)
-    never_succeeds: bool = False
+    never_succeeds: bool = False  # collect discards (and replaces) an episode of this plan that succeeded
     # Source to record instead when the episode did succeed (a drifting attempt that still got there is
     # a suboptimal demonstration, not a failure); None keeps `source` whatever happened.
     source_if_success: str | None = None
