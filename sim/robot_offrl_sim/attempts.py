@@ -16,6 +16,9 @@ from robot_offrl_sim.experts.base import OPEN, Obs, ScriptedExpert
 
 MAX_SMOOTH_STD = 0.2
 FUMBLES = ("early_close", "late_close", "miss")
+# Height above the grasp point at which an early close fires, per expert family: above a cube's top
+# for Lift, above the can's top (it is ~10 cm tall: closing lower still catches it) for Can.
+EARLY_CLOSE_HEIGHT = {"lift": (0.02, 0.04), "can": (0.06, 0.075), "square": (0.02, 0.04)}
 
 
 class SmoothNoisePolicy:

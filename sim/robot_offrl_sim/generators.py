@@ -1,8 +1,8 @@
-"""Episode generators: the expert and the non-expert kinds (none of which is flagged expert).
+"""Episode generators: the scripted expert and the non-expert kinds (none of those flagged expert).
 
 RISE needs cheap data that covers states the experts never visit and leads back toward them. The
-benchmark kinds are the cheap data a lab really has: `reset_play` (the object pushed or carried back
-into the expert's start region, arm home, never the task), `failed_smooth` (attempts with drift or a
+benchmark kinds are the cheap data a lab really has: `reset_play` (the object pushed, slid or carried
+back into the expert's start region, arm home, never the task), `failed_smooth` (attempts with drift or a
 fumbled grasp), `partial` (attempts stopped early) and `policy_rollout` (an earlier checkpoint run from
 the wide region). `play`, `failed` (white noise, std 0.5-0.9) and `suboptimal` are kept as a stress
 test (datasets/README.md). Every generator is seeded per episode, so a recipe regenerates the same
@@ -18,7 +18,13 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.errors import ConfigError
-from robot_offrl_sim.attempts import FUMBLES, MAX_SMOOTH_STD, FumbledGrasp, SmoothNoisePolicy
+from robot_offrl_sim.attempts import (
+    EARLY_CLOSE_HEIGHT,
+    FUMBLES,
+    MAX_SMOOTH_STD,
+    FumbledGrasp,
+    SmoothNoisePolicy,
+)
 from robot_offrl_sim.experts import make_expert
 from robot_offrl_sim.experts.base import CLOSE, OPEN, Obs, ScriptedExpert, servo
 from robot_offrl_sim.reset_play import ResetPlayPolicy
@@ -26,8 +32,6 @@ from robot_offrl_sim.rollout import Policy
 from robot_offrl_sim.spec import TaskSpec
 
 KINDS = ("expert", "play", "failed", "partial", "suboptimal", "reset_play", "failed_smooth", "policy_rollout")
-# Kinds whose episodes must never perform the task; collect discards (and replaces) one that does.
-NEVER_SUCCEED = ("reset_play",)
 # A failed attempt is stopped after this many times the expert's typical length, as an operator would.
 ATTEMPT_LENGTH = 2.0
 
@@ -193,7 +197,7 @@ class EpisodePlan:
     expert: bool
     source: str
     details: dict[str, Any] = field(default_factory=dict)
-    never_succeeds: bool = False
+    never_succeeds: bool = False  # collect discards (and replaces) an episode of this plan that succeeded
     # Source to record instead when the episode did succeed (a drifting attempt that still got there is
     # a suboptimal demonstration, not a failure); None keeps `source` whatever happened.
     source_if_success: str | None = None
@@ -253,7 +257,7 @@ def _failed_smooth(spec: TaskSpec, rng: np.random.Generator) -> tuple[Policy, di
         return policy, {"failure": "smooth_noise", "noise_std": round(std, 4), "noise_tau": round(tau, 3)}
     mode = str(rng.choice(list(FUMBLES)))
     amount = {
-        "early_close": float(rng.uniform(0.02, 0.04)),  # metres above the grasp height
+        "early_close": float(rng.uniform(*EARLY_CLOSE_HEIGHT[spec.expert or spec.name])),  # metres above the grasp
         "late_close": float(rng.integers(3, 12)),  # steps into the lift
         "miss": float(rng.uniform(0.025, 0.04)),  # metres beside the object
     }[mode]

@@ -40,7 +40,7 @@ HOME_RESERVE = 40  # steps kept for leaving and going home when the horizon is s
 
 
 class ResetPlayPolicy:
-    """A closed-loop stage machine: (push | carry) the object to a goal in the narrow region, go home.
+    """A closed-loop stage machine: push, slide or carry the object to a goal in the narrow region, go home.
 
     `finished` turns true once the arm is back at its start pose; the rollout runner ends the episode
     there. `report` (shared with the episode's generator_details) says whether the object got there.
@@ -129,8 +129,9 @@ class ResetPlayPolicy:
             self._go("approach" if self.primitive == "push" else "grasp")
         self.steps += 1
         self.stage_steps += 1
-        if self.steps > self.budget and self.stage not in ("leave", "up", "home"):
-            self._go("leave")  # give up: an operator would stop here too
+        if self.steps > self.budget and self.stage not in ("release", "leave", "up", "home"):
+            # Give up, as an operator would: set down what is held, else back off; then go home.
+            self._go("release" if self.stage in ("raise", "carry", "set_down") else "leave")
         a = getattr(self, f"_stage_{self.stage}")(obs)
         self.report["reapproaches"] = self.reapproaches
         return a
