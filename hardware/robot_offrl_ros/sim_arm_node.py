@@ -99,12 +99,14 @@ class SimArmNode(Node):
 
     def __init__(self, node_name: str = "sim_arm", **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
+        self._timer: Any = None
         for spec in SIM_ARM_PARAMS:
             self.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.description))
         if self.get_parameter("use_sim_time").value:
             raise ConfigError("sim_arm publishes /clock itself: start it with use_sim_time false")
         cfg = self._read_config()
         self.cfg = cfg
+        self.lock = threading.Lock()  # one step, reset or test probe of the physics at a time
         self.arm = JointArmSim(cfg.task, cfg.camera_names, cfg.camera_size, cfg.kp)
         if len(cfg.joint_names) != self.arm.n_joints:
             raise ConfigError(f"joint_names has {len(cfg.joint_names)} names; the simulated {self.arm.sim.spec.robot} "
@@ -114,7 +116,6 @@ class SimArmNode(Node):
         lo, hi = sorted((cfg.gripper_open_position, cfg.gripper_closed_position))
         self._grip_lower = np.full(len(cfg.gripper_joint_names), lo)
         self._grip_upper = np.full(len(cfg.gripper_joint_names), hi)
-        self.lock = threading.Lock()  # one step, reset or test probe of the physics at a time
         self._dt_ns = int(round(self.arm.dt * 1e9))
         self._now_ns = time.time_ns()
         self.refused: dict[str, int] = {}
@@ -313,9 +314,14 @@ class SimArmNode(Node):
         return self._now_ns * 1e-9
 
     def destroy_node(self) -> None:
-        self.destroy_timer(self._timer)
-        with self.lock:
-            self.arm.close()
+        """Stop stepping, then release the simulator (also after a failed __init__: rclpy may call this)."""
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        arm = self.__dict__.pop("arm", None)
+        if arm is not None:
+            with self.lock:
+                arm.close()
         super().destroy_node()
 
 
