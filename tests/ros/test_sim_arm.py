@@ -42,6 +42,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint  # noqa: E402
 
 from robot_offrl_ros.outputs import duration  # noqa: E402
+from robot_offrl_ros.sim_arm_controller import CommandRefused, SetpointTracker, trajectory_arrays  # noqa: E402
 from robot_offrl_ros.sim_arm_node import COMMAND_QOS, LATCHED_QOS, SimArmNode  # noqa: E402
 from robot_offrl_ros.sim_arm_params import SIM_ARM_PARAM_NAMES, parse_sim_arm_config  # noqa: E402
 from robot_offrl_ros.spinning import SpinThread  # noqa: E402
@@ -325,6 +326,35 @@ def test_success_flag_is_the_tasks_own_check(rig: tuple[SimArmNode, Probe]) -> N
     probe.wait(lambda: any(m.data for m in probe.get("/sim_arm/success")[n:]), "success true")
     assert probe.reset().success
     probe.wait(lambda: probe.get("/sim_arm/success")[-1].data is False, "success false after reset")
+
+
+# ---------------------------------------------------------------------------- the controller model alone
+def test_tracker_continues_from_the_current_setpoint_and_drops_past_points() -> None:
+    tracker = SetpointTracker(np.zeros(2))
+    assert tracker.follow(10.0, 10.0, np.array([1.0, 2.0]), np.array([[1.0, 0.0], [1.0, 2.0]])) == 2
+    assert tracker.sample(10.5) == pytest.approx([0.5, 0.0])
+    assert tracker.sample(11.5) == pytest.approx([1.0, 1.0])
+    # Replaced mid-motion: the new one starts where the setpoint is now, and its past point is dropped.
+    assert tracker.follow(11.5, 10.0, np.array([1.0, 2.5]), np.array([[9.0, 9.0], [2.0, 1.0]])) == 1
+    assert tracker.sample(11.5) == pytest.approx([1.0, 1.0])
+    assert tracker.sample(12.0) == pytest.approx([1.5, 1.0])
+    assert tracker.sample(20.0) == pytest.approx([2.0, 1.0]) and not tracker.active
+    with pytest.raises(CommandRefused, match="before receipt"):
+        tracker.follow(30.0, 10.0, np.array([1.0]), np.array([[0.0, 0.0]]))
+    assert tracker.sample(30.0) == pytest.approx([2.0, 1.0])  # a refused trajectory changes nothing
+
+
+def test_trajectory_check_orders_by_name_and_refuses_bad_times() -> None:
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    times, pos = trajectory_arrays(["b", "a"], [(0.5, [0.2, 0.1])], ["a", "b"], lo, hi, "t")
+    assert pos.tolist() == [[0.1, 0.2]] and times.tolist() == [0.5]
+    for names, points, reason in [(["a"], [(0.5, [0.1])], "names"),
+                                  (["a", "b"], [(0.5, [0.1, 0.2]), (0.5, [0.1, 0.2])], "times"),
+                                  (["a", "b"], [(0.5, [0.1, 2.0])], "out_of_limits"),
+                                  (["a", "b"], [], "empty")]:
+        with pytest.raises(CommandRefused) as err:
+            trajectory_arrays(names, points, ["a", "b"], lo, hi, "t")
+        assert err.value.reason == reason
 
 
 # ---------------------------------------------------------------------------- files and entry point
