@@ -113,6 +113,10 @@ class SimArmNode(Node):
                               f"arm has {self.arm.n_joints} joints")
         if len(cfg.gripper_joint_names) != self.arm.finger_positions().size:
             raise ConfigError(f"gripper_joint_names must name the {self.arm.finger_positions().size} finger joints")
+        control_hz = 1.0 / self.arm.dt
+        for name in ("state_rate_hz", "camera_rate_hz"):
+            if getattr(cfg, name) > control_hz + 1e-9:  # the arm's state only changes once per control step
+                raise ConfigError(f"{name} {getattr(cfg, name):g} exceeds task {cfg.task}'s control rate {control_hz:g} Hz")
         lo, hi = sorted((cfg.gripper_open_position, cfg.gripper_closed_position))
         self._grip_lower = np.full(len(cfg.gripper_joint_names), lo)
         self._grip_upper = np.full(len(cfg.gripper_joint_names), hi)

@@ -361,7 +361,7 @@ def test_trajectory_check_orders_by_name_and_refuses_bad_times() -> None:
 def test_parameter_file_matches_the_node() -> None:
     raw = yaml.safe_load((HW / "config" / "sim_arm.yaml").read_text())
     params = raw["/**/sim_arm"]["ros__parameters"]
-    assert set(params) == set(SIM_ARM_PARAM_NAMES)
+    assert list(params) == list(SIM_ARM_PARAM_NAMES)
     cfg = parse_sim_arm_config(params)
     policy = yaml.safe_load((HW / "config" / "policy.yaml").read_text())["/**/policy_node"]["ros__parameters"]
     for name in ("joint_states_topic", "trajectory_topic", "forward_topic", "servo_topic", "camera_topics",
