@@ -55,6 +55,7 @@ CAMERA_SIZE = 32
 CAMERA_RATE_HZ = 10.0
 CONTROL_PERIOD_S = 0.05  # lift's 20 Hz control rate: joint states come at every step by default
 TRAJ_TOPIC = "/joint_trajectory_controller/joint_trajectory"
+CHILD_DOMAIN_OFFSET = 66
 TIMEOUT_S = 60.0  # generous: a loaded 2-core machine; every assertion is on sim time
 
 
@@ -146,7 +147,9 @@ class Probe:
 @pytest.fixture(scope="module")
 def domain() -> Iterator[int]:
     """A domain id for this test process, discovery limited to this host (as conftest.ros_context)."""
-    domain = random.randint(101, 200)
+    # 101..165, and the child test's domain + CHILD_DOMAIN_OFFSET stays <= 232 (the highest id DDS
+    # ports allow); conftest.ros_context draws 1..100, so no other ROS test shares these.
+    domain = random.randint(101, 165)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         mp.setenv("ROS_DOMAIN_ID", str(domain))
@@ -398,7 +401,7 @@ def child_env(domain: int) -> dict[str, str]:
 
 
 def test_entry_point_runs_from_the_parameter_file_and_stops_cleanly(domain: int) -> None:
-    child_domain = domain + 50  # not the in-process sim arm's domain
+    child_domain = domain + CHILD_DOMAIN_OFFSET  # not the in-process sim arm's domain
     bad = subprocess.run([sys.executable, "-c", "import sys; from robot_offrl_ros.entry import sim_arm_node; "
                           "sys.exit(sim_arm_node())", "--ros-args", "-p", "task:=no_such_task"],
                          env=child_env(child_domain), capture_output=True, text=True, timeout=120)
