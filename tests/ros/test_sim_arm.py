@@ -395,6 +395,19 @@ def test_launch_file_starts_an_existing_entry_point_with_its_parameter_file() ->
     assert modules <= {"launch", "launch_ros"}
 
 
+def test_package_xml_declares_every_ros_package_the_sim_arm_imports() -> None:
+    import xml.etree.ElementTree as ET
+
+    deps = {e.text for e in ET.parse(HW / "package.xml").getroot().iter("exec_depend")}
+    imported = set()
+    for path in (HW / "robot_offrl_ros").glob("sim_arm*.py"):
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+                imported.add(n.module.split(".")[0])
+    ros = {m for m in imported if m.endswith(("_msgs", "_srvs", "_interfaces")) or m == "rclpy"}
+    assert ros and ros <= deps, sorted(ros - deps)
+
+
 def child_env(domain: int) -> dict[str, str]:
     path = os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(HW), os.environ.get("PYTHONPATH", "")])
     return {**os.environ, "PYTHONPATH": path, "ROS_DOMAIN_ID": str(domain), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
