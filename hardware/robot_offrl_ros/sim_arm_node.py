@@ -59,7 +59,7 @@ from .sim_arm_controller import (
     trajectory_arrays,
 )
 from .sim_arm_env import GRIPPER_CLOSE_ACTION, GRIPPER_OPEN_ACTION, JointArmSim
-from .sim_arm_params import SIM_ARM_PARAMS, SimArmConfig, parse_sim_arm_config
+from .sim_arm_params import EPISODE_PARAMS, SIM_ARM_PARAMS, SimArmConfig, parse_sim_arm_config
 from .spinning import StopSignals, spin_until
 
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -101,7 +101,10 @@ class SimArmNode(Node):
         super().__init__(node_name, **node_kwargs)
         self._timer: Any = None
         for spec in SIM_ARM_PARAMS:
-            self.declare_parameter(spec.name, spec.default, ParameterDescriptor(description=spec.description))
+            # Only the episode parameters can change while running (read at each reset); a changed task
+            # or topic would be silently ignored, so ROS refuses setting them.
+            descriptor = ParameterDescriptor(description=spec.description, read_only=spec.name not in EPISODE_PARAMS)
+            self.declare_parameter(spec.name, spec.default, descriptor)
         if self.get_parameter("use_sim_time").value:
             raise ConfigError("sim_arm publishes /clock itself: start it with use_sim_time false")
         cfg = self._read_config()

@@ -304,6 +304,9 @@ def test_reset_places_object_and_applies_perturbation(rig: tuple[SimArmNode, Pro
 
     bad = probe.reset(object_x=5.0)  # off the table: refused, the episode goes on
     assert not bad.success and "table" in bad.message
+    fixed = probe.call(probe.param_client, SetParameters.Request(parameters=[
+        ParameterMsg(name="task", value=Parameter("task", value="can").get_parameter_value())]))
+    assert not fixed.results[0].successful  # the task is fixed at start-up, not silently ignored
 
     reply = probe.reset(object_x=0.0, object_y=0.0, perturbation="object:0.05,0@4")
     assert reply.success, reply.message
