@@ -459,3 +459,53 @@ def test_entry_point_runs_from_the_parameter_file_and_stops_cleanly(domain: int)
         spin.close()
         listener.destroy_node()
         ctx.try_shutdown()
+
+
+def test_policy_node_closes_the_loop_through_the_sim_arm_on_sim_time(domain: int) -> None:
+    """Separate processes over real DDS: sim arm -> joint states + images -> policy_node (scripted
+    policy, use_sim_time) -> trajectories -> the sim arm moves; nothing is refused."""
+    child_domain = domain + CHILD_DOMAIN_OFFSET
+    env = child_env(child_domain)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "ros"), env["PYTHONPATH"]])
+    sim = subprocess.Popen([sys.executable, "-m", "robot_offrl_ros.sim_arm_node", "--ros-args",
+                            "--params-file", str(HW / "config" / "sim_arm.yaml"), "-p", "seed:=1",
+                            "-p", "real_time_factor:=0.5"],  # sim time falls behind the wall clock
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = subprocess.Popen([sys.executable, str(ROOT / "tests" / "ros" / "policy_node_child.py"), "offset",
+                             "--ros-args", "-p", "use_sim_time:=true", "-p", "enable_control:=true",
+                             "-p", "autostart:=true", "-p", "joint_state_timeout_s:=1.0",
+                             "-p", "image_timeout_s:=1.0"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=child_domain)
+    listener = Node("loop_listener", context=ctx)
+    states: list[JointState] = []
+    refused: list[int] = []
+    trajectories: list[JointTrajectory] = []
+    listener.create_subscription(JointState, "/joint_states", states.append, qos_profile_sensor_data)
+    listener.create_subscription(UInt64, "/sim_arm/refused_commands", lambda m: refused.append(m.data), LATCHED_QOS)
+    listener.create_subscription(JointTrajectory, TRAJ_TOPIC, trajectories.append, COMMAND_QOS)
+    spin = SpinThread(listener)
+    try:
+        end = time.monotonic() + 180
+        while not states or len(trajectories) < 3 or states[-1].position[0] - states[0].position[0] < 0.1:
+            for proc in (sim, node):
+                assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < end, f"{len(states)} joint states, {len(trajectories)} trajectories"
+            time.sleep(0.1)
+        # Commands are stamped on sim time (the sim's /clock), which runs at half the wall clock's
+        # speed: a wall-clock stamp would be seconds ahead of the latest joint state by now.
+        assert stamp_s(trajectories[-1]) <= max(stamp_s(m) for m in states) + 0.5
+        assert refused and refused[-1] == 0
+        for proc in (node, sim):
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=60)
+            assert proc.returncode == 0, out
+    finally:
+        for proc in (node, sim):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        spin.close()
+        listener.destroy_node()
+        ctx.try_shutdown()
