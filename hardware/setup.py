@@ -30,6 +30,7 @@ setup(
         "console_scripts": [
             "policy_node = robot_offrl_ros.entry:policy_node",
             "camera_node = robot_offrl_ros.entry:camera_node",
+            "sim_arm_node = robot_offrl_ros.entry:sim_arm_node",
         ],
     },
 )

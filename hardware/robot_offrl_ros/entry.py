@@ -33,3 +33,7 @@ def policy_node() -> int:
 
 def camera_node() -> int:
     return _run("camera_node", "camera_node")
+
+
+def sim_arm_node() -> int:
+    return _run("sim_arm_node", "sim_arm_node")

@@ -30,7 +30,9 @@ LAUNCH = HW / "launch" / "policy.launch.py"
 ENTRY_POINTS = {
     "policy_node": "robot_offrl_ros.entry:policy_node",
     "camera_node": "robot_offrl_ros.entry:camera_node",
+    "sim_arm_node": "robot_offrl_ros.entry:sim_arm_node",
 }
+POLICY_LAUNCH_EXECUTABLES = {"policy_node", "camera_node"}  # sim_arm_node has its own launch file
 
 
 def setup_py_entry_points() -> dict[str, str]:
@@ -51,7 +53,7 @@ def test_executables_exist_in_setup_py_and_pyproject() -> None:
     for name, target in ENTRY_POINTS.items():
         assert scripts[name] == target
     named = {k.value.value for c in launch_calls() for k in c.keywords if k.arg == "executable"}
-    assert named == set(ENTRY_POINTS)
+    assert named == POLICY_LAUNCH_EXECUTABLES
     packages = [k.value for c in launch_calls() for k in c.keywords if k.arg == "package"]
     assert len(packages) == 2 and all(isinstance(p, ast.Name) and p.id == "PACKAGE" for p in packages)
     assert 'PACKAGE = "robot_offrl_ros"' in LAUNCH.read_text()
