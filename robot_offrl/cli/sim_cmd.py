@@ -21,7 +21,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     idx = collect(
         args.task, args.kind, args.episodes, args.out, region=args.region,
         cameras=csv_list(args.cameras) if args.cameras else None, seed=args.seed, horizon=args.horizon,
-        progress=not args.quiet,
+        progress=not args.quiet, checkpoint=args.checkpoint,
     )
     print(f"appended {len(idx)} {args.kind} episode(s) to {args.out} (indices {idx[0]}..{idx[-1]})")
     return 0
@@ -106,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     col.add_argument("--task", required=True, help="lift, can, square (configs/task/<name>.yaml)")
-    col.add_argument("--kind", required=True, choices=["expert", "play", "failed", "partial", "suboptimal"])
+    col.add_argument("--kind", required=True, help="expert, partial, reset_play, failed_smooth, policy_rollout, ... (docs/sim.md; collect checks it)")
+    col.add_argument("--checkpoint", default=None, help="policy_rollout only: the run whose policy runs")
     col.add_argument("--episodes", type=int, required=True)
     col.add_argument("--region", default=None, help="narrow or wide (default: narrow for expert, else wide)")
     col.add_argument("--cameras", default=None, help="comma list, e.g. agentview,robot0_eye_in_hand")

@@ -64,6 +64,15 @@ def test_cli_collect_and_build_dataset(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown camera"):
         _cli(["sim", "collect", "--task", "lift", "--kind", "play", "--episodes", "1", "--cameras", "nope",
               "--out", str(tmp_path / "x.zarr")])
+    # The benchmark kinds are collectable from the CLI too; the kind list is collect's, not the parser's.
+    assert _cli(["sim", "collect", "--task", "lift", "--kind", "reset_play", "--episodes", "1", "--quiet",
+                 "--out", str(tmp_path / "reset.zarr")]) == 0
+    assert [(e.expert, e.source) for e in EpisodeStore.open(str(tmp_path / "reset.zarr")).episodes] == [(False, "play")]
+    with pytest.raises(UserError, match="unknown episode kind 'nope'; use one of .*failed_smooth"):
+        _cli(["sim", "collect", "--task", "lift", "--kind", "nope", "--episodes", "1", "--out", str(tmp_path / "y.zarr")])
+    with pytest.raises(UserError, match="policy_rollout needs one"):
+        _cli(["sim", "collect", "--task", "lift", "--kind", "policy_rollout", "--episodes", "1",
+              "--out", str(tmp_path / "y.zarr")])
     with pytest.raises(UserError, match="no cells"):
         _cli(["sweep", "--policy", "scripted:lift", "--task", "lift", "--grid", "0x2", "--out", str(tmp_path / "s")])
 
