@@ -140,13 +140,50 @@ def spec_from_mapping(raw: Mapping[str, object], path: Path) -> TaskSpec:
     )
 
 
-@lru_cache(maxsize=16)
-def _load(path: Path) -> TaskSpec:
+def _read_task_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, object]:
+    """The task file's mapping with its Hydra ``defaults: [<base task>, _self_]`` merged in.
+
+    A variant (lift_pose: Lift with another observation) names its base task the way Hydra reads it
+    for the trainer, so both loaders see the same values and each is written once. As in Hydra with
+    ``_self_`` last, the variant's keys win: mappings merge key by key, anything else is replaced.
+    """
+    if path in seen:
+        raise ConfigError(f"{path}: task defaults form a cycle ({' -> '.join(p.stem for p in (*seen, path))})")
     with open(path) as fh:
         raw = yaml.safe_load(fh)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return spec_from_mapping(raw, path)
+    raw = dict(raw)
+    defaults = raw.pop("defaults", [])
+    if not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults):
+        raise ConfigError(f"{path}: defaults must be a list of task names and _self_, got {defaults!r}")
+    bases = [d for d in defaults if d != "_self_"]
+    if defaults and defaults[-1] != "_self_":
+        raise ConfigError(f"{path}: defaults must end with _self_ (the variant's own keys win), got {defaults}")
+    merged: dict[str, object] = {}
+    for base in bases:
+        base_path = path.parent / f"{base}.yaml"
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: defaults names task {base!r}, but {base_path} does not exist")
+        _merge_into(merged, _read_task_yaml(base_path, (*seen, path)))
+    _merge_into(merged, raw)
+    return merged
+
+
+def _merge_into(target: dict[str, object], overlay: Mapping[str, object]) -> None:
+    for key, value in overlay.items():
+        current = target.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged = dict(current)
+            _merge_into(merged, value)
+            target[key] = merged
+        else:
+            target[key] = value
+
+
+@lru_cache(maxsize=16)
+def _load(path: Path) -> TaskSpec:
+    return spec_from_mapping(_read_task_yaml(path), path)
 
 
 def load_task(name: str) -> TaskSpec:

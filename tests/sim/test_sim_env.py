@@ -31,6 +31,33 @@ def test_task_configs_load_with_nested_regions() -> None:
         assert list(spec.lowdim_keys) == ["robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object"]
 
 
+@pytest.mark.parametrize("variant", ["lift_pose", "can_pose"])
+def test_task_variants_inherit_their_base_the_same_way_in_sim_and_trainer(variant: str) -> None:
+    """`defaults: [base, _self_]` is read by Hydra for the trainer and by spec.py for the sim."""
+    from omegaconf import OmegaConf
+
+    from robot_offrl.config import compose
+
+    spec = load_task(variant)
+    trainer_view = OmegaConf.to_container(compose("train", [f"task={variant}", "data=unused"]).task)
+    assert spec.raw == trainer_view
+    base = load_task(variant.removesuffix("_pose"))
+    assert (spec.env_name, spec.regions, spec.horizon) == (base.env_name, base.regions, base.horizon)
+    assert spec.name == variant and spec.object_state and not base.object_state
+
+
+def test_task_defaults_must_name_a_task_and_end_with_self(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("defaults: [nope, _self_]\nname: a\n")
+    with pytest.raises(ConfigError, match="names task 'nope'"):
+        load_task(str(tmp_path / "a.yaml"))
+    (tmp_path / "b.yaml").write_text("defaults: [b, _self_]\nname: b\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_task(str(tmp_path / "b.yaml"))
+    (tmp_path / "c.yaml").write_text("defaults: [_self_, b]\nname: c\n")
+    with pytest.raises(ConfigError, match="must end with _self_"):
+        load_task(str(tmp_path / "c.yaml"))
+
+
 def test_unknown_task_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"unknown task 'stack'.*lift"):
         load_task("stack")
