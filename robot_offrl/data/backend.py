@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from robot_offrl.data.errors import StoreCorruptError, StoreError, StoreNotFoundError
+from robot_offrl.fsutil import fsync_path as _fsync_path
+from robot_offrl.fsutil import replace_directory
 
 # Sibling directories used while rebuilding a store (delete, compaction); see swap_into_place.
 REBUILD_SUFFIX = ".rebuild"
@@ -146,58 +148,17 @@ class Location:
         return self.local_path.parent / f".{self.local_path.name}{suffix}"
 
 
-def _fsync_path(path: Path) -> None:
-    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
-    try:
-        fd = os.open(path, flags)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    fn = getattr(libc, "renameat2", None)
-    if fn is None:
-        return False
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    rc = fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    return rc == 0
-
-
 def swap_into_place(location: Location, rebuilt: Path) -> None:
     """Replace the store at ``location`` by the complete store at ``rebuilt``.
 
-    With RENAME_EXCHANGE the swap is one atomic step. Without it (other OSes, some filesystems) we
-    rename old -> ``.old`` then rebuilt -> target; a crash between the two is finished by
-    ``recover_interrupted_swap`` the next time the store is opened, because ``rebuilt`` is only ever
-    moved once it is complete.
+    With RENAME_EXCHANGE the swap is one atomic step. Without it (other OSes, some filesystems) the
+    old store goes to ``.old`` first; a crash between the two renames is finished by
+    ``recover_interrupted_swap`` the next time a writer opens the store, because ``rebuilt`` is only
+    ever moved once it is complete.
     """
     target = location.local_path
     assert target is not None
-    if _exchange(rebuilt, target):
-        _fsync_path(target.parent)
-        shutil.rmtree(rebuilt, ignore_errors=True)
-        return
-    old = location.sibling(OLD_SUFFIX)
-    shutil.rmtree(old, ignore_errors=True)
-    os.rename(target, old)
-    os.rename(rebuilt, target)
-    _fsync_path(target.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_directory(rebuilt, target, location.sibling(OLD_SUFFIX))
 
 
 def recover_interrupted_swap(location: Location) -> bool:

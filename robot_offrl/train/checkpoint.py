@@ -11,14 +11,12 @@ silently starting over. Old checkpoints are pruned by step number, never by name
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from robot_offrl import __version__
 from robot_offrl.config import from_yaml, to_yaml
 from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.fsutil import fsync_path, replace_directory
 
 MODEL_FILE = "model.safetensors"
 OPTIM_FILE = "optim.safetensors"
@@ -43,6 +42,9 @@ META_FILE = "meta.json"
 LATEST_FILE = "latest"
 CHECKPOINT_DIR = "checkpoints"
 DIGESTS_KEY = "sha256"  # meta.json: {file name: SHA-256 hex} of every other file in the folder
+# 1: digests optional (checkpoints written before they existed). 2: digests of every file required, so
+# deleting the "sha256" entry or one file's digest by hand is damage, not a way around the check.
+FORMAT_VERSION = 2
 _STEP_NAME = re.compile(r"^step_(\d+)$")
 
 
@@ -148,20 +150,6 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new entry in ``path`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(
     run_dir: str | Path,
     step: int,
@@ -180,7 +168,7 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(_plain_tensors(model_state), str(tmp / MODEL_FILE))
-    meta: dict[str, Any] = {"step": step, "format": "robot_offrl.checkpoint", "format_version": 1}
+    meta: dict[str, Any] = {"step": step, "format": "robot_offrl.checkpoint", "format_version": FORMAT_VERSION}
     meta["code_version"] = code_version()
     if optimizer is not None:
         optim_tensors, optim_structure = flatten_optimizer_state(optimizer)
@@ -194,25 +182,11 @@ def save_checkpoint(
     (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
     for path in tmp.iterdir():
         _fsync_file(path)
-    _fsync_dir(tmp)
+    fsync_path(tmp)
     _move_into_place(tmp, final)
     _write_latest(root, final.name)
     _prune(root, keep, protect=frozenset({final.name}))
     return final
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two directory entries (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
-    if sys.platform != "linux":
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
-    return rc == 0
 
 
 def _move_into_place(tmp: Path, final: Path) -> None:
@@ -223,19 +197,10 @@ def _move_into_place(tmp: Path, final: Path) -> None:
     this did before) left no checkpoint of that step if the process died before the rename.
     """
     if final.exists():
-        if _exchange(tmp, final):
-            _fsync_dir(final.parent)
-            shutil.rmtree(tmp, ignore_errors=True)  # now holds the old checkpoint
-            return
-        old = final.with_name(f".old_{final.name}_{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, final, final.with_name(f".old_{final.name}_{os.getpid()}"))
         return
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
 def _write_latest(root: Path, name: str) -> None:
@@ -245,7 +210,7 @@ def _write_latest(root: Path, name: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, root / LATEST_FILE)
-    _fsync_dir(root)
+    fsync_path(root)
 
 
 def _prune(root: Path, keep: int, protect: frozenset[str] = frozenset()) -> None:
@@ -323,13 +288,21 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
 def verify_checkpoint(folder: Path, meta: dict[str, Any]) -> None:
     """Compare every file with the SHA-256 meta.json recorded when it was written.
 
-    Checkpoints written before digests existed have none and are accepted as they are.
+    Format 1 checkpoints (written before digests existed) may have none and are accepted as they are;
+    from format 2 on every file in the folder must have its digest.
     """
     digests = meta.get(DIGESTS_KEY)
-    if digests is None:
+    required = int(meta.get("format_version", 1)) >= 2
+    if digests is None and not required:
         return
     if not isinstance(digests, dict):
-        raise CheckpointError(f"checkpoint '{folder}' is damaged: meta.json's {DIGESTS_KEY!r} is not a mapping")
+        raise CheckpointError(f"checkpoint '{folder}' is damaged: meta.json's {DIGESTS_KEY!r} is missing or not a mapping")
+    if required:
+        unlisted = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name != META_FILE and p.name not in digests)
+        if unlisted or MODEL_FILE not in digests:
+            raise CheckpointError(
+                f"checkpoint '{folder}' is damaged: {META_FILE} records no SHA-256 for {unlisted or [MODEL_FILE]}"
+            )
     for name, expected in sorted(digests.items()):
         path = folder / name
         if not path.is_file():
@@ -358,7 +331,7 @@ def load_checkpoint(path: str | Path, with_optimizer: bool = False) -> Checkpoin
     meta = _read_json(folder / META_FILE)
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint file '{folder / META_FILE}' does not hold a JSON object")
-    if meta.get("format_version", 1) > 1:
+    if not isinstance(meta.get("format_version", 1), int) or meta.get("format_version", 1) > FORMAT_VERSION:
         raise CheckpointError(
             f"checkpoint '{folder}' has format_version {meta['format_version']}; upgrade robot-offrl to load it"
         )

@@ -286,3 +286,18 @@ def test_garbage_image_chunk_read_by_a_worker_is_one_line(tmp_path, capsys):
     after = {(i, k): hashlib.sha256(np.ascontiguousarray(v).tobytes()).hexdigest()
              for i in (0, 1) for k, v in EpisodeStore.open(str(store)).read_episode(i).obs.items()}
     assert after == before
+
+
+@pytest.mark.parametrize("edit", ["drop_all", "drop_model", "drop_config"])
+def test_removing_digests_by_hand_is_damage_not_a_bypass(run, edit):
+    """Format 2 requires a SHA-256 for every file: deleting the entry does not switch the check off."""
+    folder = run / "checkpoints" / STEP4
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["format_version"] == 2 and "model.safetensors" in meta["sha256"]
+    if edit == "drop_all":
+        del meta["sha256"]
+    else:
+        del meta["sha256"]["model.safetensors" if edit == "drop_model" else "config.yaml"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(folder)
