@@ -23,7 +23,6 @@ LIPSCHITZ_METHODS = ("exact", "power")
 LIPSCHITZ_FORMS = ("spectral_mlp", "hinge")
 GRIPPER_MODES = ("auto", "action", "qpos", "none")
 NEIGHBOR_POOLS = ("all", "expert")
-NEIGHBOR_SEARCHES = ("separate", "combined")
 AUGMENT_SCHEDULES = ("alternate", "mixed")
 
 def section(cfg: Any, name: str) -> Mapping[str, Any]:
@@ -128,24 +127,26 @@ class NNAugmentConfig:
 
     @classmethod
     def from_mapping(cls, sec: Mapping[str, Any]) -> NNAugmentConfig:
+        from robot_offrl.data.neighbors import NEIGHBOR_SEARCHES  # here: data/sampler imports this module
+
         w = "algo.nn_augment"
-        share = read_float(sec, w, "augmented_share", 0.5, low=0.0, high=1.0, low_open=True)
+        share = read_float(sec, w, "augmented_share", cls.augmented_share, low=0.0, high=1.0, low_open=True)
         if share >= 1.0:
             raise ConfigError(f"{w}.augmented_share must be < 1 (the critic needs real-window steps), got {share}")
         return cls(
-            enabled=read_bool(sec, w, "enabled", False),
-            k=read_int(sec, w, "k", 15, minimum=1),
-            threshold=read_float(sec, w, "threshold", 0.1, low=0.0, low_open=True),
-            skip_first=read_int(sec, w, "skip_first", 5, minimum=0),
-            skip_first_expert=read_int(sec, w, "skip_first_expert", 0, minimum=0),
+            enabled=read_bool(sec, w, "enabled", cls.enabled),
+            k=read_int(sec, w, "k", cls.k, minimum=1),
+            threshold=read_float(sec, w, "threshold", cls.threshold, low=0.0, low_open=True),
+            skip_first=read_int(sec, w, "skip_first", cls.skip_first, minimum=0),
+            skip_first_expert=read_int(sec, w, "skip_first_expert", cls.skip_first_expert, minimum=0),
             feature_keys=read_str_list(sec, w, "feature_keys"),
-            gripper=read_choice(sec, w, "gripper", "auto", GRIPPER_MODES),
-            neighbors_from=read_choice(sec, w, "neighbors_from", "all", NEIGHBOR_POOLS),
-            search=read_choice(sec, w, "search", "combined", NEIGHBOR_SEARCHES),
-            max_fraction=read_float(sec, w, "max_fraction", 0.5, low=0.0, high=1.0, low_open=True),
-            schedule=read_choice(sec, w, "schedule", "mixed", AUGMENT_SCHEDULES),
+            gripper=read_choice(sec, w, "gripper", cls.gripper, GRIPPER_MODES),
+            neighbors_from=read_choice(sec, w, "neighbors_from", cls.neighbors_from, NEIGHBOR_POOLS),
+            search=read_choice(sec, w, "search", cls.search, NEIGHBOR_SEARCHES),
+            max_fraction=read_float(sec, w, "max_fraction", cls.max_fraction, low=0.0, high=1.0, low_open=True),
+            schedule=read_choice(sec, w, "schedule", cls.schedule, AUGMENT_SCHEDULES),
             augmented_share=share,
-            block_steps=read_int(sec, w, "block_steps", 100, minimum=1),
+            block_steps=read_int(sec, w, "block_steps", cls.block_steps, minimum=1),
         )
 
 
@@ -220,10 +221,10 @@ class AlgoConfig:
             sources=sources,
             use_critic=use_critic,
             lipschitz_weight=read_float(sec, w, "lipschitz_weight", 0.1 if name == "rise" else 0.0, low=0.0),
-            lipschitz_form=read_choice(sec, w, "lipschitz_form", "hinge", LIPSCHITZ_FORMS),
-            lipschitz_hidden=read_int(sec, w, "lipschitz_hidden", 512, minimum=1),
-            lipschitz_method=read_choice(sec, w, "lipschitz_method", "exact", LIPSCHITZ_METHODS),
-            lipschitz_max=read_float(sec, w, "lipschitz_max", 1.0, low=0.0),
+            lipschitz_form=read_choice(sec, w, "lipschitz_form", cls.lipschitz_form, LIPSCHITZ_FORMS),
+            lipschitz_hidden=read_int(sec, w, "lipschitz_hidden", cls.lipschitz_hidden, minimum=1),
+            lipschitz_method=read_choice(sec, w, "lipschitz_method", cls.lipschitz_method, LIPSCHITZ_METHODS),
+            lipschitz_max=read_float(sec, w, "lipschitz_max", cls.lipschitz_max, low=0.0),
             nn_augment=NNAugmentConfig.from_mapping(section(sec, "nn_augment")),
             selection=SelectionConfig.from_mapping(section(sec, "selection")),
         )

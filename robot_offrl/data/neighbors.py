@@ -77,7 +77,9 @@ class NeighborSettings:
         return d
 
 
-LEGACY_SETTINGS: dict[str, object] = {"search": "combined", "skip_first_expert": 0}
+# Settings added after the first neighbour caches, at the values those caches were built with (the
+# dataclass defaults above).
+LEGACY_SETTINGS: dict[str, object] = {name: getattr(NeighborSettings, name) for name in ("search", "skip_first_expert")}
 NEIGHBOR_SEARCHES = ("separate", "combined")
 
 

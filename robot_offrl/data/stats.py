@@ -76,11 +76,16 @@ class NormStats:
     def to_dict(self) -> dict[str, Any]:
         return {"num_steps": self.num_steps, "keys": {k: v.to_dict() for k, v in self.keys.items()}}
 
+    def non_finite(self) -> list[str]:
+        """``key.field`` of every statistic holding NaN or inf (a tampered checkpoint, an old cache)."""
+        return [
+            f"{key}.{n}" for key, s in self.keys.items() for n in ("min", "max", "mean", "std")
+            if not np.isfinite(getattr(s, n)).all()
+        ]
+
     def is_finite(self) -> bool:
         """False when any statistic is NaN or inf (e.g. a cache written before such values were refused)."""
-        return all(
-            np.isfinite(getattr(s, n)).all() for s in self.keys.values() for n in ("min", "max", "mean", "std")
-        )
+        return not self.non_finite()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NormStats:

@@ -66,12 +66,9 @@ def check_finite_state(agent: Agent, stats: NormStats, source: str) -> None:
     for name, tensor in agent.state_dict().items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{source}: weight tensor '{name}' holds NaN/inf; this checkpoint cannot act")
-    for key, key_stats in stats.keys.items():
-        for field_name in ("min", "max", "mean", "std"):
-            if not np.isfinite(getattr(key_stats, field_name)).all():
-                raise CheckpointError(
-                    f"{source}: normalisation statistic '{key}.{field_name}' holds NaN/inf; this checkpoint cannot act"
-                )
+    bad = stats.non_finite()
+    if bad:
+        raise CheckpointError(f"{source}: normalisation statistic '{bad[0]}' holds NaN/inf; this checkpoint cannot act")
 
 
 class PolicyRuntime:
