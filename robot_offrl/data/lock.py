@@ -301,6 +301,31 @@ def _try_lease(location: Location, lease_s: float) -> tuple[WriteLock | None, Ho
     return lease, None
 
 
+# Locks a caller holds for a location while code it calls opens that location itself (a remote
+# ``build_beside`` holds the final URL's lease while ``sim collect`` opens it): keyed by ``_lock_key``.
+_LENT: contextvars.ContextVar[dict[str, WriteLock] | None] = contextvars.ContextVar("robot_offrl_lent_locks", default=None)
+
+
+def _lock_key(location: Location) -> str:
+    return str(location.local_path) if location.local_path is not None else location.url.rstrip("/")
+
+
+@contextlib.contextmanager
+def lend_lock(location: Location, lock: WriteLock) -> Iterator[None]:
+    """Inside the block, taking ``location``'s write lock borrows ``lock`` instead of waiting on ourselves.
+
+    Why: a build that must hold the lock of the path it writes from start to end (so it alone can
+    create it and remove what it created) calls code that opens the store the ordinary way.
+    """
+    lent = dict(_LENT.get() or {})
+    lent[_lock_key(location)] = lock
+    token = _LENT.set(lent)
+    try:
+        yield
+    finally:
+        _LENT.reset(token)
+
+
 def try_write_lock(location: Location, *, lease_s: float = DEFAULT_LEASE_S) -> tuple[WriteLock | None, Holder | None]:
     """Take the lock now or report who holds it (``(None, holder)``; holder is None when unknown)."""
     if location.local_path is not None:
@@ -312,6 +337,10 @@ def acquire_write_lock(
     location: Location, *, wait_s: float | None = None, lease_s: float = DEFAULT_LEASE_S
 ) -> WriteLock:
     """Take the store's write lock, polling up to ``wait_s`` seconds (default: ``wait_for_lock``'s)."""
+    lent = (_LENT.get() or {}).get(_lock_key(location))
+    if lent is not None:
+        lent.check()
+        return BorrowedLock(lent)
     wait = _DEFAULT_WAIT_S.get() if wait_s is None else float(wait_s)
     deadline = time.monotonic() + wait
     while True:
