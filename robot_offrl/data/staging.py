@@ -156,10 +156,16 @@ def build_beside(out: str, what: str) -> Iterator[str]:
         if not built.is_dir():
             raise StoreError(f"{out}: {what} finished without writing a store")
         fsync_tree(built)
-        if target.exists():
-            raise StoreExistsError(f"{out}: appeared while {what} was running; the new store was discarded")
-        os.rename(built, target)
-        _fsync_dir(target.parent)  # the rename itself survives a power loss
+        # Under the final path's lock: a writer creating `out` meanwhile either finished first (we
+        # refuse) or finds our complete store there (it refuses); neither removes the other's store.
+        final_lock = acquire_write_lock(location)
+        try:
+            if target.exists():
+                raise StoreExistsError(f"{out}: appeared while {what} was running; the new store was discarded")
+            os.rename(built, target)
+            _fsync_dir(target.parent)  # the rename itself survives a power loss
+        finally:
+            final_lock.release()
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 

@@ -165,18 +165,30 @@ class EpisodeStore:
             "created_at": _now(),
             DENSE_CHUNKS_ATTR: True,
         }
+        created = False  # only a root this call made is ours to remove on failure
         try:
             with translate_write_errors(str(location)):
                 store = location.zarr_store(read_only=False)
                 root = zarr.open_group(store=store, mode="w" if overwrite else "w-", attributes=attrs)
+                created = True
                 create_arrays(root, schema.obs, schema.action.dim)
                 root.create_group(INDEX_GROUP, attributes=_index_attrs([], 0, 0, 0))
                 if durable:
                     keys = ["zarr.json", f"{INDEX_GROUP}/zarr.json", f"{ACTIONS_ARRAY}/zarr.json", "obs/zarr.json"]
                     keys += [f"{obs_path(k)}/zarr.json" for k in schema.obs_keys]
                     location.fsync_keys(keys)
-        except BaseException:
-            remove_partial_store(location)  # half a skeleton (a full disk) is not a store; we hold its lock
+        except BaseException as err:
+            if created:  # half a skeleton (a full disk) is not a store; we hold its lock and made it
+                remove_partial_store(location)
+                raise
+            if location.local_path is not None:  # an empty folder the failed create made, never a store
+                with contextlib.suppress(OSError):
+                    location.local_path.rmdir()
+            if not overwrite and isinstance(err, Exception) and not isinstance(err, StoreError) and location.exists():
+                raise StoreExistsError(
+                    f"{location}: appeared while this store was being created (a writer that does not take "
+                    "the lock made it); it was left untouched, pick another path"
+                ) from err
             raise
         return cls(location, "r+", durable=durable, lock=lock)
 

@@ -97,3 +97,57 @@ def test_remote_merge_failing_midway_leaves_nothing(tmp_path: Path) -> None:
         merge_stores(url, [str(src)])
     fs, path = fsspec.core.url_to_fs(url)
     assert not fs.exists(path)
+
+
+def test_create_racing_a_store_that_appears_never_removes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The window between create's exists() check and zarr's "w-" open: a complete store appears in it
+    # (a writer that takes no lock). Simulated by letting the check miss it; the create must fail
+    # without removing it.
+    root = tmp_path / "s.zarr"
+    fill_store(root, [4, 5], image=False).close()
+    before = committed_hashes(root)
+    real_exists = Location.exists
+    calls = {"n": 0}
+
+    def first_check_misses(self: Location) -> bool:
+        calls["n"] += 1
+        return False if calls["n"] == 1 else real_exists(self)
+
+    monkeypatch.setattr(Location, "exists", first_check_misses)
+    with pytest.raises(StoreExistsError, match="appeared while this store was being created"):
+        EpisodeStore.create(str(root), make_schema(image=False))
+    monkeypatch.undo()
+    assert committed_hashes(root) == before
+
+
+HOLD_LOCK = """
+import sys, time
+from robot_offrl.data.backend import Location
+from robot_offrl.data.lock import acquire_write_lock
+lock = acquire_write_lock(Location.parse(sys.argv[1]))
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_local_build_renames_into_place_only_under_the_outputs_lock(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lock_support import child_env
+
+    out = tmp_path / "out.zarr"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(out)], env=child_env(), stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLockedError, match=f"pid {holder.pid}"), build_beside(str(out), "data merge") as path:
+            fill_store(path, [3], image=False).close()
+        assert not out.exists()  # the holder is creating `out`: our build was discarded, not renamed over it
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".out.zarr.lock"]
+    finally:
+        holder.kill()
+        holder.wait(30)
+    with build_beside(str(out), "data merge") as path:  # lock free: the rename goes through
+        fill_store(path, [3], image=False).close()
+    assert EpisodeStore.open(out).num_episodes == 1
