@@ -149,7 +149,7 @@ class _FileLock(WriteLock):
     def __init__(self, fd: int, holder: Holder) -> None:
         self._fd: int | None = fd
         self.holder = holder
-        _HELD_FILE_LOCKS.add(self)
+        _HELD_LOCKS.add(self)
 
     def check(self) -> None:
         if self._fd is None:
@@ -172,9 +172,17 @@ class _FileLock(WriteLock):
         os.close(fd)  # closing the last descriptor drops the flock
 
 
-_HELD_FILE_LOCKS: weakref.WeakSet[_FileLock] = weakref.WeakSet()
+# Every lock this process holds, so a forked child can disown its copies (``_disown_in_forked_child``).
+_HELD_LOCKS: weakref.WeakSet[_FileLock | _Lease] = weakref.WeakSet()
+
+
+def _disown_in_forked_child() -> None:
+    for lock in list(_HELD_LOCKS):
+        lock._drop_in_forked_child()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: [lock._drop_in_forked_child() for lock in list(_HELD_FILE_LOCKS)])
+    os.register_at_fork(after_in_child=_disown_in_forked_child)
 
 
 def lock_file(location: Location) -> Path:
@@ -217,6 +225,14 @@ class _Lease(WriteLock):
         self.lost_to: Holder | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._forked_copy = False
+
+    def _drop_in_forked_child(self) -> None:
+        # A forked child inherits the token but not the renewal thread: left alone, its check() would
+        # pass (it could commit under the parent's lease) and its release() would delete the parent's
+        # lease while the parent still writes. The child's copy is marked lost and releases nothing.
+        self._forked_copy = True
+        self._thread = None
 
     def _payload(self, expires_at: float) -> bytes:
         return json.dumps({**asdict(self.holder), "token": self.token, "expires_at": expires_at}).encode()
@@ -251,6 +267,11 @@ class _Lease(WriteLock):
                 continue
 
     def check(self) -> None:
+        if self._forked_copy:
+            raise StoreLockedError(
+                f"{self.where}: this handle was inherited by a forked process; only the parent holds the "
+                "write lease — open the store in the child to write"
+            )
         current = self.read()
         if current is not None and current.get("token") == self.token and time.time() < self.expires_at:
             return
@@ -262,6 +283,8 @@ class _Lease(WriteLock):
         )
 
     def release(self) -> None:
+        if self._forked_copy:
+            return  # the parent's lease, not ours to remove
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
@@ -298,6 +321,7 @@ def _try_lease(location: Location, lease_s: float) -> tuple[WriteLock | None, Ho
     if not current or current.get("token") != lease.token:
         return None, Holder.parse(json.dumps(current or {}))
     lease.start_renewing()
+    _HELD_LOCKS.add(lease)
     return lease, None
 
 
