@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as _dt
+import functools
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -441,8 +442,10 @@ class EpisodeStore:
             folder = None if root is None else root / _array_path(key)
             # A store without dense chunks may lack all-zero chunks legitimately: read them as zarr's
             # fill value, once said aloud (``_sparse_chunk``); a dense store refuses any missing chunk.
+            # Through a weak reference: a handle must not keep itself alive (a writable one holds the lock).
             reader = self._readers[key] = ChunkReader(
-                self._arrays[key], folder, strict=self.dense_chunks, on_missing=self._sparse_chunk
+                self._arrays[key], folder, strict=self.dense_chunks,
+                on_missing=functools.partial(_sparse_chunk_of, weakref.ref(self)),
             )
         return reader
 
@@ -777,6 +780,12 @@ class EpisodeStore:
         val_uids = set(entry.get("val_uids", [])) if entry else set()
         want_val = name == "val"
         return [m.index for m in self._episodes if (m.uid in val_uids) == want_val]
+
+
+def _sparse_chunk_of(ref: weakref.ref[EpisodeStore], index: int) -> None:
+    store = ref()
+    if store is not None:
+        store._sparse_chunk(index)
 
 
 def sparse_chunks_message(store: EpisodeStore) -> str:
