@@ -125,7 +125,7 @@ class Location:
         for key in keys:
             file = self.local_path / key
             if file.is_file():
-                _fsync_path(file)
+                fsync_path(file)
             parent = file.parent
             while True:
                 dirs.add(parent)
@@ -133,8 +133,8 @@ class Location:
                     break
                 parent = parent.parent
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_path(d)
-        _fsync_path(self.local_path.parent)
+            fsync_path(d)
+        fsync_path(self.local_path.parent)
 
     def leftover_temp_files(self) -> list[Path]:
         if self.local_path is None or not self.local_path.is_dir():
@@ -146,7 +146,8 @@ class Location:
         return self.local_path.parent / f".{self.local_path.name}{suffix}"
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush one file or directory (a directory: the names in it, e.g. after a rename); best effort."""
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
     try:
         fd = os.open(path, flags)
@@ -189,14 +190,14 @@ def swap_into_place(location: Location, rebuilt: Path) -> None:
     target = location.local_path
     assert target is not None
     if _exchange(rebuilt, target):
-        _fsync_path(target.parent)
+        fsync_path(target.parent)
         shutil.rmtree(rebuilt, ignore_errors=True)
         return
     old = location.sibling(OLD_SUFFIX)
     shutil.rmtree(old, ignore_errors=True)
     os.rename(target, old)
     os.rename(rebuilt, target)
-    _fsync_path(target.parent)
+    fsync_path(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -209,7 +210,7 @@ def recover_interrupted_swap(location: Location) -> bool:
     old = location.sibling(OLD_SUFFIX)
     if rebuilt.is_dir() and old.is_dir():
         os.rename(rebuilt, target)
-        _fsync_path(target.parent)
+        fsync_path(target.parent)
         shutil.rmtree(old, ignore_errors=True)
         return True
     if old.is_dir():
@@ -242,6 +243,6 @@ def stale_siblings(location: Location) -> list[Path]:
 def fsync_tree(root: Path) -> None:
     """Flush every file and directory under ``root``: used once after bulk copies written without fsync."""
     for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        _fsync_path(path)
-    _fsync_path(root)
-    _fsync_path(root.parent)
+        fsync_path(path)
+    fsync_path(root)
+    fsync_path(root.parent)

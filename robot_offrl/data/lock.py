@@ -100,15 +100,26 @@ class Holder:
 
     def alive(self) -> bool:
         """False only when it provably died (same host, no such process): a stale lock file."""
-        if self.host != socket.gethostname():
-            return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        return process_alive(self.pid, self.host)
+
+
+def process_alive(pid: object, host: str | None) -> bool:
+    """False only when the process provably died: on this host (or none named) and no such pid.
+
+    Another host's process cannot be checked, so it counts as alive. Serves lock holders and the
+    markers of builds in progress (staging.py) alike.
+    """
+    if host is not None and host != socket.gethostname():
         return True
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False  # not a pid any process can have
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or beyond what this system's pids can be
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def _locked_error(location: Location, holder: Holder | None, waited: float) -> StoreLockedError:

@@ -28,9 +28,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from robot_offrl.data.backend import Location, fsync_tree, remove_partial_store
+from robot_offrl.data.backend import Location, fsync_path, fsync_tree, remove_partial_store
 from robot_offrl.data.errors import StoreError, StoreExistsError, StoreLockedError, translate_write_errors
-from robot_offrl.data.lock import acquire_write_lock, lend_lock
+from robot_offrl.data.lock import acquire_write_lock, lend_lock, process_alive
 
 STAGING_SUFFIX = ".staging"
 MARKER = "BUILDING"
@@ -75,18 +75,10 @@ def staging_note(location: Location) -> str:
 
 def _still_running(info: dict[str, Any]) -> bool:
     """True when the marker's process is alive on this machine (or we cannot tell: another machine)."""
-    if info.get("host") not in (None, socket.gethostname()):
-        return True
-    pid = info.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # gone, or not a pid this system can have
-        return False
-    except PermissionError:
-        return True
-    return True
+    host, pid = info.get("host"), info.get("pid")
+    if pid == os.getpid() and host in (None, socket.gethostname()):
+        return False  # our own earlier, finished build in this process
+    return process_alive(pid, host)
 
 
 def remove_stale_build(location: Location) -> str | None:
@@ -163,20 +155,11 @@ def build_beside(out: str, what: str) -> Iterator[str]:
             if target.exists():
                 raise StoreExistsError(f"{out}: appeared while {what} was running; the new store was discarded")
             os.rename(built, target)
-            _fsync_dir(target.parent)  # the rename itself survives a power loss
+            fsync_path(target.parent)  # the rename itself survives a power loss
         finally:
             final_lock.release()
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _build_remote(location: Location, what: str) -> Iterator[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -336,3 +337,24 @@ def test_a_forked_child_neither_uses_nor_releases_the_parents_lease(tmp_path: Pa
         acquire_write_lock(location)
     lock.release()
     assert not fs.exists(lease)
+
+
+def test_process_alive_serves_lock_holders_and_build_markers(tmp_path: Path) -> None:
+    from robot_offrl.data.lock import Holder, process_alive
+    from robot_offrl.data.staging import _still_running
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        here = socket.gethostname()
+        assert process_alive(child.pid, here) and process_alive(child.pid, None)
+        assert Holder(child.pid, here, "x", "t").alive()
+        assert _still_running({"pid": child.pid, "host": here})
+    finally:
+        child.kill()
+        child.wait(30)
+    assert not process_alive(child.pid, here)  # reaped: provably gone
+    assert not Holder(child.pid, here, "x", "t").alive()
+    assert not _still_running({"pid": child.pid, "host": here})
+    assert process_alive(child.pid, "another-host")  # cannot be checked from here
+    assert not process_alive(0, here) and not process_alive("42", here) and not process_alive(2**80, here)
+    assert not _still_running({"pid": os.getpid(), "host": here})  # our own, finished build
