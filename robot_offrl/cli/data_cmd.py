@@ -73,11 +73,13 @@ def _cmd_flag(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     import sys
 
-    from robot_offrl.data.validate import find_problems
+    from robot_offrl.data.validate import find_problems, find_warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # reported below as a problem
         store = _store(args.store)
+    for doubt in find_warnings(store):
+        print(f"{args.store}: warning: {doubt}", file=sys.stderr)
     problems = find_problems(store)
     if problems:
         for problem in problems:
@@ -91,11 +93,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_repair(args: argparse.Namespace) -> int:
     from robot_offrl.data.ops import repair
 
-    report = repair(args.store)
+    report = repair(args.store, densify=args.densify)
     print(
         f"{args.store}: dropped {report['truncated_steps']} uncommitted steps, removed "
         f"{len(report['removed_temp_files'])} temp files and {len(report['removed_stale_dirs'])} stale folders"
         + (", finished an interrupted swap" if report["recovered_swap"] else "")
+        + (f", wrote {len(report['densified_chunks'])} missing chunk(s) as zeros (the store is now dense)"
+           if args.densify else "")
     )
     return 0
 
@@ -243,6 +247,9 @@ def register(subparsers: Any) -> None:
 
     p = add("repair", "drop uncommitted steps and temp files an interrupted write left", "robot-offrl data repair data/lift.zarr", _cmd_repair, writes=True)
     p.add_argument("store")
+    p.add_argument("--densify", action="store_true",
+                   help="also write the missing chunks of a store made before dense chunks as explicit zeros and mark "
+                        "it dense (only when `data validate` shows they were all-zero, not lost)")
 
     p = add("merge", "write a new store with the episodes of several stores (same schema)",
             "robot-offrl data merge data/all.zarr data/expert.zarr data/play.zarr", _cmd_merge, writes=True)

@@ -24,7 +24,7 @@ from robot_offrl.data.schema import (
     StoreSchema,
 )
 from robot_offrl.data.stats import KeyStats, NormStats
-from robot_offrl.data.store import UNSET, EpisodeStore, UncommittedDataWarning
+from robot_offrl.data.store import UNSET, EpisodeStore, SparseChunksWarning, UncommittedDataWarning
 
 __all__ = [
     "FORMAT_NAME",
@@ -49,5 +49,6 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreSchema",
     "StoreVersionError",
+    "SparseChunksWarning",
     "UncommittedDataWarning",
 ]

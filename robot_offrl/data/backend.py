@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from robot_offrl.data.errors import StoreCorruptError, StoreError, StoreNotFoundError
-from robot_offrl.fsutil import fsync_path as _fsync_path
+from robot_offrl.fsutil import fsync_path
 from robot_offrl.fsutil import replace_directory
 
 # Sibling directories used while rebuilding a store (delete, compaction); see swap_into_place.
@@ -127,7 +127,7 @@ class Location:
         for key in keys:
             file = self.local_path / key
             if file.is_file():
-                _fsync_path(file)
+                fsync_path(file)
             parent = file.parent
             while True:
                 dirs.add(parent)
@@ -135,8 +135,8 @@ class Location:
                     break
                 parent = parent.parent
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            _fsync_path(d)
-        _fsync_path(self.local_path.parent)
+            fsync_path(d)
+        fsync_path(self.local_path.parent)
 
     def leftover_temp_files(self) -> list[Path]:
         if self.local_path is None or not self.local_path.is_dir():
@@ -170,7 +170,7 @@ def recover_interrupted_swap(location: Location) -> bool:
     old = location.sibling(OLD_SUFFIX)
     if rebuilt.is_dir() and old.is_dir():
         os.rename(rebuilt, target)
-        _fsync_path(target.parent)
+        fsync_path(target.parent)
         shutil.rmtree(old, ignore_errors=True)
         return True
     if old.is_dir():
@@ -203,6 +203,6 @@ def stale_siblings(location: Location) -> list[Path]:
 def fsync_tree(root: Path) -> None:
     """Flush every file and directory under ``root``: used once after bulk copies written without fsync."""
     for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        _fsync_path(path)
-    _fsync_path(root)
-    _fsync_path(root.parent)
+        fsync_path(path)
+    fsync_path(root)
+    fsync_path(root.parent)

@@ -8,12 +8,15 @@ Blosc frame of the C-order chunk, so reading the file and calling Blosc directly
 never return different data, only the same data sooner.
 
 Both paths refuse a committed chunk that is missing or does not decode (``ChunkCorruptError``): zarr
-would read a lost chunk file as zeros, and training on zeros is worse than stopping.
+would read a lost chunk file as zeros, and training on zeros is worse than stopping. The one
+exception is a store written before dense chunks, where a missing chunk may be an all-zero one zarr
+never wrote: there the reader is not strict and reports each missing chunk through ``on_missing``.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +52,19 @@ class ChunkReader:
 
     zarr hands out the fill value (zeros) for a chunk file that does not exist, so a deleted file would
     silently become zero actions or black frames in training. Every chunk a read touches must exist and
-    decode (``strict``, the default; ``strict=False`` keeps zarr's fill semantics for arrays that are
-    not episode stores). ``folder`` is the array's local directory, or None for a remote store, where
+    decode (``strict``, the default; ``strict=False`` keeps zarr's fill semantics, for stores written
+    before dense chunks, and calls ``on_missing(chunk index)`` for every missing chunk a read touches so
+    the store can say so). ``folder`` is the array's local directory, or None for a remote store, where
     reads go through zarr after checking the chunk keys exist.
     """
 
-    def __init__(self, array: Any, folder: Path | None, *, strict: bool = True) -> None:
+    def __init__(
+        self, array: Any, folder: Path | None, *, strict: bool = True, on_missing: Callable[[int], None] | None = None
+    ) -> None:
         self.array = array
         self.folder = folder
         self.strict = strict
+        self.on_missing = on_missing
         self.chunk_shape = tuple(int(c) for c in array.chunks)
         self.steps_per_chunk = self.chunk_shape[0]
         layout = _fast_layout(array) if folder is not None else None
@@ -110,10 +117,12 @@ class ChunkReader:
         return found
 
     def _require(self, indices: Any) -> None:
-        if self.strict:
-            for index in indices:
-                if not self.exists(int(index)):
+        for index in indices:
+            if not self.exists(int(index)):
+                if self.strict:
                     raise self._missing(int(index))
+                if self.on_missing is not None:
+                    self.on_missing(int(index))
 
     # -- reading ------------------------------------------------------------------------------
     def _chunk(self, index: int) -> np.ndarray:
@@ -125,6 +134,8 @@ class ChunkReader:
         except FileNotFoundError:
             if self.strict:
                 raise self._missing(index) from None
+            if self.on_missing is not None:
+                self.on_missing(index)
             return np.full(self.chunk_shape, self.fill, dtype=self.native)
         except OSError as err:
             raise self._undecodable(index, err) from err

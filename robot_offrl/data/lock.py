@@ -100,15 +100,26 @@ class Holder:
 
     def alive(self) -> bool:
         """False only when it provably died (same host, no such process): a stale lock file."""
-        if self.host != socket.gethostname():
-            return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        return process_alive(self.pid, self.host)
+
+
+def process_alive(pid: object, host: str | None) -> bool:
+    """False only when the process provably died: on this host (or none named) and no such pid.
+
+    Another host's process cannot be checked, so it counts as alive. Serves lock holders and the
+    markers of builds in progress (staging.py) alike.
+    """
+    if host is not None and host != socket.gethostname():
         return True
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False  # not a pid any process can have
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # gone, or beyond what this system's pids can be
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
 
 
 def _locked_error(location: Location, holder: Holder | None, waited: float) -> StoreLockedError:
@@ -149,7 +160,7 @@ class _FileLock(WriteLock):
     def __init__(self, fd: int, holder: Holder) -> None:
         self._fd: int | None = fd
         self.holder = holder
-        _HELD_FILE_LOCKS.add(self)
+        _HELD_LOCKS.add(self)
 
     def check(self) -> None:
         if self._fd is None:
@@ -172,9 +183,17 @@ class _FileLock(WriteLock):
         os.close(fd)  # closing the last descriptor drops the flock
 
 
-_HELD_FILE_LOCKS: weakref.WeakSet[_FileLock] = weakref.WeakSet()
+# Every lock this process holds, so a forked child can disown its copies (``_disown_in_forked_child``).
+_HELD_LOCKS: weakref.WeakSet[_FileLock | _Lease] = weakref.WeakSet()
+
+
+def _disown_in_forked_child() -> None:
+    for lock in list(_HELD_LOCKS):
+        lock._drop_in_forked_child()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=lambda: [lock._drop_in_forked_child() for lock in list(_HELD_FILE_LOCKS)])
+    os.register_at_fork(after_in_child=_disown_in_forked_child)
 
 
 def lock_file(location: Location) -> Path:
@@ -217,6 +236,14 @@ class _Lease(WriteLock):
         self.lost_to: Holder | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._forked_copy = False
+
+    def _drop_in_forked_child(self) -> None:
+        # A forked child inherits the token but not the renewal thread: left alone, its check() would
+        # pass (it could commit under the parent's lease) and its release() would delete the parent's
+        # lease while the parent still writes. The child's copy is marked lost and releases nothing.
+        self._forked_copy = True
+        self._thread = None
 
     def _payload(self, expires_at: float) -> bytes:
         return json.dumps({**asdict(self.holder), "token": self.token, "expires_at": expires_at}).encode()
@@ -251,6 +278,11 @@ class _Lease(WriteLock):
                 continue
 
     def check(self) -> None:
+        if self._forked_copy:
+            raise StoreLockedError(
+                f"{self.where}: this handle was inherited by a forked process; only the parent holds the "
+                "write lease — open the store in the child to write"
+            )
         current = self.read()
         if current is not None and current.get("token") == self.token and time.time() < self.expires_at:
             return
@@ -262,6 +294,8 @@ class _Lease(WriteLock):
         )
 
     def release(self) -> None:
+        if self._forked_copy:
+            return  # the parent's lease, not ours to remove
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
@@ -298,7 +332,33 @@ def _try_lease(location: Location, lease_s: float) -> tuple[WriteLock | None, Ho
     if not current or current.get("token") != lease.token:
         return None, Holder.parse(json.dumps(current or {}))
     lease.start_renewing()
+    _HELD_LOCKS.add(lease)
     return lease, None
+
+
+# Locks a caller holds for a location while code it calls opens that location itself (a remote
+# ``build_beside`` holds the final URL's lease while ``sim collect`` opens it): keyed by ``_lock_key``.
+_LENT: contextvars.ContextVar[dict[str, WriteLock] | None] = contextvars.ContextVar("robot_offrl_lent_locks", default=None)
+
+
+def _lock_key(location: Location) -> str:
+    return str(location.local_path) if location.local_path is not None else location.url.rstrip("/")
+
+
+@contextlib.contextmanager
+def lend_lock(location: Location, lock: WriteLock) -> Iterator[None]:
+    """Inside the block, taking ``location``'s write lock borrows ``lock`` instead of waiting on ourselves.
+
+    Why: a build that must hold the lock of the path it writes from start to end (so it alone can
+    create it and remove what it created) calls code that opens the store the ordinary way.
+    """
+    lent = dict(_LENT.get() or {})
+    lent[_lock_key(location)] = lock
+    token = _LENT.set(lent)
+    try:
+        yield
+    finally:
+        _LENT.reset(token)
 
 
 def try_write_lock(location: Location, *, lease_s: float = DEFAULT_LEASE_S) -> tuple[WriteLock | None, Holder | None]:
@@ -312,6 +372,10 @@ def acquire_write_lock(
     location: Location, *, wait_s: float | None = None, lease_s: float = DEFAULT_LEASE_S
 ) -> WriteLock:
     """Take the store's write lock, polling up to ``wait_s`` seconds (default: ``wait_for_lock``'s)."""
+    lent = (_LENT.get() or {}).get(_lock_key(location))
+    if lent is not None:
+        lent.check()
+        return BorrowedLock(lent)
     wait = _DEFAULT_WAIT_S.get() if wait_s is None else float(wait_s)
     deadline = time.monotonic() + wait
     while True:

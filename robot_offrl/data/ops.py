@@ -170,11 +170,12 @@ def describe_episode(store: EpisodeStore, index: int) -> dict[str, Any]:
     }
 
 
-def repair(path_or_url: str, *, wait_s: float | None = None) -> dict[str, Any]:
+def repair(path_or_url: str, *, wait_s: float | None = None, densify: bool = False) -> dict[str, Any]:
     """Bring a store back to exactly its committed state; returns what was done.
 
     Runs only as the lock holder: uncommitted steps, temp files and rebuild folders are then provably
-    leftovers of a dead writer, not the work of a live one.
+    leftovers of a dead writer, not the work of a live one. ``densify``: also write the missing chunks
+    of a store written before dense chunks as explicit zeros and mark it dense (``EpisodeStore.densify``).
     """
     location = Location.parse(path_or_url)
     lock = acquire_write_lock(location, wait_s=wait_s)
@@ -183,7 +184,8 @@ def repair(path_or_url: str, *, wait_s: float | None = None) -> dict[str, Any]:
             report: dict[str, Any] = {"recovered_swap": recover_interrupted_swap(location)}
             staged = remove_stale_build(location)  # an interrupted merge/import/build-dataset of this path
         if staged is not None and not location.exists():
-            return {**report, "truncated_steps": 0, "removed_temp_files": [], "removed_stale_dirs": [staged]}
+            return {**report, "truncated_steps": 0, "removed_temp_files": [], "removed_stale_dirs": [staged],
+                    "densified_chunks": []}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UncommittedDataWarning)
             store = EpisodeStore._open_locked(location, "r+", lock)
@@ -197,6 +199,7 @@ def repair(path_or_url: str, *, wait_s: float | None = None) -> dict[str, Any]:
                 shutil.rmtree(path)
         report["removed_temp_files"] = [str(p) for p in temps]
         report["removed_stale_dirs"] = [str(p) for p in stale] + ([staged] if staged else [])
+        report["densified_chunks"] = store.densify() if densify else []
         return report
     finally:
         lock.release()

@@ -209,8 +209,9 @@ def import_robomimic(
         expert = _masks(h5, expert_masks, file, set(demo_names))
         check_demos(file, data, demo_names)
         schema = infer_schema(file, data, data[demo_names[0]])
-        with build_beside(out, "data import-robomimic") as path:
-            _import_demos(file, data, demo_names, expert, EpisodeStore.create(path, schema, durable=durable))
+        # The new store's handle is closed (its lock freed) before the rename and on any failure.
+        with build_beside(out, "data import-robomimic") as path, EpisodeStore.create(path, schema, durable=durable) as store:
+            _import_demos(file, data, demo_names, expert, store)
     finally:
         h5.close()
     return EpisodeStore.open(out, mode="r+", durable=durable)

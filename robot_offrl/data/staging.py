@@ -8,8 +8,11 @@ when), flushed to disk, and renamed to ``<parent>/<name>`` in one step: the fina
 not exist or holds the complete store. A staging folder left by a killed run is reported when the
 final path is opened, removed when the build is rerun, and removed by ``robot-offrl data repair``.
 
-The rename is atomic only on one local filesystem; remote (fsspec) outputs are written in place and
-removed when the build fails with an error (a killed remote build must be deleted by hand).
+The rename is atomic only on one local filesystem; remote (fsspec) outputs are written in place. A
+remote build holds the final URL's write lease from before it checks the URL is free until it ends
+(the build's own opens of that URL borrow it, ``lock.lend_lock``), so what is at the URL when it fails
+is provably its own partial store and is removed under that lease; another writer's store is never
+touched. A killed remote build leaves its partial store, which must be deleted by hand.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from robot_offrl.data.backend import Location, fsync_tree
-from robot_offrl.data.errors import StoreError, StoreExistsError, translate_write_errors
+from robot_offrl.data.backend import Location, fsync_tree, remove_partial_store
+from robot_offrl.fsutil import fsync_path
+from robot_offrl.data.errors import StoreError, StoreExistsError, StoreLockedError, translate_write_errors
+from robot_offrl.data.lock import acquire_write_lock, lend_lock, process_alive
 
 STAGING_SUFFIX = ".staging"
 MARKER = "BUILDING"
@@ -71,18 +76,10 @@ def staging_note(location: Location) -> str:
 
 def _still_running(info: dict[str, Any]) -> bool:
     """True when the marker's process is alive on this machine (or we cannot tell: another machine)."""
-    if info.get("host") not in (None, socket.gethostname()):
-        return True
-    pid = info.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, OverflowError):  # gone, or not a pid this system can have
-        return False
-    except PermissionError:
-        return True
-    return True
+    host, pid = info.get("host"), info.get("pid")
+    if pid == os.getpid() and host in (None, socket.gethostname()):
+        return False  # our own earlier, finished build in this process
+    return process_alive(pid, host)
 
 
 def remove_stale_build(location: Location) -> str | None:
@@ -112,7 +109,7 @@ def build_beside(out: str, what: str) -> Iterator[str]:
         kind = "a file" if local is not None and local.is_file() else "a store or folder"
         raise StoreExistsError(f"{out}: already exists ({kind}); {what} writes a new store, pick another path")
     if location.local_path is None:
-        yield from _build_remote(out)
+        yield from _build_remote(location, what)
         return
     target = location.local_path
     if target.parent.exists() and not target.parent.is_dir():
@@ -152,31 +149,41 @@ def build_beside(out: str, what: str) -> Iterator[str]:
         if not built.is_dir():
             raise StoreError(f"{out}: {what} finished without writing a store")
         fsync_tree(built)
-        if target.exists():
-            raise StoreExistsError(f"{out}: appeared while {what} was running; the new store was discarded")
-        os.rename(built, target)
-        _fsync_dir(target.parent)  # the rename itself survives a power loss
+        # Under the final path's lock: a writer creating `out` meanwhile either finished first (we
+        # refuse) or finds our complete store there (it refuses); neither removes the other's store.
+        final_lock = acquire_write_lock(location)
+        try:
+            if target.exists():
+                raise StoreExistsError(f"{out}: appeared while {what} was running; the new store was discarded")
+            os.rename(built, target)
+            fsync_path(target.parent)  # the rename itself survives a power loss
+        finally:
+            final_lock.release()
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+def _build_remote(location: Location, what: str) -> Iterator[str]:
+    """Build in place at a remote URL while holding its lease; on failure remove only our own partial store."""
+    lock = acquire_write_lock(location)
     try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
+        if location.exists():  # created by another writer before we held the lease: never ours to touch
+            raise StoreExistsError(f"{location}: already exists; {what} writes a new store, pick another path")
+        try:
+            with lend_lock(location, lock):
+                yield location.url
+        except BaseException:
+            try:
+                lock.check()  # still ours: nothing but this build can have written the URL
+            except StoreLockedError:
+                warnings.warn(
+                    f"{location}: {what} failed after losing its write lease; the partial store it wrote "
+                    "there was left and must be removed by hand once nobody writes it",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            else:
+                remove_partial_store(location)
+            raise
     finally:
-        os.close(fd)
-
-
-def _build_remote(out: str) -> Iterator[str]:
-    try:
-        yield out
-    except BaseException:
-        with contextlib.suppress(Exception):
-            import fsspec
-
-            fs, path = fsspec.core.url_to_fs(out)
-            if fs.exists(path):
-                fs.rm(path, recursive=True)
-        raise
+        lock.release()

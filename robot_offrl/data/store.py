@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import datetime as _dt
+import functools
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -67,7 +68,7 @@ from robot_offrl.data.migrations import upgrade_attrs
 from robot_offrl.data.schema import FORMAT_NAME, FORMAT_VERSION, StoreSchema, check_source, check_success
 from robot_offrl.data.staging import staging_note
 from robot_offrl.data.stats import ACTIONS_KEY, NormStats, compute_stats
-from robot_offrl.data.validate import check_episode
+from robot_offrl.data.validate import SparseChunksWarning, check_episode
 
 Mode = Literal["r", "r+", "a"]
 # Root attribute of stores whose every committed chunk has a file (zarr skips all-zero chunks unless
@@ -165,18 +166,30 @@ class EpisodeStore:
             "created_at": _now(),
             DENSE_CHUNKS_ATTR: True,
         }
+        created = False  # only a root this call made is ours to remove on failure
         try:
             with translate_write_errors(str(location)):
                 store = location.zarr_store(read_only=False)
                 root = zarr.open_group(store=store, mode="w" if overwrite else "w-", attributes=attrs)
+                created = True
                 create_arrays(root, schema.obs, schema.action.dim)
                 root.create_group(INDEX_GROUP, attributes=_index_attrs([], 0, 0, 0))
                 if durable:
                     keys = ["zarr.json", f"{INDEX_GROUP}/zarr.json", f"{ACTIONS_ARRAY}/zarr.json", "obs/zarr.json"]
                     keys += [f"{obs_path(k)}/zarr.json" for k in schema.obs_keys]
                     location.fsync_keys(keys)
-        except BaseException:
-            remove_partial_store(location)  # half a skeleton (a full disk) is not a store; we hold its lock
+        except BaseException as err:
+            if created:  # half a skeleton (a full disk) is not a store; we hold its lock and made it
+                remove_partial_store(location)
+                raise
+            if location.local_path is not None:  # an empty folder the failed create made, never a store
+                with contextlib.suppress(OSError):
+                    location.local_path.rmdir()
+            if not overwrite and isinstance(err, Exception) and not isinstance(err, StoreError) and location.exists():
+                raise StoreExistsError(
+                    f"{location}: appeared while this store was being created (a writer that does not take "
+                    "the lock made it); it was left untouched, pick another path"
+                ) from err
             raise
         return cls(location, "r+", durable=durable, lock=lock)
 
@@ -264,6 +277,7 @@ class EpisodeStore:
             self._arrays[spec.name] = self._open_array(obs_path(spec.name))
         self._arrays[ACTIONS_KEY] = self._open_array(ACTIONS_ARRAY)
         self._readers: dict[str, ChunkReader] = {}
+        self._warned_sparse = False
         self._check_arrays()
 
     def _open_array(self, path: str) -> Any:
@@ -426,8 +440,26 @@ class EpisodeStore:
                 raise StoreError(f"{self.location}: '{key}' is not an observation key or 'actions'")
             root = self.location.local_path
             folder = None if root is None else root / _array_path(key)
-            reader = self._readers[key] = ChunkReader(self._arrays[key], folder)
+            # A store without dense chunks may lack all-zero chunks legitimately: read them as zarr's
+            # fill value, once said aloud (``_sparse_chunk``); a dense store refuses any missing chunk.
+            # Through a weak reference: a handle must not keep itself alive (a writable one holds the lock).
+            reader = self._readers[key] = ChunkReader(
+                self._arrays[key], folder, strict=self.dense_chunks,
+                on_missing=functools.partial(_sparse_chunk_of, weakref.ref(self)),
+            )
         return reader
+
+    @property
+    def dense_chunks(self) -> bool:
+        """True when every committed chunk has a file, so a missing one is lost data (see DENSE_CHUNKS_ATTR)."""
+        return bool(self._attrs.get(DENSE_CHUNKS_ATTR))
+
+    def _sparse_chunk(self, index: int) -> None:
+        """A read of a pre-dense store met a missing chunk: warn once per handle, naming every such chunk."""
+        if self._warned_sparse:
+            return
+        self._warned_sparse = True
+        warnings.warn(sparse_chunks_message(self), SparseChunksWarning, stacklevel=4)
 
     def episodes_in_steps(self, start: int, stop: int) -> list[int]:
         """Indices of the committed episodes overlapping steps [start, stop)."""
@@ -448,27 +480,47 @@ class EpisodeStore:
         hint = "restore the store from a backup"
         if episodes:
             hint += f", or drop the affected episodes (`robot-offrl data delete STORE --episodes {','.join(map(str, episodes))}`)"
-        legacy = ""
-        if not self._attrs.get(DENSE_CHUNKS_ATTR) and "missing" in err.detail:
-            legacy = (
-                " (this store predates dense chunks: robot-offrl versions before it let zarr skip chunks "
-                "that were all zeros, so the file may never have existed)"
-            )
-        return StoreCorruptError(
-            f"{self.location}: {label} {which}, key '{key}': chunk {err.path}: {err.detail}{legacy}; {hint}"
-        )
+        return StoreCorruptError(f"{self.location}: {label} {which}, key '{key}': chunk {err.path}: {err.detail}; {hint}")
+
+    def _missing_chunk_indices(self) -> list[tuple[str, int]]:
+        out = []
+        for key in self._arrays:
+            reader = self._reader(key)
+            out += [(key, i) for i in range(-(-self._num_steps // reader.steps_per_chunk)) if not reader.exists(i)]
+        return out
 
     def missing_chunks(self) -> list[tuple[str, str, list[int]]]:
         """Every committed chunk without a file: (key, chunk key, episodes it holds). ``validate`` lists them."""
         out = []
-        for key in self._arrays:
+        for key, index in self._missing_chunk_indices():
             reader = self._reader(key)
-            step = reader.steps_per_chunk
-            for index in range(-(-self._num_steps // step)):
-                if not reader.exists(index):
-                    lo, hi = index * step, min((index + 1) * step, self._num_steps)
-                    out.append((key, reader.chunk_name(index), self.episodes_in_steps(lo, hi)))
+            lo, hi = index * reader.steps_per_chunk, min((index + 1) * reader.steps_per_chunk, self._num_steps)
+            out.append((key, reader.chunk_name(index), self.episodes_in_steps(lo, hi)))
         return out
+
+    def densify(self) -> list[str]:
+        """Write every missing committed chunk as explicit fill values (zeros) and mark the store dense.
+
+        For stores written before dense chunks whose missing chunks were all-zero ones zarr skipped:
+        afterwards a missing chunk is lost data and an error, as in new stores. Returns the chunk keys
+        written. The caller has checked they were all-zero, not lost (``data validate`` lists them).
+        """
+        self._require_writable()
+        if self.uncommitted_steps:
+            self.truncate_uncommitted()
+        written: list[str] = []
+        with self._writing():
+            for key, index in self._missing_chunk_indices():
+                array, reader = self._arrays[key], self._reader(key)
+                lo = index * reader.steps_per_chunk
+                hi = min(lo + reader.steps_per_chunk, int(array.shape[0]))
+                array[lo:hi] = np.full((hi - lo, *array.shape[1:]), array.metadata.fill_value, dtype=array.dtype)
+                written.append(reader.chunk_name(index))
+            self._sync(written)
+        if not self.dense_chunks:
+            self._write_attrs({**self._attrs, DENSE_CHUNKS_ATTR: True})
+        self._readers = {}  # strict from now on
+        return written
 
     def read_episode(self, index: int) -> Episode:
         meta = self.episode(index)
@@ -728,6 +780,24 @@ class EpisodeStore:
         val_uids = set(entry.get("val_uids", [])) if entry else set()
         want_val = name == "val"
         return [m.index for m in self._episodes if (m.uid in val_uids) == want_val]
+
+
+def _sparse_chunk_of(ref: weakref.ref[EpisodeStore], index: int) -> None:
+    store = ref()
+    if store is not None:
+        store._sparse_chunk(index)
+
+
+def sparse_chunks_message(store: EpisodeStore) -> str:
+    """What reads and ``validate`` say about the missing chunks of a store written before dense chunks."""
+    missing = store.missing_chunks()
+    names = ", ".join(chunk for _, chunk, _ in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return (
+        f"{store.location}: written before dense chunks, {len(missing)} committed chunk(s) have no file ({names}): "
+        "either all-zero (older versions let zarr skip those) or lost; they read as zeros. If they were "
+        f"all-zero, run `robot-offrl data repair --densify {store.location}` to record them; if lost, restore "
+        "the store from a backup"
+    )
 
 
 def _array_path(key: str) -> str:

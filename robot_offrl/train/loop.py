@@ -148,8 +148,8 @@ class Trainer:
         store = EpisodeStore.open(str(self.cfg.data), mode="r")
         fraction = float(self.cfg.trainer.val_fraction)
         if fraction > 0 and store.split is None and self.dist.is_main:
-            writable = EpisodeStore.open(str(self.cfg.data), mode="r+")
-            writable.set_split(fraction, seed=self.seed)
+            with EpisodeStore.open(str(self.cfg.data), mode="r+") as writable:  # frees the write lock at once
+                writable.set_split(fraction, seed=self.seed)
             store = EpisodeStore.open(str(self.cfg.data), mode="r")
         distributed.barrier(self.dist)
         if self.dist.enabled and not self.dist.is_main:

@@ -58,8 +58,8 @@ def collect(
     region = region or ("narrow" if kind == "expert" else "wide")
     env.spec.region(region)  # unknown region: error before any episode runs
     env.reset(0, region=region)
-    store = EpisodeStore.open(out, mode="a", schema=env.store_schema())
     rollout_policy = None if checkpoint is None else load_rollout_policy(checkpoint, env.obs_shapes())
+    store = EpisodeStore.open(out, mode="a", schema=env.store_schema())  # closed below: frees the write lock
     indices: list[int] = []
     discarded = 0
     try:
@@ -85,6 +85,7 @@ def collect(
         if progress:
             print()
     finally:
+        store.close()
         if own_env:
             env.close()
     return indices

@@ -351,17 +351,17 @@ def _record(config: SweepConfig, spec: TaskSpec, outputs: list[dict[str, Any]]) 
 
     first = outputs[0]["obs"]
     schema = store_schema(spec, {k: v.shape[1:] for k, v in first.items()})
-    store = EpisodeStore.open(config.record, mode="a", schema=schema)
-    for o in outputs:
-        res = o["result"]
-        attrs = {
-            "task": spec.name, "initial_condition": res["initial_condition"], "seed": res["seed"],
-            "perturbations": res["perturbations"], "success_step": res["success_step"],
-            "final_object_pose": res["final_object_pose"], "simulator": "robosuite",
-            "policy": config.policy, "sweep_cell": o["cell"], "sweep_episode": o["episode"],
-        }
-        store.append_episode(obs=o["obs"], actions=o["actions"], expert=False, source="policy_rollout",
-                             success=res["success"], attrs=attrs)
+    with EpisodeStore.open(config.record, mode="a", schema=schema) as store:  # the write lock ends with the block
+        for o in outputs:
+            res = o["result"]
+            attrs = {
+                "task": spec.name, "initial_condition": res["initial_condition"], "seed": res["seed"],
+                "perturbations": res["perturbations"], "success_step": res["success_step"],
+                "final_object_pose": res["final_object_pose"], "simulator": "robosuite",
+                "policy": config.policy, "sweep_cell": o["cell"], "sweep_episode": o["episode"],
+            }
+            store.append_episode(obs=o["obs"], actions=o["actions"], expert=False, source="policy_rollout",
+                                 success=res["success"], attrs=attrs)
 
 
 def merge_sweeps(dirs: Sequence[str | Path], out: str | Path) -> dict[str, Any]:

@@ -154,16 +154,6 @@ def test_missing_chunk_in_a_remote_store(tmp_path: Path) -> None:
         fs.rm(f"/integrity-{os.getpid()}.zarr", recursive=True)
 
 
-def test_store_without_dense_chunks_attr_still_refuses_missing_chunks(store3: EpisodeStore) -> None:
-    root = Path(store3.url)
-    meta = json.loads((root / "zarr.json").read_text())
-    del meta["attributes"]["dense_chunks"]  # as written before this version
-    (root / "zarr.json").write_text(json.dumps(meta))
-    (root / "actions" / "c" / "2" / "0").unlink()
-    with pytest.raises(StoreCorruptError, match="episodes 1, 2, key 'actions'.*predates dense chunks"):
-        EpisodeStore.open(store3.url).read_episode(2)
-
-
 def test_garbage_chunk_is_a_one_line_error(store3: EpisodeStore, tmp_path: Path, cli: Cli) -> None:
     root = Path(store3.url)
     before = episode_hashes(store3)

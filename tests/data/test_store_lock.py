@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -304,3 +305,56 @@ def test_every_write_command_offers_wait(command: tuple[str, ...]) -> None:
         action = next(a for a in sub._actions if isinstance(a, argparse._SubParsersAction))
         sub = action.choices[name]
     assert "--wait" in sub.format_help()
+
+
+def _forked_lease_child(lock: object, result: object) -> None:
+    try:
+        lock.check()  # type: ignore[attr-defined]
+        result.value = 1  # type: ignore[attr-defined]
+    except StoreLockedError:
+        result.value = 2  # type: ignore[attr-defined]
+    lock.release()  # type: ignore[attr-defined]  # what close() or garbage collection would do
+
+
+def test_a_forked_child_neither_uses_nor_releases_the_parents_lease(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    from robot_offrl.data.lock import _lease_target
+
+    # The local filesystem through fsspec: a lease both processes see (memory:// would be copied).
+    location = Location.parse(f"local://{tmp_path}/s.zarr")
+    lock = acquire_write_lock(location, lease_s=30)
+    ctx = mp.get_context("fork")
+    result = ctx.Value("i", 0)
+    child = ctx.Process(target=_forked_lease_child, args=(lock, result))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0 and result.value == 2  # the child's copy could not commit
+    fs, lease = _lease_target(location)
+    assert fs.exists(lease)  # the child's release left the parent's lease in place
+    lock.check()  # the parent still holds it and can commit
+    with pytest.raises(StoreLockedError, match=f"pid {lock.holder.pid}"):
+        acquire_write_lock(location)
+    lock.release()
+    assert not fs.exists(lease)
+
+
+def test_process_alive_serves_lock_holders_and_build_markers(tmp_path: Path) -> None:
+    from robot_offrl.data.lock import Holder, process_alive
+    from robot_offrl.data.staging import _still_running
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        here = socket.gethostname()
+        assert process_alive(child.pid, here) and process_alive(child.pid, None)
+        assert Holder(child.pid, here, "x", "t").alive()
+        assert _still_running({"pid": child.pid, "host": here})
+    finally:
+        child.kill()
+        child.wait(30)
+    assert not process_alive(child.pid, here)  # reaped: provably gone
+    assert not Holder(child.pid, here, "x", "t").alive()
+    assert not _still_running({"pid": child.pid, "host": here})
+    assert process_alive(child.pid, "another-host")  # cannot be checked from here
+    assert not process_alive(0, here) and not process_alive("42", here) and not process_alive(2**80, here)
+    assert not _still_running({"pid": os.getpid(), "host": here})  # our own, finished build

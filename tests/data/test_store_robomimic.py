@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,3 +188,30 @@ def test_import_into_an_existing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreExistsError, match="already exists"):
         import_robomimic(file, str(file))
     assert h5py.is_hdf5(file)
+
+
+def _lock_fds() -> list[str]:
+    """Open descriptors of this process on store lock files (a writable handle left open holds one)."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.split(" ")[0].endswith(".lock"):
+            out.append(target)
+    return out
+
+
+def test_import_closes_the_store_it_built_without_waiting_for_gc(tmp_path: Path) -> None:
+    file = write_robomimic(tmp_path / "lift.hdf5")
+    bad = write_robomimic(tmp_path / "bad.hdf5", nan_in="demo_10")
+    gc.disable()  # a handle dropped without close() would hold its lock (a descriptor) until collected
+    try:
+        before = _lock_fds()
+        import_robomimic(file, str(tmp_path / "x.zarr")).close()
+        with pytest.raises(EpisodeValidationError) as failed:  # its traceback holds the import's frames
+            import_robomimic(bad, str(tmp_path / "y.zarr"))
+        assert _lock_fds() == before, failed.value
+    finally:
+        gc.enable()
