@@ -249,6 +249,16 @@ class Output:
         self._pubs.clear()
 
 
+def hold_positions(measured_q: np.ndarray, bounds: Bounds) -> np.ndarray:
+    """The hold target: the measured joints, clipped into the limits.
+
+    A joint read a little past its limit (tracking overshoot, or MuJoCo settling at a joint stop) must
+    still get a hold: otherwise the controller keeps executing the last trajectory after a fault or
+    an e-stop. Clipping moves that joint by at most its overshoot, towards the inside.
+    """
+    return np.clip(np.asarray(measured_q, dtype=np.float64), bounds.lower, bounds.upper)
+
+
 class TrajectoryOutput(Output):
     """joint_trajectory_controller: each new chunk replaces the previous one on arrival."""
 
@@ -277,7 +287,8 @@ class TrajectoryOutput(Output):
         if current_q is None:
             return NO_MEASUREMENT
         times = np.array([self.cfg.hold_time_s])
-        return self._publish_hold(self.pub, trajectory_msg(self.cfg.joint_names, current_q[None, :], times))
+        q = hold_positions(current_q, self.pub.bounds)
+        return self._publish_hold(self.pub, trajectory_msg(self.cfg.joint_names, q[None, :], times))
 
 
 class Timeline:
@@ -339,7 +350,7 @@ class ForwardOutput(TrajectoryOutput):
         self.timeline.clear()
         if current_q is None:  # the controller keeps the last (checked) command it was sent
             return NO_MEASUREMENT
-        return self._publish_hold(self.pub, float_array_msg(current_q))
+        return self._publish_hold(self.pub, float_array_msg(hold_positions(current_q, self.pub.bounds)))
 
 
 class ServoOutput(Output):
@@ -356,6 +367,11 @@ class ServoOutput(Output):
         servo = layout.servo if layout.servo is not None else np.arange(len(SERVO_ACTIONS))
         reach = np.maximum(np.abs(action_low[servo]), np.abs(action_high[servo]))
         limit = reach * np.repeat([cfg.servo_linear_scale, cfg.servo_angular_scale], 3)
+        if not np.all(np.isfinite(limit)):  # unbounded actions would make the twist check pass anything
+            raise ConfigError(
+                "output_mode servo needs finite action bounds in the checkpoint's schema (the twist limit is "
+                f"|action bound| x servo scale); got low {action_low[servo].tolist()}, high {action_high[servo].tolist()}"
+            )
         self.pub = self._pub(TwistStamped, self._topic(cfg.servo_topic), qos,
                              Bounds(TWIST_AXES, -limit, limit, "twist_limit"))
         self.timeline = Timeline()

@@ -183,7 +183,7 @@ def parse_config(values: Mapping[str, Any]) -> NodeConfig:
             raise ConfigError(f"parameter {name} must be >= 0 (0: the checkpoint's own setting), got {getattr(cfg, name)}")
     positive = ("forward_rate_hz",
                 "image_timeout_s", "joint_state_timeout_s", "pose_timeout_s", "hold_time_s",
-                "diagnostics_rate_hz")
+                "diagnostics_rate_hz", "servo_linear_scale", "servo_angular_scale")
     for name in positive:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"parameter {name} must be > 0, got {getattr(cfg, name)}")

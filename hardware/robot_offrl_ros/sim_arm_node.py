@@ -51,6 +51,7 @@ from robot_offrl_sim.initial_conditions import InitialCondition, exact_initial_c
 from robot_offrl_sim.perturbations import Perturbation, parse_perturbation
 
 from .image_codec import to_image_msg
+from .qos import camera_qos
 from .sim_arm_controller import (
     CommandRefused,
     SetpointTracker,
@@ -137,7 +138,9 @@ class SimArmNode(Node):
         self._joint_pub = self.create_publisher(JointState, cfg.joint_states_topic, qos_profile_sensor_data)
         self._pose_pub = self.create_publisher(PoseStamped, cfg.ee_pose_topic, qos_profile_sensor_data)
         self._object_pub = self.create_publisher(PoseStamped, "~/object_pose", qos_profile_sensor_data)
-        self._image_pubs = [self.create_publisher(Image, topic, qos_profile_sensor_data) for topic in cfg.camera_topics]
+        # Reliable, as camera drivers publish and as policy_node / the recorder subscribe by default
+        # (robot_offrl_ros/qos.py): big raw frames lose fragments under load otherwise.
+        self._image_pubs = [self.create_publisher(Image, topic, camera_qos("reliable")) for topic in cfg.camera_topics]
         self._success_pub = self.create_publisher(Bool, cfg.success_topic, LATCHED_QOS)
         self._refused_pub = self.create_publisher(UInt64, "~/refused_commands", LATCHED_QOS)
         self.create_subscription(JointTrajectory, cfg.trajectory_topic, self._on_trajectory, COMMAND_QOS)

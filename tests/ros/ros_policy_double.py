@@ -86,6 +86,7 @@ class ScriptedDeltaPolicy:
     control_rate_hz: float = 10.0
     obs_horizon: int = 2
     calls: int = 0
+    bounded: bool = True  # False: a schema without action bounds (stored as null, read back as +-inf)
 
     @property
     def obs_schema(self) -> list[KeySpec]:
@@ -95,6 +96,8 @@ class ScriptedDeltaPolicy:
     @property
     def action_space(self) -> ActionSpace:
         names = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+        if not self.bounded:
+            return ActionSpace(names, ["normalized"] * 7, "delta", [-np.inf] * 7, [np.inf] * 7)
         return ActionSpace(names, ["normalized"] * 7, "delta", [-1.0] * 7, [1.0] * 7)
 
     def reset(self) -> None:

@@ -125,15 +125,20 @@ def test_hold_without_any_finite_measurement_publishes_nothing_and_says_why(rig_
     assert all_controller_messages(rig) == []
 
 
-def test_measured_joints_outside_the_limits_hold_without_sending_them(rig_factory: Any) -> None:
+def test_measured_joints_outside_the_limits_hold_clipped_into_them(rig_factory: Any) -> None:
+    """A joint read past its limit still gets a hold (else the controller keeps running the last
+    trajectory), at the measured positions clipped into the limits; nothing outside them is sent."""
     rig = start(rig_factory(ScriptedPolicy()))
     assert rig.wait_for(lambda: len(rig.msgs(TRAJECTORY_TOPIC)) >= 2)
     rig.q = Q0.copy()
     rig.q[3] = 0.5  # panda_joint4's upper limit is -0.0698
     assert rig.wait_for(lambda: rig.node.state == "held")
     assert "joint_limit" in rig.node._reason and "panda_joint4" in rig.node._reason
-    assert "no hold published" in rig.node._reason
+    assert "no hold published" not in rig.node._reason
     upper = np.array([2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973])
+    assert rig.wait_for(lambda: is_hold(rig.msgs(TRAJECTORY_TOPIC)[-1]))
+    held = np.array(rig.msgs(TRAJECTORY_TOPIC)[-1].points[0].positions)
+    np.testing.assert_allclose(held, np.minimum(rig.q, upper))
     for msg in rig.msgs(TRAJECTORY_TOPIC):
         assert all(np.all(np.array(p.positions) <= upper) for p in msg.points)
 

@@ -15,7 +15,9 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
+from robot_offrl.errors import ConfigError
 from robot_offrl_ros.image_codec import fit_image
+from robot_offrl_ros.params import parse_config
 
 pytestmark = pytest.mark.ros
 FORWARD_TOPIC = "/forward_position_controller/commands"
@@ -111,6 +113,17 @@ def test_servo_mode_publishes_twists_clipped_to_the_workspace(rig_factory: Any) 
     n = len(rig.msgs(SERVO_TOPIC))
     rig.wait_for(lambda: False, 0.3)
     assert all(zero(m) for m in rig.msgs(SERVO_TOPIC)[n - 1:])  # the stream stopped on the zero twist
+
+
+def test_servo_mode_refuses_unbounded_actions_and_bad_scales(rig_factory: Any) -> None:
+    """The twist check is |action bound| x scale: unbounded actions or a scale <= 0 would void it."""
+    params = {"output_mode": "servo", "ee_pose_topic": "/ee_pose"}
+    rig = rig_factory(ScriptedDeltaPolicy(bounded=False), params, pose=(0.5, 0.0, 0.3))
+    assert rig.configure() == TransitionCallbackReturn.FAILURE
+    assert "finite action bounds" in rig.node._reason
+    for name in ("servo_linear_scale", "servo_angular_scale"):
+        with pytest.raises(ConfigError, match=f"{name} must be > 0"):
+            parse_config({name: -0.1})
 
 
 def test_joint_modes_hold_when_the_end_effector_leaves_the_box(rig_factory: Any) -> None:
