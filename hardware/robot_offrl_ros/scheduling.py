@@ -3,11 +3,19 @@
 A chunk is predicted from an observation taken at ``obs_stamp``; its k-th action belongs to
 ``obs_stamp + k * dt``. By the time inference finishes some of those instants are gone, and
 executing them late would replay the past, so they are dropped and the rest keep their times.
+
+Plan-ahead (``plan_ahead: auto``) decides *when* to plan when inference is slower than a control
+period: the next plan starts at the last tick from which its chunk still reaches the controller
+(by a running high percentile of recent plan times plus a margin) before the current chunk's last
+action, and the new chunk is spliced onto what is left of the current one, so the command does
+not jump where they meet. One inference runs at a time, so a chunk executes at most its own
+``n*dt - latency`` and the stream is continuous while latency stays below about half the chunk.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -52,6 +60,71 @@ def schedule_chunk(
         values=arr[keep],
         dropped=int(arr.shape[0] - keep.size),
     )
+
+
+class LatencyEstimate:
+    """A high percentile of the recent plan times (observation to send), for plan-ahead.
+
+    A percentile rather than the mean because a chunk that arrives late leaves the arm resting at
+    the end of the previous one; a short window because load on the robot computer changes.
+    """
+
+    def __init__(self, window: int = 20, percentile: float = 90.0) -> None:
+        if window < 1 or not 0.0 < percentile <= 100.0:
+            raise ConfigError(f"latency window must be >= 1 and percentile in (0, 100], got {window}, {percentile}")
+        self._samples: deque[float] = deque(maxlen=window)
+        self.percentile = percentile
+
+    def add(self, seconds: float) -> None:
+        if np.isfinite(seconds) and seconds >= 0:
+            self._samples.append(float(seconds))
+
+    def value(self) -> float | None:
+        """The estimate in seconds, or None before the first plan."""
+        if not self._samples:
+            return None
+        return float(np.percentile(np.asarray(self._samples), self.percentile))
+
+
+def plan_due(now_s: float, period_s: float, chunk_end_s: float | None, latency_s: float | None,
+             margin_s: float) -> bool:
+    """Whether a control tick at ``now_s`` must start the next plan (plan-ahead).
+
+    True when there is nothing to plan ahead of (no chunk pending, or no latency measured yet),
+    when inference fits in one period (then the node replans every period, as with plan-ahead
+    off), or when waiting one more period would make the next chunk arrive less than
+    ``margin_s`` before ``chunk_end_s``, the time of the current chunk's last action.
+    """
+    if chunk_end_s is None or latency_s is None or latency_s < period_s:
+        return True
+    return now_s + period_s + latency_s + margin_s > chunk_end_s
+
+
+def splice(prev_times_s: np.ndarray, prev_values: np.ndarray, sched: ScheduledChunk,
+           now_s: float) -> ScheduledChunk:
+    """``sched`` blended onto the previous chunk where they overlap in time, without a jump.
+
+    ``prev_times_s`` are absolute times of the previous chunk's actions. The new chunk's actions
+    due before the previous chunk's last one get weights 0, 1/m, ..., (m-1)/m on the new values
+    (m overlapping actions), the rest are the new chunk's own: the first action spliced in is the
+    previous chunk's command at that instant, and the hand-over is spread over the overlap. A
+    convex blend of two commands stays inside any box both lie in, and the output's filter and
+    command gate still check the result.
+    """
+    times = now_s + sched.times_from_now
+    prev_t = np.asarray(prev_times_s, dtype=np.float64)
+    prev_v = np.asarray(prev_values, dtype=np.float64)
+    if sched.empty or prev_t.size == 0 or prev_v.shape != (prev_t.size, sched.values.shape[1]):
+        return sched
+    overlap = np.flatnonzero((times >= prev_t[0]) & (times <= prev_t[-1]))
+    if overlap.size == 0 or overlap[0] != 0:  # the previous chunk already ran out: nothing to meet
+        return sched
+    m = int(overlap[-1]) + 1  # overlapping actions are a prefix: both chunks are time-ordered
+    old = np.stack([np.interp(times[:m], prev_t, prev_v[:, j]) for j in range(prev_v.shape[1])], axis=1)
+    w = (np.arange(m) / m)[:, None]
+    values = sched.values.copy()
+    values[:m] = (1.0 - w) * old + w * sched.values[:m]
+    return replace(sched, values=values)
 
 
 def finite_difference_velocities(positions: np.ndarray, times: np.ndarray) -> np.ndarray:
