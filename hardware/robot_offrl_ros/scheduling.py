@@ -116,7 +116,8 @@ def splice(prev_times_s: np.ndarray, prev_values: np.ndarray, sched: ScheduledCh
     prev_v = np.asarray(prev_values, dtype=np.float64)
     if sched.empty or prev_t.size == 0 or prev_v.shape != (prev_t.size, sched.values.shape[1]):
         return sched
-    overlap = np.flatnonzero((times >= prev_t[0]) & (times <= prev_t[-1]))
+    eps = 1e-6  # s: times are sums of floats; an action "at" the previous chunk's last one overlaps it
+    overlap = np.flatnonzero((times >= prev_t[0] - eps) & (times <= prev_t[-1] + eps))
     if overlap.size == 0 or overlap[0] != 0:  # the previous chunk already ran out: nothing to meet
         return sched
     m = int(overlap[-1]) + 1  # overlapping actions are a prefix: both chunks are time-ordered
