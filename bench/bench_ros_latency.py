@@ -95,12 +95,14 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
         rig.clear()
         plans0 = rig.node._stats.plans
         dropped0 = rig.node._stats.dropped_actions
+        late0 = rig.node._stats.late_chunks
         time.sleep(args.seconds)
         with rig._lock:
             trajs = list(rig.received[TRAJECTORY_TOPIC])
             chunks = list(rig.received["/policy_node/action_chunk"])
         plans = rig.node._stats.plans - plans0
         dropped = rig.node._stats.dropped_actions - dropped0
+        late = rig.node._stats.late_chunks - late0
         lat_inf = np.asarray(rig.node._stats.latencies_s) * 1000
     finally:
         rig.close()
@@ -112,9 +114,9 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
     for t_recv, _ in trajs:
         k = int(np.argmin(np.abs(chunk_recv - t_recv)))  # published back to back in the same step
         latencies.append(t_recv - chunk_obs[k])
-    lat_ms = np.array(latencies) * 1000
+    lat_ms = np.array(latencies or [np.nan]) * 1000  # nan: nothing was sent (every chunk late)
     sends = np.array([t for t, _ in trajs])
-    intervals = np.diff(sends) * 1000
+    intervals = np.diff(sends) * 1000 if sends.size > 1 else np.array([np.nan])
     executed, jumps = executed_stream(trajs)
     gaps = np.diff(executed) * 1000 if executed.size > 1 else np.array([np.nan])
     period_ms = 1000.0 / args.rate
@@ -123,6 +125,7 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
         "gap_max_ms": float(gaps.max()), "gap_p99_ms": float(np.percentile(gaps, 99)),
         "gaps_over_1.5_periods": int(np.sum(gaps > 1.5 * period_ms)),
         "plans_per_s": plans / args.seconds, "dropped_per_s": dropped / args.seconds,
+        "late_chunks_per_s": late / args.seconds,
         "latency_p50_ms": float(np.percentile(lat_ms, 50)), "latency_p99_ms": float(np.percentile(lat_ms, 99)),
         "interval_p50_ms": float(np.percentile(intervals, 50)), "interval_p99_ms": float(np.percentile(intervals, 99)),
         "interval_max_ms": float(intervals.max()), "inference_p50_ms": float(np.percentile(lat_inf, 50)),
@@ -133,7 +136,8 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
 METRICS = [("messages_per_s", "trajectory messages/s"), ("executed_per_s", "executed actions/s"),
            ("gap_max_ms", "gap between executed actions, max (ms)"), ("gap_p99_ms", "gap p99 (ms)"),
            ("gaps_over_1.5_periods", "gaps > 1.5 periods"), ("plans_per_s", "plans/s"),
-           ("dropped_per_s", "dropped actions/s"), ("latency_p50_ms", "obs->command p50 (ms)"),
+           ("dropped_per_s", "dropped actions/s"), ("late_chunks_per_s", "chunks entirely late/s"),
+           ("latency_p50_ms", "obs->command p50 (ms)"),
            ("latency_p99_ms", "obs->command p99 (ms)"), ("splice_jump_max_rad", "jump at hand-over, max (rad)"),
            ("inference_p50_ms", "inference p50 (ms)")]
 
@@ -168,7 +172,7 @@ def main() -> None:
             values = [results[m][key] for m in modes]
             row = f"| {label} | " + " | ".join(f"{v:.4g}" for v in values)
             if len(modes) > 1:
-                row += f" | {values[1] / values[0]:.2f}" if values[0] else " | -"
+                row += f" | {values[1] / values[0]:.2f}" if values[0] and np.isfinite(values[0]) else " | -"
             print(row + " |")
 
 
