@@ -6,7 +6,7 @@ executing them late would replay the past, so they are dropped and the rest keep
 
 Plan-ahead (``plan_ahead: auto``) decides *when* to plan when inference is slower than a control
 period: the next plan starts at the last tick from which its chunk still reaches the controller
-(by a running high percentile of recent plan times plus a margin) before the current chunk's last
+(by the slowest of the recent plan times plus a margin) before the current chunk's last
 action, and the new chunk is spliced onto what is left of the current one, so the command does
 not jump where they meet. One inference runs at a time, so a chunk executes at most its own
 ``n*dt - latency`` and the stream is continuous while latency stays below about half the chunk.
@@ -65,11 +65,15 @@ def schedule_chunk(
 class LatencyEstimate:
     """A high percentile of the recent plan times (observation to send), for plan-ahead.
 
-    A percentile rather than the mean because a chunk that arrives late leaves the arm resting at
-    the end of the previous one; a short window because load on the robot computer changes.
+    By default the slowest of the last 20: a chunk that arrives late leaves the arm resting at the
+    end of the previous one, and real inference on a loaded computer has spikes (a tiny image
+    checkpoint on the loaded 2-core development machine planned in ~100 ms with spikes of several
+    hundred: timed by its p90 plus 50 ms, plan-ahead left 24 gaps over 1.5 periods in 20 s against 2
+    when replanning back to back; by the slowest of 20, 11 against 12, docs/benchmarks.md). A short
+    window, because load on the robot computer changes.
     """
 
-    def __init__(self, window: int = 20, percentile: float = 90.0) -> None:
+    def __init__(self, window: int = 20, percentile: float = 100.0) -> None:
         if window < 1 or not 0.0 < percentile <= 100.0:
             raise ConfigError(f"latency window must be >= 1 and percentile in (0, 100], got {window}, {percentile}")
         self._samples: deque[float] = deque(maxlen=window)
