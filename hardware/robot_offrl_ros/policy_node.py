@@ -147,7 +147,7 @@ class PolicyNode(LifecycleNode):
                                             cfg.max_joint_velocity, cfg.velocity_scale)
             box = WorkspaceBox.from_lists(cfg.workspace_min, cfg.workspace_max)
             joint_filter = JointCommandFilter(limits, cfg.limit_violation)
-            warm_up_s = self._warm_up(policy, limits, cfg)
+            self._warm_up(policy, limits, cfg)
         except UserError as exc:
             return self._configure_failed(str(exc))
         except Exception as exc:  # a broken checkpoint or factory must not take the node down
@@ -157,8 +157,7 @@ class PolicyNode(LifecycleNode):
             self._cfg, self._policy, self._assembler = cfg, policy, assembler
             self._action_names = [str(n) for n in policy.action_space.names]
             self._dt = 1.0 / rate
-            self._plan_latency = LatencyEstimate()
-            self._plan_latency.add(warm_up_s)  # a first, usually pessimistic, estimate
+            self._plan_latency = LatencyEstimate()  # the warm-up's one-time costs are not a plan time
             self._last_sent = None
             self._watchdog = Watchdog(assembler.timeouts)
             try:
@@ -254,12 +253,8 @@ class PolicyNode(LifecycleNode):
         self._publish_status()
         return TransitionCallbackReturn.FAILURE
 
-    def _warm_up(self, policy: PolicyLike, limits: JointLimits, cfg: NodeConfig) -> float:
-        """One inference on a synthetic observation, so the first real step is not the slow one.
-
-        Returns how long it took (seconds): plan-ahead's first latency estimate.
-        """
-        start = time.perf_counter()
+    def _warm_up(self, policy: PolicyLike, limits: JointLimits, cfg: NodeConfig) -> None:
+        """One inference on a synthetic observation, so the first real step is not the slow one."""
         obs: dict[str, np.ndarray] = {}
         for spec in policy.obs_schema:
             shape = tuple(spec.shape)
@@ -272,7 +267,6 @@ class PolicyNode(LifecycleNode):
         chunk = check_chunk(policy.plan(obs), chunk_length_limit(policy, cfg), len(policy.action_space.names))
         require_finite(chunk, "warm-up action chunk")
         policy.reset()
-        return time.perf_counter() - start
 
     def _make_output(self, cfg: NodeConfig, layout: ActionLayout, joint_filter: JointCommandFilter,
                      box: WorkspaceBox, policy: PolicyLike) -> Output:

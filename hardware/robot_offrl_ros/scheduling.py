@@ -73,19 +73,21 @@ class LatencyEstimate:
     window, because load on the robot computer changes.
     """
 
-    def __init__(self, window: int = 20, percentile: float = 100.0) -> None:
-        if window < 1 or not 0.0 < percentile <= 100.0:
-            raise ConfigError(f"latency window must be >= 1 and percentile in (0, 100], got {window}, {percentile}")
+    def __init__(self, window: int = 20, percentile: float = 100.0, min_samples: int = 3) -> None:
+        if not 1 <= min_samples <= window or not 0.0 < percentile <= 100.0:
+            raise ConfigError(f"latency window must be >= min_samples >= 1 and percentile in (0, 100], "
+                              f"got {window}, {min_samples}, {percentile}")
         self._samples: deque[float] = deque(maxlen=window)
         self.percentile = percentile
+        self.min_samples = min_samples
 
     def add(self, seconds: float) -> None:
         if np.isfinite(seconds) and seconds >= 0:
             self._samples.append(float(seconds))
 
     def value(self) -> float | None:
-        """The estimate in seconds, or None before the first plan."""
-        if not self._samples:
+        """The estimate in seconds, or None before ``min_samples`` plans (then: plan as early as possible)."""
+        if len(self._samples) < self.min_samples:
             return None
         return float(np.percentile(np.asarray(self._samples), self.percentile))
 

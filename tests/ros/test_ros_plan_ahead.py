@@ -42,8 +42,10 @@ def test_plan_due_waits_until_the_last_tick_that_still_arrives_in_time() -> None
 
 def test_latency_estimate_is_a_high_percentile_of_a_recent_window() -> None:
     est = LatencyEstimate(window=10, percentile=90.0)
-    assert est.value() is None
-    for _ in range(9):
+    est.add(0.1)
+    est.add(0.1)
+    assert est.value() is None  # too few plans to time the next one by: plan as early as possible
+    for _ in range(7):
         est.add(0.1)
     est.add(0.5)
     assert est.value() == pytest.approx(0.14)  # numpy's linear percentile: one slow plan raises it
@@ -54,6 +56,9 @@ def test_latency_estimate_is_a_high_percentile_of_a_recent_window() -> None:
     assert est.value() == pytest.approx(0.2)
     with pytest.raises(ConfigError, match="percentile"):
         LatencyEstimate(percentile=0.0)
+    with pytest.raises(ConfigError, match="min_samples"):
+        LatencyEstimate(window=2, min_samples=3)
+    assert LatencyEstimate().percentile == 100.0  # the node's: the slowest recent plan
 
 
 def test_splice_starts_on_the_previous_chunk_and_hands_over_across_the_overlap() -> None:
