@@ -77,6 +77,8 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
     params: dict[str, Any] = {"enable_control": True, "control_rate_hz": args.rate, "num_candidates": args.num_candidates,
                               "num_inference_steps": args.num_inference_steps, "image_timeout_s": 0.5,
                               "joint_state_timeout_s": 0.5, "plan_ahead": plan_ahead}
+    if args.plan_ahead_margin is not None:
+        params["plan_ahead_margin_s"] = args.plan_ahead_margin
     if args.n_action_steps:
         params["n_action_steps"] = args.n_action_steps
     if args.checkpoint:
@@ -154,6 +156,8 @@ def main() -> None:
                         help="scripted policy: plan time(s) to measure, one case each")
     parser.add_argument("--plan-ahead", choices=("off", "auto", "both"), default="auto",
                         help="the node's plan_ahead; both: off (before) and auto (after) per case, with ratios")
+    parser.add_argument("--plan-ahead-margin", type=float, default=None,
+                        help="the node's plan_ahead_margin_s (default: the node's)")
     args = parser.parse_args()
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

@@ -91,7 +91,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("plan_ahead", "string", "auto",
               "auto: when inference is slower than a period, time each plan so its chunk arrives before the "
               "current one ends and splice it on without a jump; off: replan every period, chunks replace"),
-    ParamSpec("plan_ahead_margin_s", "double", 0.05,
+    ParamSpec("plan_ahead_margin_s", "double", 0.1,
               "plan_ahead auto: the next chunk is due this long before the current chunk's last action"),
     ParamSpec("hold_time_s", "double", 0.1, "time_from_start of the single point of a hold trajectory"),
     ParamSpec("diagnostics_rate_hz", "double", 1.0, "/diagnostics and ~/status publication rate"),

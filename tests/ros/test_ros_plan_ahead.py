@@ -96,7 +96,8 @@ def make_rig(ros_context: Any) -> Iterator[Any]:
         # A high velocity cap: a first point due within microseconds of sending is not capped, so the
         # positions sent are the spliced ones (the cap itself is tested in test_ros_safety.py).
         rig = Rig(ros_context, policy, {"enable_control": True, "control_rate_hz": 1 / PERIOD,
-                                        "plan_ahead": plan_ahead, "max_joint_velocity": [50.0] * 7})
+                                        "plan_ahead": plan_ahead, "plan_ahead_margin_s": 0.05,
+                                        "max_joint_velocity": [50.0] * 7})
         rigs.append(rig)
         assert rig.configure() == TransitionCallbackReturn.SUCCESS, rig.node._reason
         assert rig.activate(), rig.node._reason
