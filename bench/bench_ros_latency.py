@@ -10,7 +10,9 @@ Continuity: each trajectory replaces the previous one on arrival, so the actions
 executes are, per message, its points due before the next message arrived. From those:
 executed actions/s, the gaps between consecutive executed actions (a gap above one control period
 means the arm reached the end of a chunk and rested), and the jump where a new chunk takes over
-(its first point against the previous message's trajectory at the same instant).
+(its first point against the previous message's trajectory at the same instant). The rig's arm
+does not move; with a checkpoint the node's velocity cap, measured from that static arm, moves first
+points due within milliseconds, so the jump column then mostly shows the cap.
 
 ``--plan-delay-ms`` gives the scripted policy a plan time (a sleep, so it costs no CPU), and
 ``--plan-ahead both`` runs each delay with the node's ``plan_ahead`` off (before) and auto (after)
@@ -85,7 +87,9 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
         params["checkpoint"] = args.checkpoint
         policy = None
     else:
-        # A small offset keeps every command far below the velocity cap, so splice jumps are the policy's.
+        # The rig's arm does not move, so the node's velocity cap (relative to the measured joints) would
+        # move a first point due within milliseconds; a high cap keeps the positions the policy's own.
+        params["max_joint_velocity"] = [50.0] * 7
         policy = ScriptedPolicy(offset=0.01, n_action_steps=args.n_action_steps or 8, control_rate_hz=args.rate)
         if delay_ms:
             policy.mode, policy.slow_s = "slow", delay_ms / 1000.0
