@@ -89,7 +89,7 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
     else:
         # The rig's arm does not move, so the node's velocity cap (relative to the measured joints) would
         # move a first point due within milliseconds; a high cap keeps the positions the policy's own.
-        params["max_joint_velocity"] = [50.0] * 7
+        params["max_joint_velocity"] = [1000.0] * 7
         policy = ScriptedPolicy(offset=0.01, n_action_steps=args.n_action_steps or 8, control_rate_hz=args.rate)
         if delay_ms:
             policy.mode, policy.slow_s = "slow", delay_ms / 1000.0
