@@ -1,4 +1,4 @@
-"""Observation-to-command latency through the ROS 2 policy node (run by hand).
+"""Observation-to-command latency and command continuity through the ROS 2 policy node (run by hand).
 
 A helper node publishes joint states (50 Hz) and camera frames (20 Hz, 96x128 rgb8) stamped at
 publication; the node runs at the control rate (default 10 Hz) and sends JointTrajectory chunks.
@@ -6,8 +6,22 @@ Latency per command = arrival time of the JointTrajectory at the helper - the ob
 the chunk was planned from (the header stamp of the ~/action_chunk published in the same tick,
 i.e. the oldest input stamp). Both clocks are the same host clock.
 
+Continuity: each trajectory replaces the previous one on arrival, so the actions the controller
+executes are, per message, its points due before the next message arrived. From those:
+executed actions/s, the gaps between consecutive executed actions (a gap above one control period
+means the arm reached the end of a chunk and rested), and the jump where a new chunk takes over
+(its first point against the previous message's trajectory at the same instant). The rig's arm
+does not move; with a checkpoint the node's velocity cap, measured from that static arm, moves first
+points due within milliseconds, so the jump column then mostly shows the cap.
+
+``--plan-delay-ms`` gives the scripted policy a plan time (a sleep, so it costs no CPU), and
+``--plan-ahead both`` runs each delay with the node's ``plan_ahead`` off (before) and auto (after)
+in one run and prints the ratios.
+
     PYTHONPATH=.:sim:hardware .venv/bin/python bench/bench_ros_latency.py --seconds 30
     PYTHONPATH=.:sim:hardware .venv/bin/python bench/bench_ros_latency.py --checkpoint runs/lift/ --num-candidates 32
+    PYTHONPATH=.:sim:hardware .venv/bin/python bench/bench_ros_latency.py --rate 20 --n-action-steps 8 \\
+        --plan-delay-ms 175 400 --plan-ahead both --seconds 25
 """
 
 from __future__ import annotations
@@ -18,6 +32,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +40,112 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "ros"))  # the in-process rig and the scripted test policy
 
 
-def stamp_s(msg: object) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9  # type: ignore[attr-defined]
+def stamp_s(msg: Any) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def point_times(msg: Any) -> np.ndarray:
+    """Absolute times of a trajectory's points (header stamp + time_from_start)."""
+    return np.array([stamp_s(msg) + p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
+
+
+def executed_stream(trajs: list[tuple[float, Any]]) -> tuple[np.ndarray, list[float]]:
+    """Times of the actions a trajectory controller executes, and the jump (rad, max over joints)
+    where each message takes over from the previous one while that one still had points left."""
+    times: list[float] = []
+    jumps: list[float] = []
+    for i, (_, msg) in enumerate(trajs):
+        t = point_times(msg)
+        until = stamp_s(trajs[i + 1][1]) if i + 1 < len(trajs) else np.inf
+        times.extend(t[t < until].tolist())
+        if i > 0:
+            prev = trajs[i - 1][1]
+            pt = point_times(prev)
+            if pt[0] <= t[0] <= pt[-1]:
+                pos = np.array([p.positions for p in prev.points])
+                old = np.array([np.interp(t[0], pt, pos[:, j]) for j in range(pos.shape[1])])
+                jumps.append(float(np.abs(np.array(msg.points[0].positions) - old).max()))
+    return np.array(times), jumps
+
+
+def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) -> dict[str, float]:
+    import rclpy
+    from rclpy.context import Context
+    from ros_policy_double import ScriptedPolicy
+    from ros_rig import TRAJECTORY_TOPIC, Rig
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=random.randint(1, 100))
+    params: dict[str, Any] = {"enable_control": True, "control_rate_hz": args.rate, "num_candidates": args.num_candidates,
+                              "num_inference_steps": args.num_inference_steps, "image_timeout_s": 0.5,
+                              "joint_state_timeout_s": 0.5, "plan_ahead": plan_ahead}
+    if args.plan_ahead_margin is not None:
+        params["plan_ahead_margin_s"] = args.plan_ahead_margin
+    if args.n_action_steps:
+        params["n_action_steps"] = args.n_action_steps
+    if args.checkpoint:
+        params["checkpoint"] = args.checkpoint
+        policy = None
+    else:
+        # The rig's arm does not move, so the node's velocity cap (relative to the measured joints) would
+        # move a first point due within milliseconds; a high cap keeps the positions the policy's own.
+        params["max_joint_velocity"] = [1000.0] * 7
+        policy = ScriptedPolicy(offset=0.01, n_action_steps=args.n_action_steps or 8, control_rate_hz=args.rate)
+        if delay_ms:
+            policy.mode, policy.slow_s = "slow", delay_ms / 1000.0
+    rig = Rig(ctx, policy, params)
+    try:
+        if rig.configure().name != "SUCCESS" or not rig.activate(10.0):
+            raise SystemExit(f"node did not start: {rig.node._reason}")
+        rig.wait_for(lambda: False, 2.0)  # settle: the latency estimate fills
+        rig.clear()
+        plans0 = rig.node._stats.plans
+        dropped0 = rig.node._stats.dropped_actions
+        late0 = rig.node._stats.late_chunks
+        time.sleep(args.seconds)
+        with rig._lock:
+            trajs = list(rig.received[TRAJECTORY_TOPIC])
+            chunks = list(rig.received["/policy_node/action_chunk"])
+        plans = rig.node._stats.plans - plans0
+        dropped = rig.node._stats.dropped_actions - dropped0
+        late = rig.node._stats.late_chunks - late0
+        lat_inf = np.asarray(rig.node._stats.latencies_s) * 1000
+    finally:
+        rig.close()
+        ctx.try_shutdown()
+
+    chunk_recv = np.array([t for t, _ in chunks])
+    chunk_obs = np.array([stamp_s(m) for _, m in chunks])
+    latencies = []
+    for t_recv, _ in trajs:
+        k = int(np.argmin(np.abs(chunk_recv - t_recv)))  # published back to back in the same step
+        latencies.append(t_recv - chunk_obs[k])
+    lat_ms = np.array(latencies or [np.nan]) * 1000  # nan: nothing was sent (every chunk late)
+    sends = np.array([t for t, _ in trajs])
+    intervals = np.diff(sends) * 1000 if sends.size > 1 else np.array([np.nan])
+    executed, jumps = executed_stream(trajs)
+    gaps = np.diff(executed) * 1000 if executed.size > 1 else np.array([np.nan])
+    period_ms = 1000.0 / args.rate
+    return {
+        "messages_per_s": len(trajs) / args.seconds, "executed_per_s": executed.size / args.seconds,
+        "gap_max_ms": float(gaps.max()), "gap_p99_ms": float(np.percentile(gaps, 99)),
+        "gaps_over_1.5_periods": int(np.sum(gaps > 1.5 * period_ms)),
+        "plans_per_s": plans / args.seconds, "dropped_per_s": dropped / args.seconds,
+        "late_chunks_per_s": late / args.seconds,
+        "latency_p50_ms": float(np.percentile(lat_ms, 50)), "latency_p99_ms": float(np.percentile(lat_ms, 99)),
+        "interval_p50_ms": float(np.percentile(intervals, 50)), "interval_p99_ms": float(np.percentile(intervals, 99)),
+        "interval_max_ms": float(intervals.max()), "inference_p50_ms": float(np.percentile(lat_inf, 50)),
+        "splice_jump_max_rad": max(jumps) if jumps else 0.0, "splices": len(jumps),
+    }
+
+
+METRICS = [("messages_per_s", "trajectory messages/s"), ("executed_per_s", "executed actions/s"),
+           ("gap_max_ms", "gap between executed actions, max (ms)"), ("gap_p99_ms", "gap p99 (ms)"),
+           ("gaps_over_1.5_periods", "gaps > 1.5 periods"), ("plans_per_s", "plans/s"),
+           ("dropped_per_s", "dropped actions/s"), ("late_chunks_per_s", "chunks entirely late/s"),
+           ("latency_p50_ms", "obs->command p50 (ms)"),
+           ("latency_p99_ms", "obs->command p99 (ms)"), ("splice_jump_max_rad", "jump at hand-over, max (rad)"),
+           ("inference_p50_ms", "inference p50 (ms)")]
 
 
 def main() -> None:
@@ -36,55 +155,33 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="", help="a trained run/checkpoint instead of the scripted policy")
     parser.add_argument("--num-candidates", type=int, default=32)
     parser.add_argument("--num-inference-steps", type=int, default=10)
+    parser.add_argument("--n-action-steps", type=int, default=0, help="actions per chunk (0: the policy's)")
+    parser.add_argument("--plan-delay-ms", type=float, nargs="*", default=[],
+                        help="scripted policy: plan time(s) to measure, one case each")
+    parser.add_argument("--plan-ahead", choices=("off", "auto", "both"), default="auto",
+                        help="the node's plan_ahead; both: off (before) and auto (after) per case, with ratios")
+    parser.add_argument("--plan-ahead-margin", type=float, default=None,
+                        help="the node's plan_ahead_margin_s (default: the node's)")
     args = parser.parse_args()
 
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    import rclpy
-    from rclpy.context import Context
-    from ros_policy_double import ScriptedPolicy
-    from ros_rig import TRAJECTORY_TOPIC, Rig
-
-    ctx = Context()
-    rclpy.init(context=ctx, domain_id=random.randint(1, 100))
-    params = {"enable_control": True, "control_rate_hz": args.rate, "num_candidates": args.num_candidates,
-              "num_inference_steps": args.num_inference_steps, "image_timeout_s": 0.5, "joint_state_timeout_s": 0.5}
-    if args.checkpoint:
-        params["checkpoint"] = args.checkpoint
-    rig = Rig(ctx, None if args.checkpoint else ScriptedPolicy(), params)
-    try:
-        if rig.configure().name != "SUCCESS" or not rig.activate(10.0):
-            raise SystemExit(f"node did not start: {rig.node._reason}")
-        rig.wait_for(lambda: False, 1.0)  # settle
-        rig.clear()
-        time.sleep(args.seconds)
-        with rig._lock:
-            trajs = list(rig.received[TRAJECTORY_TOPIC])
-            chunks = list(rig.received["/policy_node/action_chunk"])
-        diag = {kv.key: kv.value for kv in rig.last_diagnostic().values}
-    finally:
-        rig.close()
-        ctx.try_shutdown()
-
-    chunk_recv = np.array([t for t, _ in chunks])
-    chunk_obs = np.array([stamp_s(m) for _, m in chunks])
-    latencies = []
-    for t_recv, _ in trajs:
-        k = int(np.argmin(np.abs(chunk_recv - t_recv)))  # published back to back in the same tick
-        latencies.append(t_recv - chunk_obs[k])
-    lat_ms = np.array(latencies) * 1000
-    sends = np.array([t for t, _ in trajs])
+    modes = ["off", "auto"] if args.plan_ahead == "both" else [args.plan_ahead]
+    delays: list[float | None] = list(args.plan_delay_ms) or [None]
     policy = args.checkpoint or "scripted test policy"
-    print(f"policy: {policy}; control rate {args.rate:g} Hz; window {args.seconds:g} s; "
-          f"{len(trajs)} commands ({len(trajs) / args.seconds:.2f}/s), {len(chunks)} chunks")
-    print("| metric | p50 | p99 | mean | max |")
-    print("|---|---|---|---|---|")
-    print(f"| observation -> command (ms) | {np.percentile(lat_ms, 50):.1f} | {np.percentile(lat_ms, 99):.1f} | "
-          f"{lat_ms.mean():.1f} | {lat_ms.max():.1f} |")
-    intervals = np.diff(sends) * 1000
-    print(f"| command interval (ms) | {np.percentile(intervals, 50):.1f} | {np.percentile(intervals, 99):.1f} | "
-          f"{intervals.mean():.1f} | {intervals.max():.1f} |")
-    print(f"node diagnostics: inference p50 {diag.get('inference_latency_ms_p50')} ms, "
-          f"dropped actions {diag.get('dropped_actions')}, late chunks {diag.get('late_chunks')}")
+    print(f"policy: {policy}; control rate {args.rate:g} Hz; n_action_steps {args.n_action_steps or 'policy'}; "
+          f"window {args.seconds:g} s per case; load average {os.getloadavg()[0]:.1f} at start")
+    for delay in delays:
+        results = {mode: run_case(args, delay, mode) for mode in modes}
+        title = f"plan delay {delay:g} ms" if delay else "plan delay: the policy's own"
+        print(f"\n{title}")
+        print("| metric | " + " | ".join(f"plan_ahead {m}" for m in modes) + (" | after/before |" if len(modes) > 1 else " |"))
+        print("|---|" + "---|" * (len(modes) + (len(modes) > 1)))
+        for key, label in METRICS:
+            values = [results[m][key] for m in modes]
+            row = f"| {label} | " + " | ".join(f"{v:.4g}" for v in values)
+            if len(modes) > 1:
+                row += f" | {values[1] / values[0]:.2f}" if values[0] and np.isfinite(values[0]) else " | -"
+            print(row + " |")
 
 
 if __name__ == "__main__":

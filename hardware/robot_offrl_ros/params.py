@@ -14,6 +14,7 @@ from robot_offrl.errors import ConfigError
 
 OUTPUT_MODES = ("trajectory", "forward", "servo")
 CAMERA_RELIABILITY = ("reliable", "best_effort")
+PLAN_AHEAD_MODES = ("auto", "off")
 
 # The Franka Emika Panda as shipped by franka_ros2: a sensible, documented default arm.
 _PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
@@ -87,6 +88,11 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("workspace_min", "double[]", [0.2, -0.5, 0.0], "end-effector box lower corner, m"),
     ParamSpec("workspace_max", "double[]", [0.8, 0.5, 0.7], "end-effector box upper corner, m"),
     ParamSpec("min_lead_time_s", "double", 0.0, "drop actions due sooner than this after inference"),
+    ParamSpec("plan_ahead", "string", "auto",
+              "auto: when inference is slower than a period, time each plan so its chunk arrives before the "
+              "current one ends and splice it on without a jump; off: replan every period, chunks replace"),
+    ParamSpec("plan_ahead_margin_s", "double", 0.1,
+              "plan_ahead auto: the next chunk is due this long before the current chunk's last action"),
     ParamSpec("hold_time_s", "double", 0.1, "time_from_start of the single point of a hold trajectory"),
     ParamSpec("diagnostics_rate_hz", "double", 1.0, "/diagnostics and ~/status publication rate"),
     ParamSpec("hardware_id", "string", "arm", "hardware_id reported on /diagnostics"),
@@ -139,6 +145,8 @@ class NodeConfig:
     workspace_min: tuple[float, ...]
     workspace_max: tuple[float, ...]
     min_lead_time_s: float
+    plan_ahead: str
+    plan_ahead_margin_s: float
     hold_time_s: float
     diagnostics_rate_hz: float
     hardware_id: str
@@ -192,6 +200,10 @@ def parse_config(values: Mapping[str, Any]) -> NodeConfig:
     if cfg.output_mode not in OUTPUT_MODES:
         raise ConfigError(f"output_mode must be one of {OUTPUT_MODES}, got {cfg.output_mode!r}")
     check_camera_reliability(cfg.camera_reliability)
+    if cfg.plan_ahead not in PLAN_AHEAD_MODES:
+        raise ConfigError(f"plan_ahead must be one of {PLAN_AHEAD_MODES}, got {cfg.plan_ahead!r}")
+    if not cfg.plan_ahead_margin_s >= 0:
+        raise ConfigError(f"plan_ahead_margin_s must be >= 0, got {cfg.plan_ahead_margin_s}")
     if len(cfg.camera_topics) != len(cfg.camera_keys):
         raise ConfigError(
             f"camera_topics ({len(cfg.camera_topics)}) and camera_keys ({len(cfg.camera_keys)}) must pair up "

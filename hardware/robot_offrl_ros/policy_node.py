@@ -48,7 +48,7 @@ from .params import PARAMS, NodeConfig, parse_config
 from .policy import PolicyFactory, PolicyLike, check_chunk, check_replanning, chunk_length_limit, load_runtime
 from .qos import camera_qos
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
-from .scheduling import message_time_s, schedule_chunk
+from .scheduling import LatencyEstimate, message_time_s, plan_due, schedule_chunk, splice
 from .spinning import StopSignals, spin_until
 from .watchdog import Watchdog
 
@@ -73,6 +73,7 @@ class _Stats:
         self.send_times: deque[float] = deque(maxlen=50)
         self.latencies_s: deque[float] = deque(maxlen=200)
         self.dropped_actions = 0
+        self.plans = 0
         self.late_chunks = 0
         self.limit_clamped = 0
         self.velocity_capped = 0
@@ -114,6 +115,11 @@ class PolicyNode(LifecycleNode):
         self._output: Output | None = None
         self._action_names: list[str] = []
         self._dt = 0.0
+        # Plan-ahead: recent plan times (observation to send), and the last chunk sent in the current
+        # run as (run token, absolute action times, action values): when its last action is due and
+        # what the next chunk is spliced onto. A chunk from an ended run is never spliced onto.
+        self._plan_latency = LatencyEstimate()
+        self._last_sent: tuple[object, np.ndarray, np.ndarray] | None = None
         self._entities: list[tuple[str, Any]] = []
         self._chunk_pub: Any = None
         self._run_timers: list[Any] = []
@@ -151,6 +157,8 @@ class PolicyNode(LifecycleNode):
             self._cfg, self._policy, self._assembler = cfg, policy, assembler
             self._action_names = [str(n) for n in policy.action_space.names]
             self._dt = 1.0 / rate
+            self._plan_latency = LatencyEstimate()  # the warm-up's one-time costs are not a plan time
+            self._last_sent = None
             self._watchdog = Watchdog(assembler.timeouts)
             try:
                 self._output = self._make_output(cfg, layout, joint_filter, box, policy)
@@ -409,6 +417,19 @@ class PolicyNode(LifecycleNode):
         self._run_token = object()
         self._state, self._reason, self._fault = "running", "", False
 
+    def _plan_due(self, token: object, cfg: NodeConfig) -> bool:
+        """plan_ahead auto: whether this control period must plan (see scheduling.plan_due).
+
+        Decided when the step starts, not when the tick asked: a tick that arrived during the
+        previous plan saw the chunk before the one that plan just sent.
+        """
+        if cfg.plan_ahead != "auto":
+            return True
+        with self._lock:
+            last = self._last_sent
+            chunk_end = float(last[1][-1]) if last is not None and last[0] is token else None
+        return plan_due(self._now(), self._dt, chunk_end, self._plan_latency.value(), cfg.plan_ahead_margin_s)
+
     def _control_step(self) -> None:
         """One control period, on the inference thread: plan from the newest observations, send.
 
@@ -422,7 +443,12 @@ class PolicyNode(LifecycleNode):
             output, chunk_pub = self._output, self._chunk_pub
         if token is None or cfg is None or assembler is None or watchdog is None or policy is None or output is None:
             return
-        stale = watchdog.stale(self._now())
+        if not self._plan_due(token, cfg):
+            return  # the chunk being executed lasts long enough; the watchdog keeps its own timer
+        step_start = self._now()
+        estimate = self._plan_latency.value()
+        fast = estimate is not None and estimate < self._dt  # plans within a period: replan every period
+        stale = watchdog.stale(step_start)
         if stale:
             self._step_fault(token, "watchdog", "stale observations: " + "; ".join(str(s) for s in stale))
             return
@@ -445,14 +471,23 @@ class PolicyNode(LifecycleNode):
                 sched = schedule_chunk(chunk, obs_stamp, now, self._dt, cfg.min_lead_time_s)
                 stats = self._stats
                 stats.latencies_s.append(latency)
+                stats.plans += 1
                 stats.dropped_actions += sched.dropped
+                # The whole step, observation to send: what plan-ahead must start early by.
+                self._plan_latency.add(now - step_start)
                 if sched.empty:  # the controller finishes the previous chunk, then rests
                     stats.late_chunks += 1
                     stats.last_warning_time = now
                     return
+                last = self._last_sent
+                # Spliced only while plans are timed ahead: a policy that replans every period runs just
+                # the first action of each chunk, which must be its own.
+                if cfg.plan_ahead == "auto" and not fast and last is not None and last[0] is token:
+                    sched = splice(last[1], last[2], sched, now)
                 report = output.send(sched, assembler.joint_positions(), assembler.ee_position(), now,
                                      seconds_to_msg(now))
                 stats.send_times.append(now)
+                self._last_sent = (token, now + sched.times_from_now, sched.values)
                 stats.limit_clamped += report.limit_clamped
                 stats.velocity_capped += report.velocity_capped
                 if report.limit_clamped:
@@ -620,6 +655,7 @@ class PolicyNode(LifecycleNode):
             sends = list(stats.send_times)
             rate = (len(sends) - 1) / (sends[-1] - sends[0]) if len(sends) >= 2 and now - sends[-1] < 2.0 else 0.0
             lat = np.asarray(stats.latencies_s) * 1000.0
+            cfg = self._cfg
             values = {
                 "state": self._state,
                 "lifecycle": self._lifecycle,
@@ -632,6 +668,9 @@ class PolicyNode(LifecycleNode):
                 "inference_latency_ms_max": f"{lat.max():.1f}" if lat.size else "",
                 "dropped_actions": str(stats.dropped_actions),
                 "late_chunks": str(stats.late_chunks),
+                "plans": str(stats.plans),
+                "plan_ahead": cfg.plan_ahead if cfg else "",
+                "plan_latency_estimate_ms": f"{est * 1000:.1f}" if (est := self._plan_latency.value()) else "",
                 "limit_clamped": str(stats.limit_clamped),
                 "velocity_capped": str(stats.velocity_capped),
             }
