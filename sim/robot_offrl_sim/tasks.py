@@ -160,6 +160,7 @@ class SimEnv:
         self.kp = float(kp if kp is not None else (self.spec.joint_kp or DEFAULT_JOINT_KP))
         robot = self.env.robots[0]
         self._joint_qidx = np.asarray(robot._ref_joint_pos_indexes)
+        self._finger_qidx = np.asarray(robot._ref_gripper_joint_pos_indexes["right"])
         self.controller = SCRIPTED_CONTROLLER
         self.set_controller(controller or self.spec.action)
         self.last_action: np.ndarray | None = None
@@ -225,12 +226,13 @@ class SimEnv:
         if deployable:
             keys += [k for k in EXPERT_KEYS if k not in keys]
         for key in keys:
+            # A deployable task reads proprioception from the joints now, as /joint_states reports it
+            # (robosuite's observables sample it earlier in the control step), fingers as their opening.
             if key == "joint_pos":
-                obs[key] = np.asarray(raw["robot0_joint_pos"], dtype=np.float32).copy()
+                obs[key] = self.joint_positions().astype(np.float32)
                 continue
             if key == "robot0_gripper_qpos" and deployable:
-                # As a real arm's /joint_states reports fingers: opening per finger, >= 0 each.
-                obs[key] = np.abs(np.asarray(raw[key], dtype=np.float32))
+                obs[key] = np.abs(self.env.sim.data.qpos[self._finger_qidx]).astype(np.float32)
                 continue
             if key == "object" and self.spec.object_state:
                 obs[key] = np.concatenate([np.asarray(raw[k], dtype=np.float32).reshape(-1) for k in self.spec.object_state])
