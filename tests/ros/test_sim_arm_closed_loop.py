@@ -52,7 +52,7 @@ WALL_LIMIT_S = 240.0  # generous: a loaded 2-core machine; every assertion is on
 
 
 def train_tiny_deployable_checkpoint(tmp: Path) -> Path:
-    """Two lift_joint expert episodes, then 20 BC steps: small, but every part is the real one."""
+    """Two lift_joint expert episodes, then 10 BC steps (batch 4): small, but every part is the real one."""
     from robot_offrl.config import compose
     from robot_offrl.train.loop import train
     from robot_offrl_sim.collect import collect
@@ -66,8 +66,8 @@ def train_tiny_deployable_checkpoint(tmp: Path) -> Path:
         env.close()
     run = tmp / "run"
     train(compose("train", [
-        f"data={store}", f"out={run}", f"task={TASK}", "algo=bc", "trainer.steps=20", "trainer.batch_size=8",
-        "trainer.warmup_steps=2", "trainer.checkpoint_every=20", "trainer.val_fraction=0", "trainer.progress=false",
+        f"data={store}", f"out={run}", f"task={TASK}", "algo=bc", "trainer.steps=10", "trainer.batch_size=4",
+        "trainer.warmup_steps=2", "trainer.checkpoint_every=10", "trainer.val_fraction=0", "trainer.progress=false",
         "policy.hidden_dim=64", "policy.num_blocks=1", "encoder.feature_dim=16", "encoder.num_keypoints=8",
     ]))
     return run
