@@ -161,7 +161,8 @@ class SimEnv:
         robot = self.env.robots[0]
         self._joint_qidx = np.asarray(robot._ref_joint_pos_indexes)
         self._finger_qidx = np.asarray(robot._ref_gripper_joint_pos_indexes["right"])
-        self.controller = SCRIPTED_CONTROLLER
+        self.controller = SCRIPTED_CONTROLLER  # the one running now (suite.make built OSC)
+        self._next_controller = SCRIPTED_CONTROLLER
         self.set_controller(controller or self.spec.action)
         self.last_action: np.ndarray | None = None
         model = self.env.sim.model
@@ -200,7 +201,7 @@ class SimEnv:
         robot = self.env.robots[0]
         robot.composite_controller_config["body_parts"] = {"right": copy.deepcopy(part)}
         robot.part_controller_config = copy.deepcopy(robot.composite_controller_config["body_parts"])
-        self.controller = kind
+        self._next_controller = kind
 
     @property
     def action_dim(self) -> int:
@@ -272,6 +273,7 @@ class SimEnv:
             )
         self.env.rng = np.random.default_rng([int(seed), 0x5E])
         self.env.reset()
+        self.controller = self._next_controller
         self.set_object_pose(ic.x, ic.y, ic.yaw)
         self.initial_condition = ic
         self.t = 0

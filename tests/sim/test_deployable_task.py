@@ -111,6 +111,12 @@ def test_joint_controller_takes_joint_targets_and_names_a_wrong_action(joint_env
         assert abs(joint_env.joint_positions()[0] - target[0]) < 0.02
         with pytest.raises(ConfigError, match=r"shape \(8,\) for the joint_position controller"):
             joint_env.step(np.zeros(7))
+        joint_env.set_controller("osc_pose")  # from the next reset on: until then, joints
+        assert joint_env.action_dim == 8
+        joint_env.reset(1)
+        joint_env.step(np.array([0, 0, 0.5, 0, 0, 0, -1.0]))  # an OSC delta again, recorded as a joint target
+        assert joint_env.last_action is not None and joint_env.last_action.shape == (8,)
+        np.testing.assert_allclose(joint_env.last_action[:7], joint_env.joint_positions(), atol=1e-6)
     finally:
         joint_env.set_controller("osc_pose")
 
