@@ -3,10 +3,9 @@
 The tasks are built for OSC_POSE delta actions; a position-controlled arm behind ROS 2 takes
 absolute joint positions instead. Here the same SimEnv (same scene, object placement, success
 check, perturbations) gets robosuite's JOINT_POSITION part controller with ``input_type:
-absolute`` for the arm, so the setpoints the ROS controllers compute are tracked by a PD loop
-with gravity compensation, as franka's position interface does. robosuite rebuilds a robot's
-controllers from its config at every reset, so swapping the config before the first reset is
-enough; the task code is untouched.
+absolute`` for the arm (``SimEnv(controller="joint_position")``), so the setpoints the ROS
+controllers compute are tracked by a PD loop with gravity compensation, as franka's position
+interface does.
 
 Everything is expressed in the robot's base frame (``base_link``), the frame the policy node's
 workspace box and servo twists use.
@@ -14,7 +13,6 @@ workspace box and servo twists use.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,19 +29,14 @@ class JointArmSim:
     """One task env with an absolute joint-position arm controller and a normalised gripper."""
 
     def __init__(self, task: str, cameras: Sequence[str], camera_size: int, kp: float) -> None:
-        if not kp > 0:
-            raise ConfigError(f"kp must be > 0, got {kp}")
-        self.sim = make_env(task, cameras=[], camera_size=camera_size, render_video=bool(cameras))
+        # The task's own env with robosuite's absolute JOINT_POSITION controller (tasks.joint_position_part,
+        # shared with deployable tasks), whatever action space the task's data uses.
+        self.sim = make_env(task, cameras=[], camera_size=camera_size, render_video=bool(cameras),
+                            controller="joint_position", kp=kp)
         self.cameras = tuple(cameras)
         self.camera_size = int(camera_size)
         robot = self.sim.env.robots[0]
         self._robot = robot
-        from robosuite.controllers import load_part_controller_config
-
-        part = load_part_controller_config(default_controller="JOINT_POSITION")
-        part.update(input_type="absolute", kp=float(kp), gripper={"type": "GRIP"})
-        robot.composite_controller_config["body_parts"] = {"right": part}
-        robot.part_controller_config = copy.deepcopy(robot.composite_controller_config["body_parts"])
         model = self.sim.env.sim.model
         self._qidx = np.asarray(robot._ref_joint_pos_indexes)
         self._vidx = np.asarray(robot._ref_joint_vel_indexes)

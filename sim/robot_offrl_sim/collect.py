@@ -16,7 +16,7 @@ import numpy as np
 from robot_offrl.errors import ConfigError
 from robot_offrl_sim.generators import KINDS, load_rollout_policy, plan_episode
 from robot_offrl_sim.rollout import record_episode, run_episode
-from robot_offrl_sim.tasks import SimEnv, make_env
+from robot_offrl_sim.tasks import SCRIPTED_CONTROLLER, SimEnv, make_env
 
 
 def collect_seed(seed: int, kind: str, index: int) -> int:
@@ -57,6 +57,9 @@ def collect(
     env = env or make_env(task, cameras=cameras, horizon=horizon)
     region = region or ("narrow" if kind == "expert" else "wide")
     env.spec.region(region)  # unknown region: error before any episode runs
+    # A checkpoint acts in the task's own action space; every scripted kind in OSC_POSE (a deployable
+    # task's env then records the joint targets those steps reached).
+    env.set_controller(env.spec.action if kind == "policy_rollout" else SCRIPTED_CONTROLLER)
     env.reset(0, region=region)
     rollout_policy = None if checkpoint is None else load_rollout_policy(checkpoint, env.obs_shapes())
     store = EpisodeStore.open(out, mode="a", schema=env.store_schema())  # closed below: frees the write lock

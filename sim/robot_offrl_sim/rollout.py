@@ -122,12 +122,14 @@ def run_episode(
         else:
             action = np.asarray(policy.act(obs), dtype=np.float32).reshape(-1)
         if record:
-            obs_log.append(obs)
-            act_log.append(np.clip(action, -1.0, 1.0).astype(np.float32))
+            obs_log.append({k: obs[k] for k in env.obs_keys})
         if frames is not None:
             frames.append(env.frame(video_camera or "agentview", video_size))
         last_gripper = float(action[6]) if action.shape == (7,) else last_gripper
         obs = env.step(action)
+        if record:  # the action as the task's store holds it (a deployable task's: the joint target reached)
+            assert env.last_action is not None
+            act_log.append(env.last_action)
         steps += 1
         if push is not None and push.steps_left == 0:
             push.record["eef_after"] = [round(float(v), 6) for v in env.eef_pos()]

@@ -18,7 +18,11 @@ from robot_offrl_sim.regions import Region, check_on_table
 
 # Cameras robosuite's single-arm table-top tasks define; anything else is a typo we can name early.
 KNOWN_CAMERAS = ("agentview", "robot0_eye_in_hand", "frontview", "birdview", "sideview", "robot0_robotview")
-LOWDIM_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object")
+LOWDIM_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "object", "joint_pos")
+# What a task's stored actions are: robosuite OSC_POSE deltas in [-1, 1] (the scripted experts' own
+# space), or absolute joint positions + a [-1 open, 1 close] gripper (what policy_node's trajectory and
+# forward modes send a real arm). tasks.SimEnv builds the matching controller.
+ACTIONS = ("osc_pose", "joint_position")
 
 
 def config_dir() -> Path:
@@ -56,6 +60,9 @@ class TaskSpec:
     # and Can also holds gripper-to-object vectors a camera-less real arm cannot measure); () keeps it.
     object_state: tuple[str, ...] = ()
     expert: str = ""  # which scripted expert drives this task (a variant config reuses its base's)
+    action: str = "osc_pose"  # one of ACTIONS
+    joint_kp: float | None = None  # joint_position tasks: controller stiffness (None: tasks.DEFAULT_JOINT_KP)
+    joint_names: tuple[str, ...] = ()  # joint_position tasks: arm joints, as the real arm's /joint_states names them
     raw: Mapping[str, object] = field(default_factory=dict, compare=False, repr=False)
 
     def region(self, name: str) -> Region:
@@ -115,6 +122,17 @@ def spec_from_mapping(raw: Mapping[str, object], path: Path) -> TaskSpec:
     object_state = raw.get("object_state") or ()
     if isinstance(object_state, str) or not all(isinstance(k, str) for k in object_state):  # type: ignore[attr-defined]
         raise ConfigError(f"{path}: object_state must be a list of robosuite observable names, got {object_state!r}")
+    action = str(raw.get("action") or "osc_pose")
+    if action not in ACTIONS:
+        raise ConfigError(f"{path}: action must be one of {list(ACTIONS)}, got {action!r}")
+    joint_kp = raw.get("joint_kp")
+    if joint_kp is not None and not float(joint_kp) > 0:  # type: ignore[arg-type]
+        raise ConfigError(f"{path}: joint_kp must be > 0, got {joint_kp!r}")
+    if "joint_pos" in lowdim and action != "joint_position":
+        raise ConfigError(f"{path}: lowdim key joint_pos goes with action: joint_position")
+    joint_names = tuple(str(n) for n in raw.get("joint_names") or ())  # type: ignore[attr-defined]
+    if action == "joint_position" and not joint_names:
+        raise ConfigError(f"{path}: action joint_position needs joint_names (the arm's joints, in order)")
     return TaskSpec(
         name=name,
         env_name=str(_require(raw, "env_name", path)),
@@ -136,6 +154,9 @@ def spec_from_mapping(raw: Mapping[str, object], path: Path) -> TaskSpec:
         success_note=str(raw.get("success", "")),
         object_state=tuple(object_state),  # type: ignore[arg-type]
         expert=str(raw.get("expert") or name),
+        action=action,
+        joint_kp=None if joint_kp is None else float(joint_kp),  # type: ignore[arg-type]
+        joint_names=joint_names,
         raw=dict(raw),
     )
 

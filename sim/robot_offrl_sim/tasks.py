@@ -1,13 +1,20 @@
 """One small environment interface over robosuite Lift / PickPlaceCan / NutAssemblySquare.
 
 Data collection, evaluation sweeps and the teleop recorder all see the same thing: observations named as
-in docs/contracts.md, a 7-D OSC_POSE delta action in [-1, 1], the env's own success check, and object
-poses that are set exactly (not left to robosuite's random sampler) so every episode can be re-run.
+in docs/contracts.md, the task's action space, the env's own success check, and object poses that are set
+exactly (not left to robosuite's random sampler) so every episode can be re-run.
+
+A task's actions are a 7-D OSC_POSE delta in [-1, 1] (the scripted experts' space) or, for a deployable
+task (`action: joint_position`), absolute joint positions plus the gripper: what policy_node sends a
+real arm. The scripted experts still drive a deployable task through OSC_POSE; the env then records the
+joint positions each step reached as that step's absolute target (`last_action`), which the
+joint-position controller replays (tests/sim/test_deployable_task.py measures how faithfully).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import os
@@ -24,6 +31,14 @@ from robot_offrl_sim.spec import TaskSpec, check_cameras, load_task
 Obs = dict[str, np.ndarray]
 ACTION_DIM = 7
 ACTION_NAMES = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
+GRIPPER_ACTION = "gripper"  # the gripper's action name in both spaces (policy.yaml's gripper_action_name)
+# What the scripted experts and every generated kind but policy_rollout output.
+SCRIPTED_CONTROLLER = "osc_pose"
+# Joint-position controller stiffness (robosuite JOINT_POSITION kp) unless a task sets joint_kp.
+DEFAULT_JOINT_KP = 150.0
+# Keys the scripted experts read; a deployable task's observations carry them too (privileged, never
+# stored: obs_keys and the store schema list only what a real arm provides).
+EXPERT_KEYS = ("robot0_eef_pos", "robot0_eef_quat", "object")
 _ROBOSUITE_LOGGER = "robosuite_logs"
 _quiet_installed = False
 
@@ -62,6 +77,21 @@ def quiet_robosuite(level: int = logging.ERROR) -> None:
     _quiet_installed = True
 
 
+def joint_position_part(kp: float) -> dict[str, Any]:
+    """robosuite's JOINT_POSITION arm controller with absolute input and the GRIP gripper.
+
+    Setpoints are tracked by a PD loop with gravity compensation, as franka's position interface does;
+    the sim arm node and deployable tasks share this one definition.
+    """
+    if not kp > 0:
+        raise ConfigError(f"kp must be > 0, got {kp}")
+    from robosuite.controllers import load_part_controller_config
+
+    part = load_part_controller_config(default_controller="JOINT_POSITION")
+    part.update(input_type="absolute", kp=float(kp), gripper={"type": "GRIP"})
+    return dict(part)
+
+
 def _import_robosuite() -> Any:
     os.environ.setdefault("MUJOCO_GL", "egl")
     os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -86,6 +116,8 @@ class SimEnv:
         camera_size: int | None = None,
         horizon: int | None = None,
         render_video: bool = False,
+        controller: str | None = None,
+        kp: float | None = None,
     ) -> None:
         self.spec = task if isinstance(task, TaskSpec) else load_task(task)
         self.cameras = check_cameras(list(self.spec.cameras if cameras is None else cameras), self.spec.name)
@@ -98,10 +130,10 @@ class SimEnv:
         suite = _import_robosuite()
         from robosuite.controllers import load_composite_controller_config
 
-        controller = load_composite_controller_config(controller="BASIC", robot=self.spec.robot)
+        composite = load_composite_controller_config(controller="BASIC", robot=self.spec.robot)
         # Only the arm/gripper parts exist on a Panda; dropping the rest avoids robosuite's skip warnings.
-        controller["body_parts"] = {"right": controller["body_parts"]["right"]}
-        if controller["body_parts"]["right"]["type"] != "OSC_POSE":
+        composite["body_parts"] = {"right": composite["body_parts"]["right"]}
+        if composite["body_parts"]["right"]["type"] != "OSC_POSE":
             raise ConfigError("robosuite's BASIC controller for this robot is not OSC_POSE")
         use_cams = bool(self.cameras)
         if use_cams or render_video:
@@ -109,7 +141,7 @@ class SimEnv:
         self.env = suite.make(
             self.spec.env_name,
             robots=self.spec.robot,
-            controller_configs=controller,
+            controller_configs=composite,
             has_renderer=False,
             has_offscreen_renderer=use_cams or render_video,
             use_camera_obs=use_cams,
@@ -124,6 +156,15 @@ class SimEnv:
             seed=0,
         )
         self._render_video = render_video or use_cams
+        self._osc_part = copy.deepcopy(composite["body_parts"]["right"])
+        self.kp = float(kp if kp is not None else (self.spec.joint_kp or DEFAULT_JOINT_KP))
+        robot = self.env.robots[0]
+        self._joint_qidx = np.asarray(robot._ref_joint_pos_indexes)
+        self._finger_qidx = np.asarray(robot._ref_gripper_joint_pos_indexes["right"])
+        self.controller = SCRIPTED_CONTROLLER  # the one running now (suite.make built OSC)
+        self._next_controller = SCRIPTED_CONTROLLER
+        self.set_controller(controller or self.spec.action)
+        self.last_action: np.ndarray | None = None
         model = self.env.sim.model
         self._qpos_addr = model.get_joint_qpos_addr(self.spec.object_joint)
         self._qvel_addr = model.get_joint_qvel_addr(self.spec.object_joint)
@@ -145,6 +186,31 @@ class SimEnv:
                 f"known: {known}"
             )
 
+    # ----------------------------------------------------------------- controller
+    def set_controller(self, kind: str) -> None:
+        """Run robosuite's OSC_POSE or absolute JOINT_POSITION controller from the next reset on.
+
+        robosuite rebuilds a robot's controllers from its config at every reset, so one env serves a
+        deployable task's scripted episodes (OSC, recorded as joint targets) and learned ones (joints).
+        """
+        from robot_offrl_sim.spec import ACTIONS
+
+        if kind not in ACTIONS:
+            raise ConfigError(f"controller must be one of {list(ACTIONS)}, got {kind!r}")
+        part = self._osc_part if kind == "osc_pose" else joint_position_part(self.kp)
+        robot = self.env.robots[0]
+        robot.composite_controller_config["body_parts"] = {"right": copy.deepcopy(part)}
+        robot.part_controller_config = copy.deepcopy(robot.composite_controller_config["body_parts"])
+        self._next_controller = kind
+
+    @property
+    def action_dim(self) -> int:
+        """Length of the action `step` takes (the controller's), not necessarily the stored one's."""
+        return ACTION_DIM if self.controller == "osc_pose" else int(self._joint_qidx.size) + 1
+
+    def joint_positions(self) -> np.ndarray:
+        return np.array(self.env.sim.data.qpos[self._joint_qidx], dtype=np.float64)
+
     # ----------------------------------------------------------------- observation / action naming
     @property
     def image_keys(self) -> list[str]:
@@ -156,7 +222,19 @@ class SimEnv:
 
     def _convert(self, raw: Mapping[str, np.ndarray]) -> Obs:
         obs: Obs = {}
-        for key in self.spec.lowdim_keys:
+        deployable = self.spec.action == "joint_position"
+        keys = list(self.spec.lowdim_keys)
+        if deployable:
+            keys += [k for k in EXPERT_KEYS if k not in keys]
+        for key in keys:
+            # A deployable task reads proprioception from the joints now, as /joint_states reports it
+            # (robosuite's observables sample it earlier in the control step), fingers as their opening.
+            if key == "joint_pos":
+                obs[key] = self.joint_positions().astype(np.float32)
+                continue
+            if key == "robot0_gripper_qpos" and deployable:
+                obs[key] = np.abs(self.env.sim.data.qpos[self._finger_qidx]).astype(np.float32)
+                continue
             if key == "object" and self.spec.object_state:
                 obs[key] = np.concatenate([np.asarray(raw[k], dtype=np.float32).reshape(-1) for k in self.spec.object_state])
                 continue
@@ -195,20 +273,28 @@ class SimEnv:
             )
         self.env.rng = np.random.default_rng([int(seed), 0x5E])
         self.env.reset()
+        self.controller = self._next_controller
         self.set_object_pose(ic.x, ic.y, ic.yaw)
         self.initial_condition = ic
         self.t = 0
         return self.observe()
 
     def step(self, action: np.ndarray) -> Obs:
+        """One control step; `last_action` is then the step as the task's store records it."""
         a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != (ACTION_DIM,):
-            raise ConfigError(f"action must have shape ({ACTION_DIM},), got {a.shape}")
+        dim = self.action_dim
+        if a.shape != (dim,):
+            raise ConfigError(f"action must have shape ({dim},) for the {self.controller} controller, got {a.shape}")
         if not np.all(np.isfinite(a)):
             raise ConfigError(f"action at step {self.t} is not finite: {a.tolist()}")
-        raw, _, _, _ = self.env.step(np.clip(a, -1.0, 1.0))
+        a = np.clip(a, -1.0, 1.0) if self.controller == "osc_pose" else np.concatenate([a[:-1], np.clip(a[-1:], -1, 1)])
+        raw, _, _, _ = self.env.step(a)
         self._last_raw = raw
         self.t += 1
+        if self.spec.action == self.controller:
+            self.last_action = a.astype(np.float32)
+        else:  # a scripted OSC step of a deployable task: the joint positions it reached are its target
+            self.last_action = np.concatenate([self.joint_positions(), a[-1:]]).astype(np.float32)
         return self._convert(raw)
 
     def success(self) -> bool:
@@ -296,8 +382,10 @@ class SimEnv:
         return np.ascontiguousarray(img[::-1] if macros.IMAGE_CONVENTION == "opengl" else img)
 
     def obs_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Shapes of the stored observation keys (privileged expert keys left out)."""
         raw = self._last_raw or self.env._get_observations(force_update=True)
-        return {k: tuple(v.shape) for k, v in self._convert(raw).items()}
+        obs = self._convert(raw)
+        return {k: tuple(obs[k].shape) for k in self.obs_keys}
 
     def store_schema(self) -> Any:
         """The StoreSchema a store of this env's episodes needs."""
@@ -325,13 +413,24 @@ def store_schema(spec: TaskSpec, shapes: Mapping[str, Sequence[int]]) -> Any:
         KeySpec(k, "uint8", tuple(v), "rgb") if k.endswith("_image") else KeySpec(k, "float32", tuple(v), "lowdim")
         for k, v in shapes.items()
     ]
-    action = ActionSpace(
-        names=list(ACTION_NAMES),
-        units=["normalized"] * ACTION_DIM,
-        mode="delta",
-        low=[-1.0] * ACTION_DIM,
-        high=[1.0] * ACTION_DIM,
-    )
+    if spec.action == "joint_position":
+        # Joint bounds are the arm's (policy_node clamps to its joint_*_limits); the gripper is GRIP's.
+        n = len(spec.joint_names)
+        action = ActionSpace(
+            names=[*spec.joint_names, GRIPPER_ACTION],
+            units=["rad"] * n + ["normalized"],
+            mode="absolute",
+            low=[-math.inf] * n + [-1.0],
+            high=[math.inf] * n + [1.0],
+        )
+    else:
+        action = ActionSpace(
+            names=list(ACTION_NAMES),
+            units=["normalized"] * ACTION_DIM,
+            mode="delta",
+            low=[-1.0] * ACTION_DIM,
+            high=[1.0] * ACTION_DIM,
+        )
     return StoreSchema(
         obs=keys, action=action, control_rate_hz=float(spec.control_freq), robot=spec.robot, task=spec.name
     )
@@ -343,5 +442,8 @@ def make_env(
     camera_size: int | None = None,
     horizon: int | None = None,
     render_video: bool = False,
+    controller: str | None = None,
+    kp: float | None = None,
 ) -> SimEnv:
-    return SimEnv(task, cameras=cameras, camera_size=camera_size, horizon=horizon, render_video=render_video)
+    return SimEnv(task, cameras=cameras, camera_size=camera_size, horizon=horizon, render_video=render_video,
+                  controller=controller, kp=kp)
