@@ -162,7 +162,7 @@ def test_a_sim_trained_checkpoint_runs_one_episode_through_policy_node(tmp_path:
         [sys.executable, "-m", "robot_offrl_ros.policy_node", "--ros-args", "--params-file",
          str(HW / "config" / "policy.yaml"), "-p", f"checkpoint:={run}", "-p", "device:=cpu",
          "-p", "use_sim_time:=true", "-p", "enable_control:=true", "-p", "autostart:=true",
-         "-p", f"gripper_topic:={GRIPPER_TOPIC}", "-p", "camera_reliability:=best_effort",
+         "-p", f"gripper_topic:={GRIPPER_TOPIC}",
          "-p", "joint_state_timeout_s:=0.5", "-p", "image_timeout_s:=0.5"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     procs = [sim, node]
