@@ -13,18 +13,15 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 
-from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.errors import ConfigError
 
 from .image_codec import to_compressed_msg, to_image_msg
-from .spinning import StopSignals, spin_until
+from .spinning import run_node
 
 # Reliable, like image_transport: matches reliable and best-effort subscribers alike, and a reliable
 # subscriber (the policy node's default) gets lost fragments of a big frame resent instead of losing it.
@@ -121,25 +118,7 @@ def main(args: list[str] | None = None) -> int:
     Stops on SIGINT/SIGTERM like the policy node (spinning.StopSignals): the timer stops before
     the context goes, so no publish ever meets an invalid context; exit code 0.
     """
-    stop = StopSignals()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = CameraNode()
-    except UserError as exc:
-        print(f"camera_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        stop.restore()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        spin_until(executor, stop.event)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        stop.restore()
-    return 0
+    return run_node("camera_node", CameraNode, args)
 
 
 if __name__ == "__main__":

@@ -22,17 +22,14 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterUninitializedException
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, String
@@ -49,7 +46,7 @@ from .policy import PolicyFactory, PolicyLike, check_chunk, check_replanning, ch
 from .qos import camera_qos
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
 from .scheduling import LatencyEstimate, message_time_s, plan_due, schedule_chunk, splice
-from .spinning import StopSignals, spin_until
+from .spinning import StopSignals, run_node
 from .watchdog import Watchdog
 
 _ARRAY_TYPES = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.Type.DOUBLE_ARRAY}
@@ -697,22 +694,13 @@ def main(args: list[str] | None = None, *, policy_factory: PolicyFactory | None 
     hold, waits up to EXIT_HOLD_WAIT_S for the controllers to acknowledge it, and only then
     shuts ROS down: exit code 0. ``policy_factory`` replaces checkpoint loading (tests, benches).
     """
-    stop = StopSignals()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    node = PolicyNode(policy_factory=policy_factory)
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        spin_until(executor, stop.event)
-    finally:
+
+    def hold_before_shutdown(node: PolicyNode, stop: StopSignals) -> None:
         why = f"process exit ({stop.name})" if stop.received is not None else "process exit"
         if not node.safe_stop(why, wait_s=EXIT_HOLD_WAIT_S):
             node.get_logger().warning(f"the exit hold was not acknowledged within {EXIT_HOLD_WAIT_S} s")
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        stop.restore()
-    return 0
+
+    return run_node("policy_node", lambda: PolicyNode(policy_factory=policy_factory), args, hold_before_shutdown)
 
 
 if __name__ == "__main__":

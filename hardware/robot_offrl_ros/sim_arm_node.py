@@ -31,15 +31,12 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64MultiArray, UInt64
@@ -61,7 +58,7 @@ from .sim_arm_controller import (
 )
 from .sim_arm_env import GRIPPER_CLOSE_ACTION, GRIPPER_OPEN_ACTION, JointArmSim
 from .sim_arm_params import EPISODE_PARAMS, SIM_ARM_PARAMS, SimArmConfig, parse_sim_arm_config
-from .spinning import StopSignals, spin_until
+from .spinning import run_node
 
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -340,25 +337,7 @@ def main(args: list[str] | None = None) -> int:
 
     Stops on SIGINT/SIGTERM like the other nodes (spinning.StopSignals), exit code 0.
     """
-    stop = StopSignals()
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = SimArmNode()
-    except UserError as exc:
-        print(f"sim_arm_node: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        stop.restore()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        spin_until(executor, stop.event)
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-        stop.restore()
-    return 0
+    return run_node("sim_arm_node", SimArmNode, args)
 
 
 if __name__ == "__main__":

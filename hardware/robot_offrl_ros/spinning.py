@@ -11,11 +11,16 @@ whose callbacks may block (the recorder's services) get a spin thread of their o
 from __future__ import annotations
 
 import signal
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
+
+from robot_offrl.errors import UserError
 
 SPIN_PERIOD_S = 0.05  # how quickly a stop request is noticed
 
@@ -88,3 +93,39 @@ def spin_until(executor: Any, stop: threading.Event, context: Any = None) -> Non
             executor.spin_once(timeout_sec=SPIN_PERIOD_S)
     except ExternalShutdownException:
         pass
+
+
+def run_node(
+    name: str,
+    make_node: Callable[[], Any],
+    args: list[str] | None = None,
+    on_stop: Callable[[Any, StopSignals], None] | None = None,
+) -> int:
+    """The console entry point every node of this package shares.
+
+    rclpy's own signal handler would shut the context down before the node could act, so SIGINT and
+    SIGTERM only end the spin here; ``on_stop`` then runs while ROS is still up (the policy node
+    publishes its hold there), and only afterwards is ROS shut down: exit code 0. A node that
+    refuses its parameters (a UserError) exits with one line naming the node, code 1.
+    """
+    stop = StopSignals()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = make_node()
+    except UserError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        stop.restore()
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        spin_until(executor, stop.event)
+    finally:
+        if on_stop is not None:
+            on_stop(node, stop)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+        stop.restore()
+    return 0
