@@ -28,7 +28,7 @@ from torch import nn
 
 from robot_offrl.algos.averaging import ema_decay, soft_update
 from robot_offrl.algos.config import AgentConfig
-from robot_offrl.algos.diffusion import DiffusionPolicy
+from robot_offrl.algos.diffusion import DiffusionPolicy, Pruning
 from robot_offrl.algos.iql import masked_mean, n_step_td_target, q_loss, value_loss
 from robot_offrl.errors import ConfigError
 from robot_offrl.models.critics import Critic
@@ -210,6 +210,7 @@ class Agent(nn.Module):
         use_ema: bool = True,
         generator: torch.Generator | None = None,
         scheduler: str | None = None,
+        pruning: Pruning | None = None,
     ) -> torch.Tensor:
         """(B, K, Tp, A) normalised candidate chunks; deterministic given ``generator``."""
         policy = self.ema_policy if use_ema else self.policy
@@ -217,7 +218,9 @@ class Agent(nn.Module):
         policy.eval()
         try:
             steps = num_inference_steps or self.config.policy.num_inference_steps
-            return policy.sample(obs, num_candidates, steps, scheduler or self.config.policy.scheduler, generator)
+            return policy.sample(
+                obs, num_candidates, steps, scheduler or self.config.policy.scheduler, generator, pruning
+            )
         finally:
             policy.train(was_training)
 
@@ -235,7 +238,7 @@ class Agent(nn.Module):
         return chunks[..., :n, :].flatten(-2)
 
     @torch.no_grad()
-    def score(self, obs: Obs, chunks: torch.Tensor) -> torch.Tensor:
+    def score(self, obs: Obs, chunks: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """min(Q1, Q2) of (B, K, T, A) candidate chunks -> (B, K). BC has no critic: a clear error, not zeros."""
         if self.critic is None:
             raise ConfigError(
@@ -248,7 +251,18 @@ class Agent(nn.Module):
         was_training = self.critic.training
         self.critic.eval()
         try:
-            return self.critic.min_q(obs, scored).float()
+            return self.critic.min_q(obs, scored, features).float()
+        finally:
+            self.critic.train(was_training)
+
+    @torch.no_grad()
+    def _critic_features(self, obs: Obs) -> torch.Tensor:
+        """The critic encoder's features in eval mode (centre crop), computed once per selection."""
+        assert self.critic is not None
+        was_training = self.critic.training
+        self.critic.eval()
+        try:
+            return self.critic.twin.features(obs)
         finally:
             self.critic.train(was_training)
 
@@ -262,11 +276,15 @@ class Agent(nn.Module):
         temperature: float | None = None,
         generator: torch.Generator | None = None,
         scheduler: str | None = None,
+        prune_after: int | None = None,
+        prune_keep: int | None = None,
     ) -> torch.Tensor:
         """(B, Tp, A): the best of K chunks by min(Q1, Q2) of their scored actions (``critic_actions``).
 
         K = 1 or no critic is plain Diffusion Policy. ``softmax`` samples a chunk with
         probability proportional to exp(Q / temperature) instead of taking the argmax.
+        ``prune_after`` > 0 ranks all K by Q on their predicted clean chunks after that many steps and
+        finishes only the best ``prune_keep`` (``algo.selection.prune_*`` by default; 0 = off).
         """
         sel = self.config.algo.selection
         k = sel.num_candidates if num_candidates is None else num_candidates
@@ -278,10 +296,22 @@ class Agent(nn.Module):
             raise ConfigError(f"selection temperature must be > 0, got {temp}")
         if self.critic is None:
             k = 1
-        chunks = self.sample_chunks(obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler)
-        if k == 1:
+        features = None
+        pruning = None
+        after = sel.prune_after if prune_after is None else prune_after
+        keep = sel.prune_keep if prune_keep is None else prune_keep
+        if after < 0 or keep < 1:
+            raise ConfigError(f"prune_after must be >= 0 and prune_keep >= 1, got {after} and {keep}")
+        if k > 1 and after > 0 and keep < k:
+            assert self.critic is not None
+            features = self._critic_features(obs)
+            pruning = Pruning(after, keep, lambda x0: self.score(obs, x0, features))
+        chunks = self.sample_chunks(
+            obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler, pruning=pruning
+        )
+        if chunks.shape[1] == 1:
             return chunks[:, 0]
-        q = self.score(obs, chunks)
+        q = self.score(obs, chunks, features)
         if mode == "argmax":
             index = q.argmax(dim=1)
         else:

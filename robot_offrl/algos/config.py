@@ -16,7 +16,8 @@ from robot_offrl.errors import ConfigError
 ALGO_NAMES = ("bc", "bc_all", "bc_expert", "idql", "rise")
 DATA_FILTERS = ("expert", "all", "sources")
 DENOISERS = ("unet", "mlp")
-SCHEDULERS = ("ddim", "ddpm")
+# Samplers for acting; "dpmsolver" (DPM-Solver++ 2M) and "unipc" are multistep solvers meant for 3-5 steps.
+SCHEDULERS = ("ddim", "ddpm", "dpmsolver", "unipc")
 SELECTION_MODES = ("argmax", "softmax")
 TERMINALS = ("absorbing", "done")
 LIPSCHITZ_METHODS = ("exact", "power")
@@ -174,6 +175,10 @@ class SelectionConfig:
     num_candidates: int = 1
     temperature: float = 1.0
     mode: str = "argmax"
+    # Early pruning (0: off): after prune_after denoising steps, keep the prune_keep candidates whose
+    # predicted clean chunks score highest, and finish only those.
+    prune_after: int = 0
+    prune_keep: int = 4
 
     @classmethod
     def from_mapping(cls, sec: Mapping[str, Any]) -> SelectionConfig:
@@ -182,6 +187,8 @@ class SelectionConfig:
             num_candidates=read_int(sec, w, "num_candidates", 1, minimum=1),
             temperature=read_float(sec, w, "temperature", 1.0, low=0.0, low_open=True),
             mode=read_choice(sec, w, "mode", "argmax", SELECTION_MODES),
+            prune_after=read_int(sec, w, "prune_after", cls.prune_after, minimum=0),
+            prune_keep=read_int(sec, w, "prune_keep", cls.prune_keep, minimum=1),
         )
 
 

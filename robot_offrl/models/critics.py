@@ -57,10 +57,16 @@ class Critic(nn.Module):
     def value(self, features: torch.Tensor) -> torch.Tensor:
         return self.v(features).squeeze(-1)
 
-    def min_q(self, obs: Mapping[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
-        """min(Q1, Q2) for K scored actions per observation: (B, K, D) -> (B, K), encoding obs once."""
+    def min_q(
+        self, obs: Mapping[str, torch.Tensor], actions: torch.Tensor, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """min(Q1, Q2) for K scored actions per observation: (B, K, D) -> (B, K), encoding obs once.
+
+        ``features`` (the critic encoder's output for ``obs``) skips the encoder when the caller
+        scores the same observations more than once, as early pruning does.
+        """
         b, k = actions.shape[:2]
-        feats = self.twin.features(obs)
+        feats = self.twin.features(obs) if features is None else features
         feats = feats[:, None].expand(b, k, feats.shape[-1]).reshape(b * k, -1)
         q1, q2 = self.twin.from_features(feats, actions.reshape(b * k, -1))
         return torch.minimum(q1, q2).reshape(b, k)

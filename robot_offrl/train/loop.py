@@ -63,13 +63,23 @@ def checkpoint_schema(store: EpisodeStore, dataset: WindowDataset) -> dict[str, 
     }
 
 
+# auto: torch's own choice (multi-tensor on CUDA, one tensor at a time on CPU); fused: one kernel for
+# the whole AdamW update (CPU, CUDA, MPS); foreach: multi-tensor ops; plain: one tensor at a time.
+OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "plain")
+DEFAULT_OPTIMIZER_IMPL = "auto"
+
+
 def make_optimizer(agent: Agent, cfg: DictConfig) -> torch.optim.Optimizer:
     groups = agent.param_groups()
     param_groups = [{"params": groups["policy"], "lr": float(cfg.trainer.lr), "name": "policy"}]
     if "critic" in groups:
         param_groups.append({"params": groups["critic"], "lr": float(cfg.critic.lr), "name": "critic"})
+    impl = str(cfg.trainer.get("optimizer_impl", DEFAULT_OPTIMIZER_IMPL))
+    if impl not in OPTIMIZER_IMPLS:
+        raise ConfigError(f"trainer.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
     return torch.optim.AdamW(
-        param_groups, weight_decay=float(cfg.trainer.weight_decay), betas=tuple(cfg.trainer.betas)
+        param_groups, weight_decay=float(cfg.trainer.weight_decay), betas=tuple(cfg.trainer.betas),
+        **({} if impl == "auto" else {"foreach": False} if impl == "plain" else {impl: True}),
     )
 
 
