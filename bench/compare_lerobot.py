@@ -68,6 +68,31 @@ def ours(ds: WindowDataset, algo: str, optimizer_impl: str = "auto") -> tuple[An
     return agent, make_optimizer(agent, cfg)
 
 
+def optimiser_variants(ds: WindowDataset) -> dict[str, Callable[[], object]]:
+    """AdamW implementations and the EMA update alone, on the policy's real parameters and random grads."""
+    from robot_offrl.algos.averaging import soft_update
+
+    def per_tensor_ema(target: torch.nn.Module, source: torch.nn.Module, rate: float) -> None:  # the old rule
+        with torch.no_grad():
+            for t, s in zip(target.parameters(), source.parameters(), strict=True):
+                t.lerp_(s.detach(), rate)
+
+    variants: dict[str, Callable[[], object]] = {}
+    for impl, ema in (("auto", per_tensor_ema), ("auto", soft_update), ("fused", soft_update),
+                      ("foreach", soft_update)):
+        agent, opt = ours(ds, "bc", impl)
+        for p in agent.policy.parameters():
+            p.grad = torch.randn_like(p) * 1e-3
+
+        def once(agent: Any = agent, opt: torch.optim.Optimizer = opt, ema: Callable = ema) -> None:
+            opt.step()
+            ema(agent.ema_policy, agent.policy, 0.01)
+
+        name = "EMA per-tensor" if ema is per_tensor_ema else "EMA foreach"
+        variants[f"AdamW {impl}, {name}"] = once
+    return variants
+
+
 def our_train_step(agent: Any, opt: torch.optim.Optimizer, batches: list[dict], bf16: bool) -> Callable[[], None]:
     """What Trainer._train_step does, minus data loading and logging: loss, backward, clip, AdamW, EMA."""
     step = [0]
@@ -130,7 +155,8 @@ def lerobot_batch(batch: dict[str, Any], image: bool) -> dict[str, torch.Tensor]
     """The same windows in LeRobot's layout (float images in [0, 1], as its dataset hands them over)."""
     obs = batch["obs"]
     out = {"observation.state": torch.cat([obs[k].float() for k in sorted(STATE)], dim=-1),
-           "action": batch["actions"].float()}
+           "action": batch["actions"].float(),
+           "action_is_pad": torch.zeros(batch["actions"].shape[:2], dtype=torch.bool)}
     if image:
         for cam in CAMERAS:
             out[f"observation.images.{cam}"] = obs[cam].permute(0, 1, 4, 2, 3).float() / 255.0
@@ -160,7 +186,7 @@ def lerobot_train_step(policy: Any, batches: list[dict]) -> Callable[[], None]:
 def lerobot_chunk(policy: Any, batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
     """One chunk as select_action makes it when its queue is empty: normalise, stack cameras, sample."""
     policy.eval()
-    obs = {k: v[:1] for k, v in batch.items() if k != "action"}
+    obs = {k: v[:1] for k, v in batch.items() if not k.startswith("action")}
 
     @torch.no_grad()
     def once() -> torch.Tensor:
@@ -181,6 +207,20 @@ def selector(obs: dict[str, torch.Tensor]) -> Callable[..., Callable[[], object]
                 return agent.select(obs, k, steps, scheduler=scheduler, prune_after=prune, prune_keep=keep)
         return once
     return select
+
+
+def compile_case(agent: Any, select: Callable[..., Callable[[], object]], repeats: int) -> None:
+    """Eager against inductor-compiled denoiser (nn.Module.compile keeps the state-dict names), K = 1."""
+    import copy
+
+    compiled = copy.deepcopy(agent)
+    compiled.ema_policy.denoiser.compile(dynamic=False)
+    t = time.perf_counter()
+    select(compiled, 1, 10, "ddim")()
+    print(f"\ncompile (inductor, first call incl. compile): {time.perf_counter() - t:.1f} s", flush=True)
+    report("chunk latency, K=1 ddim10, steady state",
+           alternate({"eager": select(agent, 1, 10, "ddim"), "compiled": select(compiled, 1, 10, "ddim")}, repeats),
+           "eager")
 
 
 # -- timing ----------------------------------------------------------------------------------------
@@ -213,7 +253,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cases", default="train,latency,select", help="comma list of train, latency, select")
+    parser.add_argument("--cases", default="train,latency,select", help="comma list of train, latency, select, optim, compile")
     parser.add_argument("--modalities", default="lowdim,image")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -235,23 +275,26 @@ def main() -> None:
             policy_params = count(bc.policy)
             print(f"\n## {modality}: params ours bc policy {policy_params:,}, LeRobot {count(theirs):,} "
                   f"({policy_params / count(theirs):.3f}x); ours rise critic {count(rise.critic):,}", flush=True)
+            if "optim" in cases:
+                report(f"optimiser step + EMA only, {modality} bc policy ({policy_params:,} params)",
+                       alternate(optimiser_variants(ds), args.repeats * 3), "AdamW auto, EMA per-tensor")
             if "train" in cases:
-                fused, fused_opt = ours(ds, "bc", "fused")
                 fns: dict[str, Callable[[], object]] = {
                     "lerobot": lerobot_train_step(theirs, their_batches),
                     "ours bc": our_train_step(bc, bc_opt, batches, False),
                     "ours bc bf16": our_train_step(bc, bc_opt, batches, True),
-                    "ours bc fused-adamw": our_train_step(fused, fused_opt, batches, False),
                     "ours rise": our_train_step(rise, rise_opt, batches, False),
-                    "ours rise bf16": our_train_step(rise, rise_opt, batches, True),
                 }
-                report(f"train step, {modality}, batch {bsz}", alternate(fns, args.repeats), "lerobot")
+                # No warm-up call: a step takes seconds, so first-call costs are lost in it.
+                report(f"train step, {modality}, batch {bsz}", alternate(fns, args.repeats, warmup=0), "lerobot")
             obs = {k: v[:1] for k, v in batches[0]["obs"].items()}
             for agent in (bc, rise):
                 agent.eval()
 
             select = selector(obs)
 
+            if "compile" in cases:
+                compile_case(bc, select, args.repeats * 3)
             if "latency" in cases:
                 fns = {
                     "lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0]),

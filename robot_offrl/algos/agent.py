@@ -31,7 +31,7 @@ from robot_offrl.algos.config import AgentConfig
 from robot_offrl.algos.diffusion import DiffusionPolicy, Pruning
 from robot_offrl.algos.iql import masked_mean, n_step_td_target, q_loss, value_loss
 from robot_offrl.errors import ConfigError
-from robot_offrl.models.critics import Critic
+from robot_offrl.models.critics import Critic, PrecomputedFeatures
 from robot_offrl.models.denoisers import ConditionalUnet1D, MLPResNetDenoiser
 from robot_offrl.models.encoders import ObsEncoder
 from robot_offrl.models.lipschitz import make_lipschitz_head
@@ -87,7 +87,11 @@ class Agent(nn.Module):
         if config.algo.use_critic:
             c = config.critic
             scored_dim = action_dim * c.action_steps
-            self.critic = Critic(_encoder(obs_info, config), scored_dim, c.hidden_dim, c.num_layers)
+            critic_encoder = (
+                PrecomputedFeatures(self.policy.encoder.output_dim) if c.features == "policy_ema"
+                else _encoder(obs_info, config)
+            )
+            self.critic = Critic(critic_encoder, scored_dim, c.hidden_dim, c.num_layers)
             self.critic_target = _frozen(self.critic.twin)
 
     # -- what the trainer uses -------------------------------------------------------------------
@@ -173,6 +177,7 @@ class Agent(nn.Module):
                 )
             reward_steps = torch.ones_like(reward)
         reward_steps = reward_steps.float().to(scored.device)
+        obs, next_obs = self._critic_views(obs, next_obs)
         features = self.critic.twin.features(obs)
         with torch.no_grad():
             tq1, tq2 = self.critic_target(obs, scored)
@@ -191,6 +196,20 @@ class Agent(nn.Module):
             "v_mean": masked_mean(v.detach(), td_mask),
             "target_q_mean": masked_mean(target_q, td_mask),
         }
+
+    @property
+    def critic_reads_policy(self) -> bool:
+        return self.critic is not None and self.config.critic.features == "policy_ema"
+
+    def _critic_views(self, obs: Obs, next_obs: Obs) -> tuple[Any, Any]:
+        """What the critic reads for obs and next_obs: the windows themselves, or (critic.features =
+        policy_ema) the EMA policy encoder's features of both, from one batched pass without gradient."""
+        if not self.critic_reads_policy:
+            return obs, next_obs
+        b = next(iter(obs.values())).shape[0]
+        with torch.no_grad():
+            both = self.ema_policy.encoder({k: torch.cat([obs[k], next_obs[k]]) for k in obs})
+        return both[:b], both[b:]
 
     def after_optimizer_step(self, step: int, critic_updated: bool = True) -> None:
         """Polyak-update the critic target and the policy EMA (call once per optimiser step)."""
@@ -211,15 +230,19 @@ class Agent(nn.Module):
         generator: torch.Generator | None = None,
         scheduler: str | None = None,
         pruning: Pruning | None = None,
+        encoded: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, K, Tp, A) normalised candidate chunks; deterministic given ``generator``."""
+        """(B, K, Tp, A) normalised candidate chunks; deterministic given ``generator``.
+
+        ``encoded``: the sampling policy's encoder output for ``obs`` when the caller already has it.
+        """
         policy = self.ema_policy if use_ema else self.policy
         was_training = policy.training
         policy.eval()
         try:
             steps = num_inference_steps or self.config.policy.num_inference_steps
             return policy.sample(
-                obs, num_candidates, steps, scheduler or self.config.policy.scheduler, generator, pruning
+                obs, num_candidates, steps, scheduler or self.config.policy.scheduler, generator, pruning, encoded
             )
         finally:
             policy.train(was_training)
@@ -248,6 +271,8 @@ class Agent(nn.Module):
         if chunks.dim() != 4:
             raise ConfigError(f"candidate chunks must be (B, K, T, {self.action_dim}), got {tuple(chunks.shape)}")
         scored = self.critic_actions(chunks)
+        if features is None and self.critic_reads_policy:
+            features = self._critic_features(obs)
         was_training = self.critic.training
         self.critic.eval()
         try:
@@ -257,8 +282,13 @@ class Agent(nn.Module):
 
     @torch.no_grad()
     def _critic_features(self, obs: Obs) -> torch.Tensor:
-        """The critic encoder's features in eval mode (centre crop), computed once per selection."""
+        """The critic encoder's features in eval mode (centre crop), computed once per selection.
+
+        With critic.features = policy_ema they are the EMA policy encoder's, which sampling reuses.
+        """
         assert self.critic is not None
+        if self.critic_reads_policy:
+            return self.ema_policy.encoder(obs)
         was_training = self.critic.training
         self.critic.eval()
         try:
@@ -296,18 +326,17 @@ class Agent(nn.Module):
             raise ConfigError(f"selection temperature must be > 0, got {temp}")
         if self.critic is None:
             k = 1
-        features = None
         pruning = None
         after = sel.prune_after if prune_after is None else prune_after
         keep = sel.prune_keep if prune_keep is None else prune_keep
         if after < 0 or keep < 1:
             raise ConfigError(f"prune_after must be >= 0 and prune_keep >= 1, got {after} and {keep}")
+        features = self._critic_features(obs) if k > 1 else None  # once per selection
         if k > 1 and after > 0 and keep < k:
-            assert self.critic is not None
-            features = self._critic_features(obs)
             pruning = Pruning(after, keep, lambda x0: self.score(obs, x0, features))
         chunks = self.sample_chunks(
-            obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler, pruning=pruning
+            obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler, pruning=pruning,
+            encoded=features if self.critic_reads_policy else None,
         )
         if chunks.shape[1] == 1:
             return chunks[:, 0]

@@ -25,6 +25,9 @@ LIPSCHITZ_FORMS = ("spectral_mlp", "hinge")
 GRIPPER_MODES = ("auto", "action", "qpos", "none")
 NEIGHBOR_POOLS = ("all", "expert")
 AUGMENT_SCHEDULES = ("alternate", "mixed")
+# What the critic reads: its own encoder (own), or the EMA policy's encoder output without gradient
+# (policy_ema: no second image trunk to train or run; the policy's features are computed anyway when acting).
+CRITIC_FEATURES = ("own", "policy_ema")
 
 def section(cfg: Any, name: str) -> Mapping[str, Any]:
     """The sub-mapping ``cfg.<name>`` (empty when absent) so every reader can use ``.get``."""
@@ -322,6 +325,7 @@ class CriticConfig:
     # first n executed actions with an n-step TD target, so candidates differ by n steps of motion
     # and value travels n steps per backup.
     action_steps: int = 1
+    features: str = "own"
 
     @classmethod
     def from_mapping(cls, sec: Mapping[str, Any]) -> CriticConfig:
@@ -341,6 +345,7 @@ class CriticConfig:
             terminal=read_choice(sec, w, "terminal", "absorbing", TERMINALS),
             lr=read_float(sec, w, "lr", 3e-4, low=0.0, low_open=True),
             action_steps=read_int(sec, w, "action_steps", 1, minimum=1),
+            features=read_choice(sec, w, "features", cls.features, CRITIC_FEATURES),
         )
 
 

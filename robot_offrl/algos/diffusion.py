@@ -91,8 +91,8 @@ class DiffusionPolicy(nn.Module):
         self._train_scheduler = make_scheduler("ddpm", num_train_timesteps)
         self._inference_schedulers: dict[tuple[str, int], Any] = {}
 
-    def condition(self, obs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.head(self.encoder(obs))
+    def condition(self, obs: Mapping[str, torch.Tensor], encoded: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.encoder(obs) if encoded is None else encoded)
 
     def loss(
         self, obs: Mapping[str, torch.Tensor], actions: torch.Tensor, generator: torch.Generator | None = None
@@ -140,13 +140,17 @@ class DiffusionPolicy(nn.Module):
         scheduler: str = "ddim",
         generator: torch.Generator | None = None,
         pruning: Pruning | None = None,
+        encoded: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, K, Tp, A) normalised action chunks, K candidates per observation (K = ``pruning.keep`` if pruned)."""
+        """(B, K, Tp, A) normalised action chunks, K candidates per observation (K = ``pruning.keep`` if pruned).
+
+        ``encoded`` is this policy's encoder output for ``obs``, when the caller has already computed it.
+        """
         if num_candidates < 1:
             raise ConfigError(f"num_candidates must be >= 1, got {num_candidates}")
         sched = self._inference_scheduler(scheduler, num_inference_steps)
         step_kwargs = {"generator": generator} if "generator" in inspect.signature(sched.step).parameters else {}
-        cond = self.condition(obs)
+        cond = self.condition(obs, encoded)
         b = cond.shape[0]
         k = num_candidates
         cond = cond.repeat_interleave(k, dim=0)

@@ -26,10 +26,23 @@ def mlp(in_dim: int, hidden_dim: int, num_layers: int, out_dim: int) -> nn.Seque
     return nn.Sequential(*layers)
 
 
+class PrecomputedFeatures(nn.Module):
+    """Stands in for an encoder when the critic is handed feature vectors instead of observations."""
+
+    def __init__(self, output_dim: int) -> None:
+        super().__init__()
+        self.output_dim = output_dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
 class TwinQ(nn.Module):
     """(observation window, scored actions of the chunk, flattened) -> (Q1, Q2), each (B,)."""
 
-    def __init__(self, encoder: ObsEncoder, action_dim: int, hidden_dim: int, num_layers: int) -> None:
+    def __init__(
+        self, encoder: ObsEncoder | PrecomputedFeatures, action_dim: int, hidden_dim: int, num_layers: int
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.q1 = mlp(encoder.output_dim + action_dim, hidden_dim, num_layers, 1)
@@ -49,7 +62,9 @@ class TwinQ(nn.Module):
 class Critic(nn.Module):
     """TwinQ plus the state value V, which reads the same critic encoder."""
 
-    def __init__(self, encoder: ObsEncoder, action_dim: int, hidden_dim: int, num_layers: int) -> None:
+    def __init__(
+        self, encoder: ObsEncoder | PrecomputedFeatures, action_dim: int, hidden_dim: int, num_layers: int
+    ) -> None:
         super().__init__()
         self.twin = TwinQ(encoder, action_dim, hidden_dim, num_layers)
         self.v = mlp(encoder.output_dim, hidden_dim, num_layers, 1)

@@ -137,3 +137,51 @@ def test_foreach_soft_update_matches_the_elementwise_rule():
     soft_update(target, source, 0.3)
     for got, want in zip(target.parameters(), expected, strict=True):
         torch.testing.assert_close(got, want)
+
+
+@pytest.fixture(scope="module")
+def image_store(tmp_path_factory):
+    rng = np.random.default_rng(4)
+    episodes = []
+    for e in range(3):
+        obs = {"pos": np.cumsum(rng.normal(0, 0.1, (6, 2)), axis=0).astype(np.float32),
+               "agentview_image": rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)}
+        actions = np.clip(rng.normal(0, 0.5, (6, 2)), -1, 1).astype(np.float32)
+        episodes.append({"obs": obs, "actions": actions, "expert": e % 2 == 0})
+    schema = make_schema({"pos": 2}, rgb={"agentview_image": (32, 32, 3)})
+    return write_store(tmp_path_factory.mktemp("s") / "img.zarr", schema, episodes)
+
+
+def test_critic_on_the_ema_policy_features_trains_and_selects(image_store):
+    cfg = tiny_cfg("idql", denoiser="unet", encoder__crop=28)
+    cfg["critic"]["features"] = "policy_ema"
+    ds = build_window_dataset(image_store, cfg)
+    torch.manual_seed(0)
+    agent = build_agent(cfg, ds.obs_info, ds.action_dim)
+    assert not any(".encoder." in name for name, _ in agent.critic.named_parameters(prefix="critic"))
+    opt = torch.optim.AdamW([p for g in agent.param_groups().values() for p in g], lr=1e-3)
+    batch = ds.get_batch(list(range(6)))
+    ema_before = {k: v.clone() for k, v in agent.ema_policy.encoder.state_dict().items()}
+    losses = agent.compute_losses(batch, 0)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    opt.zero_grad()
+    losses["loss"].backward()
+    assert all(p.grad is None for p in agent.ema_policy.parameters())  # TD never reaches the policy's features
+    opt.step()
+    for k, v in agent.ema_policy.encoder.state_dict().items():
+        torch.testing.assert_close(v, ema_before[k])
+    agent.eval()
+    obs = {k: v[:2] for k, v in batch["obs"].items()}
+    chunks = agent.sample_chunks(obs, 4, 3, generator=torch.Generator().manual_seed(5))
+    q = agent.score(obs, chunks)
+    chosen = agent.select(obs, 4, 3, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(chosen, chunks[torch.arange(2), q.argmax(1)])
+    pruned = agent.select(obs, 4, 3, prune_after=1, prune_keep=2)
+    assert pruned.shape == (2, 4, 2) and torch.isfinite(pruned).all()
+
+
+def test_bad_critic_features_are_refused(store):
+    cfg = tiny_cfg("idql")
+    cfg["critic"]["features"] = "shared"
+    with pytest.raises(ConfigError, match="critic.features"):
+        build_agent(cfg, build_window_dataset(store, tiny_cfg("bc")).obs_info, 2)
