@@ -43,14 +43,14 @@ DOWN_DIMS = (256, 512, 1024)
 
 
 # -- our side --------------------------------------------------------------------------------------
-def our_cfg(algo: str, cond_dim: int, optimizer_impl: str = "auto") -> Any:
+def our_cfg(algo: str, cond_dim: int, optimizer_impl: str = "auto", critic_features: str = "own") -> Any:
     """The project's config at the issue's shapes; cond_dim = encoder width, as LeRobot's FiLM input."""
     return OmegaConf.create({
         "algo": {"name": algo, "nn_augment": {"enabled": False}},
         "policy": {"denoiser": "unet", "obs_horizon": 2, "pred_horizon": 16, "n_action_steps": 8,
                    "down_dims": list(DOWN_DIMS), "kernel_size": 5, "n_groups": 8, "timestep_embed_dim": 128,
                    "cond_dim": cond_dim, "num_inference_steps": 10, "scheduler": "ddim"},
-        "critic": {"hidden_dim": 256, "num_layers": 3, "lr": 3e-4},
+        "critic": {"hidden_dim": 256, "num_layers": 3, "lr": 3e-4, "features": critic_features},
         "encoder": {"crop": 76, "num_keypoints": 32, "feature_dim": 64},
         "trainer": {"lr": 1e-4, "weight_decay": 1e-6, "betas": [0.95, 0.999], "optimizer_impl": optimizer_impl},
     })
@@ -61,9 +61,11 @@ def cond_width(ds: WindowDataset) -> int:
     return per_step * ds.obs_info.obs_horizon
 
 
-def ours(ds: WindowDataset, algo: str, optimizer_impl: str = "auto") -> tuple[Any, torch.optim.Optimizer]:
+def ours(
+    ds: WindowDataset, algo: str, optimizer_impl: str = "auto", critic_features: str = "own"
+) -> tuple[Any, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    cfg = our_cfg(algo, cond_width(ds), optimizer_impl)
+    cfg = our_cfg(algo, cond_width(ds), optimizer_impl, critic_features)
     agent = build_agent(cfg, ds.obs_info, ds.action_dim)
     return agent, make_optimizer(agent, cfg)
 
@@ -253,7 +255,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cases", default="train,latency,select", help="comma list of train, latency, select, optim, compile")
+    parser.add_argument("--cases", default="train,latency,select", help="comma list of train, latency, select, prune, optim, compile")
     parser.add_argument("--modalities", default="lowdim,image")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -272,6 +274,7 @@ def main() -> None:
             their_batches = [lerobot_batch(b, image) for b in batches]
             bc, bc_opt = ours(ds, "bc")
             rise, rise_opt = ours(ds, "rise")
+            shared, shared_opt = ours(ds, "rise", critic_features="policy_ema") if image else (None, None)
             policy_params = count(bc.policy)
             print(f"\n## {modality}: params ours bc policy {policy_params:,}, LeRobot {count(theirs):,} "
                   f"({policy_params / count(theirs):.3f}x); ours rise critic {count(rise.critic):,}", flush=True)
@@ -285,11 +288,14 @@ def main() -> None:
                     "ours bc bf16": our_train_step(bc, bc_opt, batches, True),
                     "ours rise": our_train_step(rise, rise_opt, batches, False),
                 }
+                if shared is not None:
+                    fns["ours rise, critic on policy features"] = our_train_step(shared, shared_opt, batches, False)
                 # No warm-up call: a step takes seconds, so first-call costs are lost in it.
                 report(f"train step, {modality}, batch {bsz}", alternate(fns, args.repeats, warmup=0), "lerobot")
             obs = {k: v[:1] for k, v in batches[0]["obs"].items()}
-            for agent in (bc, rise):
-                agent.eval()
+            for agent in (bc, rise, shared):
+                if agent is not None:
+                    agent.eval()
 
             select = selector(obs)
 
@@ -316,7 +322,20 @@ def main() -> None:
                     "ours rise K=32 dpmsolver4 prune1->4 bf16": select(rise, 32, 4, "dpmsolver", True, 1, 4),
                     "ours rise K=32 ddim10 prune2->4": select(rise, 32, 10, "ddim", prune=2, keep=4),
                 }
+                if shared is not None:
+                    fns["ours rise(policy features) K=32 dpmsolver4 prune1->4"] = select(
+                        shared, 32, 4, "dpmsolver", prune=1, keep=4)
                 report(f"RISE selection, {modality}, B=1", alternate(fns, args.repeats * 3), "lerobot K=1 ddim10")
+            if "prune" in cases:  # how far pruning can go: fewer solver steps and survivors
+                fns = {"lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0])}
+                for steps, keep in ((4, 4), (3, 4), (4, 2), (3, 2), (4, 1)):
+                    fns[f"ours rise K=32 dpmsolver{steps} prune1->{keep}"] = select(
+                        rise, 32, steps, "dpmsolver", prune=1, keep=keep)
+                if shared is not None:
+                    fns["ours rise(policy features) K=32 dpmsolver3 prune1->2"] = select(
+                        shared, 32, 3, "dpmsolver", prune=1, keep=2)
+                report(f"RISE selection with pruning, {modality}, B=1", alternate(fns, args.repeats * 3),
+                       "lerobot K=1 ddim10")
 
 
 if __name__ == "__main__":
