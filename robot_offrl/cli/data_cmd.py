@@ -182,6 +182,15 @@ def _cmd_export_lerobot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from robot_offrl.data.rerun_view import log_episode
+
+    path = log_episode(_store(args.store), args.episode, save=args.save, connect=args.connect,
+                       spawn=args.spawn, overwrite=args.overwrite)
+    print(f"wrote {path}; open it with `rerun {path}`" if path else f"sent episode {args.episode} to the viewer")
+    return 0
+
+
 def _source(text: str) -> str:
     from robot_offrl.data.schema import SOURCES
 
@@ -321,3 +330,12 @@ def register(subparsers: Any) -> None:
                    help="encode cameras as lerobot's AV1 videos (small, lossy) instead of PNG frames (lossless)")
     p.add_argument("--repo-id", default=None, help="repo id written into the dataset (default robot_offrl/<OUT_DIR name>)")
 
+    p = add("view", "log one episode to Rerun (saved as .rrd unless --connect/--spawn)",
+            "robot-offrl data view data/lift.zarr --episode 3 --save ep3.rrd", _cmd_view)
+    p.add_argument("store")
+    p.add_argument("--episode", type=int, required=True)
+    p.add_argument("--save", metavar="FILE.rrd", default=None, help="default ./episode_N.rrd")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --save file")
+    view_target = p.add_mutually_exclusive_group()
+    view_target.add_argument("--connect", metavar="URL", default=None, help="stream to a running Rerun viewer")
+    view_target.add_argument("--spawn", action="store_true", help="start a Rerun viewer and stream to it")
