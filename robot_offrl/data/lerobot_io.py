@@ -51,6 +51,8 @@ BOOKKEEPING = frozenset({"timestamp", "frame_index", "episode_index", "index", "
 # lerobot 0.3.2 reads these (format v2.1) before touching any episode file.
 REQUIRED_META = ("meta/info.json", "meta/episodes.jsonl", "meta/tasks.jsonl", "meta/episodes_stats.jsonl")
 SUPPORTED_VERSION = "v2.1"
+# LeRobot's per-frame success signal (e.g. pusht); its value at an episode's last frame is our `success`.
+SUCCESS_FEATURE = "next.success"
 NUMERIC_KINDS = "fiub"  # float, signed/unsigned int, bool
 
 
@@ -245,9 +247,10 @@ def _frames_from_video(path: Path, timestamps: np.ndarray, fps: float, feature: 
 
 
 def _episode_arrays(ds: Any, ep: int, columns: Sequence[_Column], flag_column: str | None) -> tuple[
-    dict[str, np.ndarray], np.ndarray, np.ndarray | None, np.ndarray
+    dict[str, np.ndarray], np.ndarray, np.ndarray | None, bool | None
 ]:
-    """obs, actions, the flag column (or None) and timestamps of one episode, via lerobot's hf_dataset."""
+    """obs, actions, the flag column (or None) and success (``next.success`` at the last frame, else
+    unknown) of one episode, read through lerobot's hf_dataset."""
     start = int(ds.episode_data_index["from"][ep])
     stop = int(ds.episode_data_index["to"][ep])
     rows = ds.hf_dataset.select(range(start, stop))
@@ -269,7 +272,8 @@ def _episode_arrays(ds: Any, ep: int, columns: Sequence[_Column], flag_column: s
             values = column(col.feature)
             obs[col.spec.name] = values.astype(col.spec.dtype).reshape(len(values), *col.spec.shape)
     flags = column(flag_column).reshape(stop - start, -1) if flag_column else None
-    return obs, column("action").astype(np.float32), flags, timestamps
+    success = bool(column(SUCCESS_FEATURE).reshape(-1)[-1]) if SUCCESS_FEATURE in ds.meta.features else None
+    return obs, column("action").astype(np.float32), flags, success
 
 
 def _expert_flags(
@@ -337,7 +341,7 @@ def import_lerobot(
     experts = _expert_flags(meta.total_episodes, expert_episodes, non_expert_episodes, sidecar_eps)
     with build_beside(out, "data import-lerobot") as path, EpisodeStore.create(path, schema, durable=durable) as store:
         for ep in range(meta.total_episodes):
-            obs, actions, flags, _ = _episode_arrays(ds, ep, columns, flag_column)
+            obs, actions, flags, success = _episode_arrays(ds, ep, columns, flag_column)
             expert = experts[ep]
             if expert is None and flags is not None:
                 if not (flags == flags[0]).all():
@@ -352,7 +356,7 @@ def import_lerobot(
             store.append_episode(
                 obs, actions, expert=True if expert is None else expert,
                 source=check_source(extra.get("source", "imported"), episode=ep),
-                success=extra.get("success"), attrs=attrs,
+                success=extra.get("success", success), attrs=attrs,
             )
     return EpisodeStore.open(out, mode="r+", durable=durable)
 
@@ -412,6 +416,8 @@ def export_lerobot(store_path: str, out: str, *, video: bool = False, repo_id: s
     fps = _integer_fps(schema.control_rate_hz, store_path)
     features, feature_of = _features(schema, video)
     dataset_cls = _lerobot().LeRobotDataset
+    # The SVT-AV1 encoder prints its whole configuration at info level for every video; errors only.
+    os.environ.setdefault("SVT_LOG", "1")
     name = Path(out).name
     episodes = []
     with build_beside(out, "data export-lerobot") as path, _quiet_logging():

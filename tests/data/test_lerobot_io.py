@@ -141,6 +141,57 @@ def test_flag_column_decides_expert(tmp_path, cli):
     assert "expert" not in store.schema.obs_keys
 
 
+def test_channels_first_images_and_next_success(tmp_path, cli):
+    features = {
+        "observation.state": {"dtype": "float32", "shape": (2,), "names": None},
+        "observation.images.cam": {"dtype": "image", "shape": (3, 8, 10), "names": ["channels", "height", "width"]},
+        "action": {"dtype": "float32", "shape": (2,), "names": None},
+        "next.success": {"dtype": "bool", "shape": (1,), "names": None},
+    }
+    ds = LeRobotDataset.create("test/chw", fps=10, features=features, root=tmp_path / "chw", use_videos=False)
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, (2, 3, 3, 8, 10), dtype=np.uint8)
+    for e in range(2):
+        for t in range(3):
+            ds.add_frame({"observation.state": np.full(2, t, np.float32), "observation.images.cam": frames[e, t],
+                          "action": np.zeros(2, np.float32), "next.success": np.array([e == 0 and t == 2])},
+                         task="reach")
+        ds.save_episode()
+    assert cli("data", "import-lerobot", tmp_path / "chw", tmp_path / "c.zarr")[0] == 0
+    store = EpisodeStore.open(str(tmp_path / "c.zarr"))
+    assert store.schema.key("cam").shape == (8, 10, 3) and store.schema.obs_keys == ["state", "cam"]
+    assert store.schema.action.names == ["a0", "a1"] and store.schema.task == "reach"
+    assert [m.success for m in store.episodes] == [True, False]
+    np.testing.assert_array_equal(store.read_episode(1).obs["cam"], frames[1].transpose(0, 2, 3, 1))
+
+
+def test_depth_keys_round_trip(tmp_path, cli):
+    schema = StoreSchema(
+        obs=[KeySpec("pos", "float32", (2,), "lowdim"), KeySpec("d16", "uint16", (6, 5), "depth"),
+             KeySpec("dm", "float32", (6, 5, 1), "depth")],
+        action=ActionSpace(["vx", "vy"], ["m/s", "m/s"], "absolute", [-2.0, -2.0], [2.0, 2.0]),
+        control_rate_hz=30, robot="ur5", task="place",
+    )
+    rng = np.random.default_rng(4)
+    with EpisodeStore.create(str(tmp_path / "a.zarr"), schema) as store:
+        for length in (3, 5):
+            store.append_episode({"pos": rng.normal(size=(length, 2)),
+                                  "d16": rng.integers(0, 65535, (length, 6, 5), dtype=np.uint16),
+                                  "dm": rng.uniform(0, 3, (length, 6, 5, 1)).astype(np.float32)},
+                                 rng.uniform(-2, 2, (length, 2)), expert=False, source="policy_rollout")
+    assert cli("data", "export-lerobot", tmp_path / "a.zarr", tmp_path / "le")[0] == 0
+    loaded = LeRobotDataset("robot_offrl/le", root=tmp_path / "le")
+    a = EpisodeStore.open(str(tmp_path / "a.zarr"))
+    np.testing.assert_array_equal(loaded[4]["observation.depth.d16"].numpy(), a.read_episode(1).obs["d16"][1])
+    assert cli("data", "import-lerobot", tmp_path / "le", tmp_path / "b.zarr")[0] == 0
+    b = EpisodeStore.open(str(tmp_path / "b.zarr"))
+    assert b.schema == a.schema
+    for i in range(2):
+        for key in ("pos", "d16", "dm"):
+            np.testing.assert_array_equal(a.read_episode(i).obs[key], b.read_episode(i).obs[key])
+    assert [(m.expert, m.source) for m in b.episodes] == [(False, "policy_rollout")] * 2
+
+
 def test_store_round_trip_through_lerobot_keeps_every_value(tmp_path, cli):
     src = fill_store(tmp_path / "a.zarr", [4, 6, 3])
     src.close()
