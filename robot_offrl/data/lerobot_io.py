@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +211,25 @@ def _check_local_dataset(root: Path) -> None:
         )
 
 
+@contextlib.contextmanager
+def _scratch_datasets_cache() -> Iterator[None]:
+    """Keep the Arrow copy that ``datasets.load_dataset`` makes of the parquet files in a temporary folder.
+
+    lerobot loads episodes with ``load_dataset("parquet", ...)``, which otherwise leaves a full copy of
+    every imported dataset in ~/.cache/huggingface/datasets. The copy is memory-mapped while episodes
+    are read, so the folder (under TMPDIR) lives until the import ends.
+    """
+    import datasets.config
+
+    before = datasets.config.HF_DATASETS_CACHE
+    with tempfile.TemporaryDirectory(prefix="robot_offrl_lerobot_") as scratch:
+        datasets.config.HF_DATASETS_CACHE = Path(scratch)
+        try:
+            yield
+        finally:
+            datasets.config.HF_DATASETS_CACHE = before
+
+
 def _check_episode_files(root: Path, meta: Any) -> None:
     for ep in range(meta.total_episodes):
         paths = [meta.get_data_file_path(ep)] + [meta.get_video_file_path(ep, k) for k in meta.video_keys]
@@ -316,48 +336,49 @@ def import_lerobot(
         raise StoreExistsError(f"{out}: already exists; import writes a new store, pick another path")
     _check_local_dataset(root)
     lerobot = _lerobot()
-    repo_id = f"local/{root.name}"
-    try:
-        # Metadata first: LeRobotDataset downloads any episode file it does not find, so check them all.
-        _check_episode_files(root, lerobot.LeRobotDatasetMetadata(repo_id, root=root))
-        ds = lerobot.LeRobotDataset(repo_id, root=root, video_backend="pyav")
-    except LeRobotFormatError:
-        raise
-    except Exception as err:  # lerobot raises bare ValueError/KeyError/AssertionError on bad metadata
-        raise LeRobotFormatError(f"{root}: lerobot cannot load this dataset ({type(err).__name__}: {err})") from err
-    meta = ds.meta
-    features = dict(meta.features)
-    if flag_column is None and "expert" in features:
-        flag_column = "expert"
-    if flag_column is not None and flag_column not in features:
-        raise LeRobotFormatError(f"{root}: flag column '{flag_column}' is not a feature ({', '.join(sorted(features))})")
-    sidecar = _read_sidecar(root)
-    try:
-        schema, columns = plan_import(features, float(meta.fps), meta.robot_type, list(meta.tasks.values()),
-                                      sidecar, flag_column)
-    except SchemaError as err:
-        raise LeRobotFormatError(f"{root}: {err}") from err
-    sidecar_eps = {int(e["episode_index"]): e for e in (sidecar or {}).get("episodes", [])}
-    experts = _expert_flags(meta.total_episodes, expert_episodes, non_expert_episodes, sidecar_eps)
-    with build_beside(out, "data import-lerobot") as path, EpisodeStore.create(path, schema, durable=durable) as store:
-        for ep in range(meta.total_episodes):
-            obs, actions, flags, success = _episode_arrays(ds, ep, columns, flag_column)
-            expert = experts[ep]
-            if expert is None and flags is not None:
-                if not (flags == flags[0]).all():
-                    raise LeRobotFormatError(f"{root}: episode {ep}: flag column '{flag_column}' changes within the episode")
-                expert = bool(flags[0].any())
-            extra = sidecar_eps.get(ep, {})
-            attrs = dict(extra.get("attrs") or {})
-            if "attrs" not in extra:
-                tasks = list(meta.episodes[ep].get("tasks", []))
-                attrs.update(task=tasks[0] if len(tasks) == 1 else tasks, lerobot_episode_index=ep,
-                             source_dataset=root.name)
-            store.append_episode(
-                obs, actions, expert=True if expert is None else expert,
-                source=check_source(extra.get("source", "imported"), episode=ep),
-                success=extra.get("success", success), attrs=attrs,
-            )
+    with _scratch_datasets_cache():
+        repo_id = f"local/{root.name}"
+        try:
+            # Metadata first: LeRobotDataset downloads any episode file it does not find, so check them all.
+            _check_episode_files(root, lerobot.LeRobotDatasetMetadata(repo_id, root=root))
+            ds = lerobot.LeRobotDataset(repo_id, root=root, video_backend="pyav")
+        except LeRobotFormatError:
+            raise
+        except Exception as err:  # lerobot raises bare ValueError/KeyError/AssertionError on bad metadata
+            raise LeRobotFormatError(f"{root}: lerobot cannot load this dataset ({type(err).__name__}: {err})") from err
+        meta = ds.meta
+        features = dict(meta.features)
+        if flag_column is None and "expert" in features:
+            flag_column = "expert"
+        if flag_column is not None and flag_column not in features:
+            raise LeRobotFormatError(f"{root}: flag column '{flag_column}' is not a feature ({', '.join(sorted(features))})")
+        sidecar = _read_sidecar(root)
+        try:
+            schema, columns = plan_import(features, float(meta.fps), meta.robot_type, list(meta.tasks.values()),
+                                          sidecar, flag_column)
+        except SchemaError as err:
+            raise LeRobotFormatError(f"{root}: {err}") from err
+        sidecar_eps = {int(e["episode_index"]): e for e in (sidecar or {}).get("episodes", [])}
+        experts = _expert_flags(meta.total_episodes, expert_episodes, non_expert_episodes, sidecar_eps)
+        with build_beside(out, "data import-lerobot") as path, EpisodeStore.create(path, schema, durable=durable) as store:
+            for ep in range(meta.total_episodes):
+                obs, actions, flags, success = _episode_arrays(ds, ep, columns, flag_column)
+                expert = experts[ep]
+                if expert is None and flags is not None:
+                    if not (flags == flags[0]).all():
+                        raise LeRobotFormatError(f"{root}: episode {ep}: flag column '{flag_column}' changes within the episode")
+                    expert = bool(flags[0].any())
+                extra = sidecar_eps.get(ep, {})
+                attrs = dict(extra.get("attrs") or {})
+                if "attrs" not in extra:
+                    tasks = list(meta.episodes[ep].get("tasks", []))
+                    attrs.update(task=tasks[0] if len(tasks) == 1 else tasks, lerobot_episode_index=ep,
+                                 source_dataset=root.name)
+                store.append_episode(
+                    obs, actions, expert=True if expert is None else expert,
+                    source=check_source(extra.get("source", "imported"), episode=ep),
+                    success=extra.get("success", success), attrs=attrs,
+                )
     return EpisodeStore.open(out, mode="r+", durable=durable)
 
 

@@ -30,6 +30,17 @@ VIDEO_MAX_ERROR = 8
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def datasets_cache(tmp_path_factory: pytest.TempPathFactory):
+    """This module's own LeRobotDataset loads cache their Arrow copies here, not in ~/.cache."""
+    import datasets.config
+
+    before = datasets.config.HF_DATASETS_CACHE
+    datasets.config.HF_DATASETS_CACHE = tmp_path_factory.mktemp("hf_datasets_cache")
+    yield datasets.config.HF_DATASETS_CACHE
+    datasets.config.HF_DATASETS_CACHE = before
+
+
 def _tree_digest(path: Path) -> str:
     """Hash of every file's name and bytes under ``path``: "untouched" means this did not change."""
     h = hashlib.sha256()
@@ -91,10 +102,12 @@ def lerobot_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return root, write_lerobot_dataset(root, [6, 9, 7])
 
 
-def test_a_lerobot_written_dataset_imports_and_trains(lerobot_dir, tmp_path, cli, monkeypatch):
+def test_a_lerobot_written_dataset_imports_and_trains(lerobot_dir, tmp_path, cli, monkeypatch, datasets_cache):
     root, written = lerobot_dir
+    cached_before = sorted(datasets_cache.rglob("*"))
     code, out, err = cli("data", "import-lerobot", root, tmp_path / "t.zarr", "--non-expert-episodes", "1")
     assert code == 0, err
+    assert sorted(datasets_cache.rglob("*")) == cached_before  # the import's Arrow copy was temporary
     assert "3 episodes (2 expert), 22 steps" in out
     store = EpisodeStore.open(str(tmp_path / "t.zarr"))
     schema = store.schema
