@@ -87,6 +87,7 @@ class Segment:
     start_ns: int
     end_ns: int
     flags: dict[str, Any] = field(default_factory=dict)
+    preroll_ns: int = NS  # messages fed before start_ns, as a live recorder's subscriptions had them
 
 
 def find_bags(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -182,10 +183,10 @@ class Bag:
             out, start = [], times[0] if times else 0
             for prev, cur in zip(times, times[1:], strict=False):
                 if cur - prev > rule.gap_s * NS:
-                    out.append(Segment(self.path, start, prev + 1))
+                    out.append(Segment(self.path, start, prev + 1, preroll_ns=0))
                     start = cur
             if times:
-                out.append(Segment(self.path, start, times[-1] + 1))
+                out.append(Segment(self.path, start, times[-1] + 1, preroll_ns=0))
             return out
         return self._marker_segments()
 
@@ -246,12 +247,13 @@ def replay_segment(bag: Bag, seg: Segment, cfg: RecorderConfig, buffer: EpisodeB
 
     Ticks start once every input has delivered a message (the live recorder's start condition) plus the
     alignment delay, and run every control period until the segment ends. Messages from up to one
-    second before the segment are fed first, as a live recorder's subscriptions would have buffered them.
+    second before a marked segment are fed first, as a live recorder's subscriptions would have buffered
+    them (none before a gap-split one: those belong to the previous episode).
     """
     inputs = RecordInputs(cfg)
     period_ns, delay_ns = round(cfg.period_s * NS), round(cfg.alignment_delay_s * NS)
     where = f"{bag.path} (episode from {seg.start_ns / NS:.3f} s)"
-    stream = bag.messages(list(bag.connections.values()), max(seg.start_ns - NS, 0), seg.end_ns)
+    stream = bag.messages(list(bag.connections.values()), max(seg.start_ns - seg.preroll_ns, 0), seg.end_ns)
     pending: tuple[str, int, Any] | None = next(stream, None)
     refused: dict[str, int] = {}
     last_refusal, first_tick, last_tick = "", 0, 0

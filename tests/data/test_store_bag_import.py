@@ -103,6 +103,13 @@ def test_marker_topic_and_gap_splits(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert T0 + t_stop - 0.05 <= meta.attrs["ros_time_end"] < T0 + t_stop
         assert meta.attrs["split"] == "topic:/episode"
 
+    write_bag(tmp_path / "bool", "sqlite3", BagSpec(spans=((0.0, 1.2),), markers=[(0.3, True), (0.8, False)]))
+    code, _, err = _cli(capsys, "import-bag", tmp_path / "bool", tmp_path / "b.zarr", "--config", CONFIG,
+                        "--split", "topic:/episode", "--source", "play", "--success", "false")
+    assert code == 0, err
+    (meta,) = EpisodeStore.open(str(tmp_path / "b.zarr")).episodes
+    assert (meta.expert, meta.source, meta.success, meta.length) == (False, "play", False, 10)
+
     write_bag(tmp_path / "bursts", "sqlite3", BagSpec(spans=((0.0, 0.6), (1.6, 2.4))))
     code, _, err = _cli(capsys, "import-bag", tmp_path / "bursts", tmp_path / "g.zarr", "--config", CONFIG,
                         "--split", "gap:0.5", "--expert")
