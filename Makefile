@@ -5,8 +5,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch/torchvision are pinned first so pip takes the locally cached wheels where they exist.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-# The optional extras the tests exercise (bags: data import-bag, ray: sweep --backend ray).
-EXTRAS ?= dev,ros,bags,ray
+# The optional extras the tests exercise (bags: data import-bag, ray: sweep --backend ray,
+# lerobot: import/export-lerobot, viewer: data view).
+EXTRAS ?= dev,ros,lerobot,viewer,bags,ray
+# The lerobot extra's own packages, installed without their declared dependencies (see pyproject.toml's
+# `lerobot` extra: their pins would replace numpy and fsspec); the extra lists what they really need.
+LEROBOT_NODEPS ?= lerobot==0.3.2 datasets==3.6.0
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
@@ -19,6 +23,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@if [[ ",$(EXTRAS)," == *",lerobot,"* ]]; then $(PY) -m pip install -q --no-deps $(LEROBOT_NODEPS); fi
 	@touch $(STAMP)
 
 venv: $(STAMP)

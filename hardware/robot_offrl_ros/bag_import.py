@@ -29,6 +29,7 @@ from robot_offrl.data.errors import StoreExistsError
 from robot_offrl.data.schema import check_source
 from robot_offrl.data.staging import build_beside
 from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.extras import require
 
 from .record_inputs import RecorderConfig, RecordInputs, input_types, recorder_attrs, store_schema
 
@@ -110,13 +111,9 @@ def find_bags(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 
 def _rosbags() -> Any:
-    try:
-        from rosbags.highlevel import AnyReader
-        from rosbags.typesys import Stores, get_typestore
-    except ImportError as err:
-        raise ConfigError(f"importing bags needs the rosbags package ({err}); install the bags extra: "
-                          "pip install 'robot-offrl[bags]'") from err
-    return AnyReader, get_typestore(Stores.LATEST)
+    highlevel = require("rosbags.highlevel", "bags", "importing bags")
+    typesys = require("rosbags.typesys", "bags", "importing bags")
+    return highlevel.AnyReader, typesys.get_typestore(typesys.Stores.LATEST)
 
 
 class Bag:

@@ -14,17 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.errors import UserError
+from robot_offrl.extras import require
 from robot_offrl_sim.sweep_backends import Progress
-
-
-def _ray() -> Any:
-    try:
-        import ray
-    except ImportError as err:
-        raise ConfigError(f"--backend ray needs the ray package ({err}); install the ray extra: "
-                          "pip install 'robot-offrl[ray]'") from err
-    return ray
 
 
 def _connect(ray: Any, address: str | None) -> bool:
@@ -43,7 +35,7 @@ def run_ray(jobs: list[dict[str, Any]], config: Any, progress: bool) -> list[dic
     """Submit one task per job (1 CPU each) and collect the outputs as they finish."""
     from robot_offrl_sim.sweep import run_job
 
-    ray = _ray()
+    ray = require("ray", "ray", "--backend ray")
     started = _connect(ray, config.backend_options.get("address"))
     try:
         task = ray.remote(num_cpus=1, max_retries=1)(run_job)  # retried once if its node dies
