@@ -161,7 +161,7 @@ class Bag:
     def messages(self, connections: Sequence[Any], start_ns: int | None = None,
                  stop_ns: int | None = None) -> Iterator[tuple[str, int, Any]]:
         """(topic, log time ns, deserialised message) in log-time order."""
-        for conn, t_ns, raw in self.reader.messages(connections=connections, start=start_ns, stop=stop_ns):
+        for conn, t_ns, raw in self._raw(connections, start_ns, stop_ns):
             try:
                 msg = self.reader.deserialize(raw, conn.msgtype)
             except Exception as err:
@@ -169,8 +169,21 @@ class Bag:
                                      f"{conn.msgtype} ({_one_line(err)})") from None
             yield conn.topic, t_ns, msg
 
+    def _raw(self, connections: Sequence[Any], start_ns: int | None = None,
+             stop_ns: int | None = None) -> Iterator[tuple[Any, int, bytes]]:
+        """rosbags' message iterator, with a damaged file (truncated, bad chunk) as one BagImportError line."""
+        it = self.reader.messages(connections=connections, start=start_ns, stop=stop_ns)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except Exception as err:
+                raise BagImportError(f"{self.path}: damaged, reading stopped ({_one_line(err)})") from None
+            yield item
+
     def log_times(self) -> list[int]:
-        return [t for _, t, _ in self.reader.messages(connections=list(self.connections.values()))]
+        return [t for _, t, _ in self._raw(list(self.connections.values()))]
 
     def segments(self, rule: SplitRule) -> list[Segment]:
         if rule.kind == "bag":

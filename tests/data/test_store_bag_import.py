@@ -171,3 +171,13 @@ def test_bad_arguments_are_one_line(
     line = _one_line_error(*_cli(capsys, "import-bag", target, out, "--config", CONFIG, *argv)[::2])
     assert match in line
     _assert_nothing_written(out)
+
+
+def test_damaged_bag_is_one_line_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bag = write_bag(tmp_path / "cut", "mcap")
+    (mcap,) = bag.glob("*.mcap")
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])  # a copy that stopped halfway
+    out = tmp_path / "out.zarr"
+    line = _one_line_error(*_cli(capsys, "import-bag", bag, out, "--config", CONFIG)[::2])
+    assert "cut" in line and ("cannot be read as a rosbag2 recording" in line or "damaged" in line)
+    _assert_nothing_written(out)
