@@ -16,6 +16,7 @@ final path and renamed into place (data/staging.py), so a failed import leaves n
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -113,7 +114,13 @@ def find_bags(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 def _rosbags() -> Any:
     highlevel = require("rosbags.highlevel", "bags", "importing bags")
     typesys = require("rosbags.typesys", "bags", "importing bags")
-    return highlevel.AnyReader, typesys.get_typestore(typesys.Stores.LATEST)
+    return highlevel.AnyReader, _default_typestore(typesys)
+
+
+@functools.cache
+def _default_typestore(typesys: Any) -> Any:
+    """For bags without embedded definitions; built once per process (it creates ~300 message classes)."""
+    return typesys.get_typestore(typesys.Stores.LATEST)
 
 
 class Bag:

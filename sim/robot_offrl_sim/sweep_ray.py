@@ -25,7 +25,7 @@ def _connect(ray: Any, address: str | None) -> bool:
         return False
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError) as err:
+    except Exception as err:  # ray.init raises bare Exception too (e.g. 'Failed to get node info')
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         raise UserError(f"--backend ray: cannot start or reach {where} ({' '.join(str(err).split())})") from None
     return True
