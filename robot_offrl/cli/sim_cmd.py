@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from robot_offrl.cli.data_cmd import add_wait_option
@@ -50,7 +51,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         seed=args.seed, horizon=args.horizon, workers=args.workers, shard=parse_shard(args.shard),
         video=args.video, record=args.record, policy_kwargs=_acting_options(args),
     )
-    summary = run_sweep(config, args.out, progress=not args.quiet)
+    runner = None
+    if args.backend == "ros":  # the same grid and seeds, each episode through policy_node + the sim arm
+        from robot_offrl_ros.sweep_backend import ros_sweep
+
+        config, runner = ros_sweep(config, args.real_time_factor, log_dir=Path(args.out) / "ros_logs")
+    elif args.real_time_factor is not None:
+        raise ConfigError("--real-time-factor applies to --backend ros only")
+    summary = run_sweep(config, args.out, progress=not args.quiet, runner=runner)
     t, n = summary["totals"], summary["narrow"]
     narrow = "n/a" if n["rate"] is None else f"{n['rate']:.1%}"
     print(f"success {t['successes']}/{t['episodes']} ({t['rate']:.1%}); inside narrow: {narrow}; "
@@ -156,6 +164,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--selection", choices=("argmax", "softmax"), default=None,
                     help="how the critic picks among candidates (default: the checkpoint's)")
     sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
+    sw.add_argument("--backend", choices=("direct", "ros"), default="direct",
+                    help="ros: every episode through policy_node and the sim arm over ROS 2 (docs/deploy.md)")
+    sw.add_argument("--real-time-factor", type=float, default=None,
+                    help="--backend ros: sim seconds per wall second (default 0.5)")
     sw.add_argument("--out", required=True)
     sw.add_argument("--quiet", action="store_true")
     add_wait_option(sw, _cmd_sweep)  # --record: shards appending to one store take turns

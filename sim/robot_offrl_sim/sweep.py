@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -48,6 +48,10 @@ class SweepConfig:
     video_size: int = 128
     record: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Who runs the episodes: "direct" (this module's workers) or another EpisodeRunner's name ("ros");
+    # with its options, part of the results' identity (a ROS sweep never merges with a direct shard).
+    backend: str = "direct"
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> TaskSpec:
         spec = load_task(self.task)
@@ -87,6 +91,8 @@ class SweepConfig:
             "seed": self.seed,
             "horizon": self.horizon,
             "policy_kwargs": dict(sorted(self.policy_kwargs.items())),
+            "backend": self.backend,
+            "backend_options": dict(sorted(self.backend_options.items())),
         }
 
 
@@ -234,6 +240,36 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class SweepStopped(UserError):
+    """An episode runner could not go on (a process died, a service stopped answering).
+
+    Carries the outputs of the episodes that did finish, so run_sweep still writes them.
+    """
+
+    def __init__(self, message: str, outputs: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.outputs = outputs
+
+
+class EpisodeRunner(Protocol):
+    """Runs a sweep's jobs somewhere else than this module's workers (robot_offrl_ros.sweep_backend).
+
+    ``run`` returns one output per job as ``run_job`` does ({"cell", "episode", "result"}) or raises
+    SweepStopped with those it finished; ``details`` goes into timing.json (rates, latencies, logs).
+    """
+
+    name: str
+
+    def run(self, jobs: list[dict[str, Any]], progress: bool) -> list[dict[str, Any]]: ...
+
+    def details(self) -> dict[str, Any]: ...
+
+
+def progress_line(done: int, total: int, t0: float) -> None:
+    rate = done / max(time.monotonic() - t0, 1e-9) * 60.0
+    print(f"\rsweep: {done}/{total} episodes ({rate:.1f}/min)", end="", flush=True)
+
+
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     done = 0
@@ -241,8 +277,7 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> list[
 
     def report() -> None:
         if progress:
-            rate = done / max(time.monotonic() - t0, 1e-9) * 60.0
-            print(f"\rsweep: {done}/{len(jobs)} episodes ({rate:.1f}/min)", end="", flush=True)
+            progress_line(done, len(jobs), t0)
 
     if workers == 1 or len(jobs) <= 1:
         for job in jobs:
@@ -295,9 +330,18 @@ def write_outputs(out: Path, summary: dict[str, Any], videos: Iterable[Path] = (
     write_report(summary, spec, out / "report.md", sorted(videos))
 
 
-def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> dict[str, Any]:
-    """Run the sweep (or this shard of it) and write sweep.json, heatmap.png, report.md, videos/."""
+def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False,
+              runner: EpisodeRunner | None = None) -> dict[str, Any]:
+    """Run the sweep (or this shard of it) and write sweep.json, heatmap.png, report.md, videos/.
+
+    ``runner`` executes the episodes elsewhere (config.backend names it); the grid, cells, seeds and
+    outputs are this function's either way, so direct and ROS results are one table. When a runner
+    stops early the finished episodes are still written (sweep.json says ``stopped``), then the
+    error is raised.
+    """
     spec = config.validate()
+    if (runner.name if runner is not None else "direct") != config.backend:
+        raise ConfigError(f"sweep backend {config.backend!r} needs its runner (got {getattr(runner, 'name', None)!r})")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is an existing file; the sweep writes a folder there")
@@ -312,7 +356,14 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> d
                  "video_size": config.video_size}
             )
     t0 = time.monotonic()
-    outputs = _run_jobs(jobs, config.workers, progress)
+    stopped: SweepStopped | None = None
+    if runner is None:
+        outputs = _run_jobs(jobs, config.workers, progress)
+    else:
+        try:
+            outputs = sorted(runner.run(jobs, progress), key=lambda r: (r["cell"], r["episode"]))
+        except SweepStopped as exc:
+            stopped, outputs = exc, sorted(exc.outputs, key=lambda r: (r["cell"], r["episode"]))
     elapsed = time.monotonic() - t0
     by_cell: dict[int, list[dict[str, Any]]] = {c["cell"]: [] for c in mine}
     for o in outputs:
@@ -320,16 +371,25 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> d
     cell_list = []
     for cell in mine:
         eps = by_cell[cell["cell"]]
+        if not eps:  # only when a runner stopped early: the cell was never run
+            continue
         succ = sum(1 for e in eps if e["success"])
         cell_list.append({**cell, "episodes": len(eps), "successes": succ, "rate": succ / len(eps), "results": eps})
     summary = summarize(cfg, cell_list, config.shard)
+    if stopped is not None:
+        summary["stopped"] = {"after_episodes": len(outputs), "of": len(jobs), "error": str(stopped)}
     videos = _write_videos(out, outputs)
-    if config.record is not None:
+    if config.record is not None and outputs:
         _record(config, spec, outputs)
     write_outputs(out, summary, videos)
-    timing = {"episodes": len(jobs), "workers": config.workers, "elapsed_s": round(elapsed, 3),
-              "episodes_per_min": round(len(jobs) / elapsed * 60.0, 3) if elapsed > 0 else None}
+    timing = {"episodes": len(outputs), "workers": config.workers, "elapsed_s": round(elapsed, 3),
+              "episodes_per_min": round(len(outputs) / elapsed * 60.0, 3) if elapsed > 0 else None}
+    if runner is not None:
+        timing["backend"] = runner.details()
     (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    if stopped is not None:
+        raise SweepStopped(f"{stopped} -- the sweep stopped after {len(outputs)} of {len(jobs)} episode(s); "
+                           f"their results are in {out / 'sweep.json'}", outputs)
     return summary
 
 
