@@ -83,7 +83,7 @@ class RosSweepOptions:
 
     real_time_factor: float = 0.5
     domain_id: int | None = None  # None: a random free one in DOMAIN_RANGE
-    startup_timeout_s: float = 300.0  # wall: both processes import torch/robosuite and load the checkpoint
+    startup_timeout_s: float = 1800.0  # wall, a hang guard: both import torch/robosuite, load the checkpoint
     service_timeout_s: float = 120.0  # wall: one service call, or /clock standing still (a loaded CPU is slow)
     log_dir: Path | None = None  # the processes' output; None: not kept
 

@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.render]
 ROOT = Path(__file__).resolve().parents[2]
 TASK, SEED, SIZE = "lift_joint", 4, 32
 LEADER_STEPS = 70  # the lift expert succeeds within ~45 steps in the narrow region
-WALL_LIMIT_S = 300.0  # a loaded 2-core machine; nothing below asserts a duration
+WALL_LIMIT_S = 1500.0  # a hang guard only: on a starved 2-core machine the four processes take minutes to start
 
 
 def recorder_yaml(path: Path) -> Path:
