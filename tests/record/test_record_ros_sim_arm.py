@@ -40,7 +40,7 @@ from robot_offrl_ros.sim_arm_node import LATCHED_QOS  # noqa: E402
 from robot_offrl_ros.spinning import SpinThread  # noqa: E402
 from robot_offrl_ros.sweep_backend import child_env  # noqa: E402
 
-pytestmark = [pytest.mark.ros, pytest.mark.render]
+pytestmark = [pytest.mark.ros, pytest.mark.render, pytest.mark.timeout(1800)]  # four processes; a starved CPU
 ROOT = Path(__file__).resolve().parents[2]
 TASK, SEED, SIZE = "lift_joint", 4, 32
 LEADER_STEPS = 70  # the lift expert succeeds within ~45 steps in the narrow region
@@ -139,7 +139,8 @@ def test_record_ros_on_the_sim_arm_with_a_scripted_leader_gives_a_store_that_tra
              str(recorder_yaml(tmp_path / "record.yaml")), "--out", str(store_path), "--source", "teleop"],
             stdin=subprocess.DEVNULL, **spawn)
         procs.append(recorder)
-        assert op.call(Trigger, "/recorder_node/start").success
+        # The services come up before the record loop (it first waits for every input topic).
+        wait_until(lambda: op.call(Trigger, "/recorder_node/start").success, procs, "the recorder's start", end)
         assert op.call(Trigger, "/sim_leader/go").success
         wait_until(lambda: op.leader_status is not None, procs, "the leader's demo", end)
         with op.lock:
@@ -183,7 +184,8 @@ def test_record_ros_on_the_sim_arm_with_a_scripted_leader_gives_a_store_that_tra
     os.environ.setdefault("MUJOCO_GL", "egl")
     result = train(compose("train", [
         f"data={store_path}", f"out={tmp_path / 'run'}", f"task={TASK}", "algo=bc", "trainer.steps=40",
-        "trainer.batch_size=8", "trainer.warmup_steps=2", "trainer.log_every=1", "trainer.checkpoint_every=40",
+        "trainer.batch_size=8", "trainer.lr=1.0e-3", "trainer.warmup_steps=2", "trainer.log_every=1",
+        "trainer.checkpoint_every=40",
         "trainer.val_fraction=0", "trainer.progress=false", "policy.hidden_dim=64", "policy.num_blocks=1",
         "encoder.feature_dim=16", "encoder.num_keypoints=8", "seed=0",
     ]))

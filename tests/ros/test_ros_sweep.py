@@ -27,7 +27,7 @@ from robot_offrl_ros.sweep_backend import RosSweepOptions, RosSweepRunner, ros_s
 from robot_offrl_sim.perturbations import parse_perturbation  # noqa: E402
 from robot_offrl_sim.sweep import SweepConfig, SweepStopped, run_sweep  # noqa: E402
 
-pytestmark = [pytest.mark.ros, pytest.mark.render]
+pytestmark = [pytest.mark.ros, pytest.mark.render, pytest.mark.timeout(1800)]  # trains + two processes
 HORIZON = 12  # control steps: 0.6 s of sim time at lift_joint's 20 Hz
 
 
