@@ -98,7 +98,7 @@ def main() -> None:
     t2 = time.monotonic()
     ros = run_sweep(config, out / "ros", progress=True, runner=runner)
     ros_s = time.monotonic() - t2
-    ros_details = json.loads((out / "ros" / "timing.json").read_text())["backend"]
+    ros_details = json.loads((out / "ros" / "timing.json").read_text())["backend_details"]
 
     d, r = direct["totals"], ros["totals"]
     p = fisher_p(d["successes"], d["episodes"], r["successes"], r["episodes"])

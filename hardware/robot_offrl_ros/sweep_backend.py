@@ -59,8 +59,8 @@ from robot_offrl_sim.sweep import (
     SweepStopped,
     initial_condition_for,
     policy_cameras,
-    progress_line,
 )
+from robot_offrl_sim.sweep_backends import Progress
 
 from .command_stats import executed_stream, obs_to_command_latencies
 from .sim_arm_node import COMMAND_QOS, LATCHED_QOS
@@ -222,20 +222,18 @@ class RosSweepRunner:
     # ------------------------------------------------------------------ EpisodeRunner
     def run(self, jobs: list[dict[str, Any]], progress: bool) -> list[dict[str, Any]]:
         outputs: list[dict[str, Any]] = []
-        t0 = time.monotonic()
+        counter = Progress(len(jobs), progress)
         try:
             self._start()
             for job in jobs:
                 outputs.append(self._episode(job))
-                if progress:
-                    progress_line(len(outputs), len(jobs), t0)
+                counter.step()
                 if self.after_episode is not None:
                     self.after_episode(self, outputs[-1])
         except (SweepStopped, ConfigError) as exc:
             raise SweepStopped(f"ROS sweep: {exc}", outputs) from exc
         finally:
-            if progress:
-                print()
+            counter.close()
             self._shutdown()
         return outputs
 
@@ -488,3 +486,11 @@ def ros_sweep(config: SweepConfig, real_time_factor: float | None = None,
     config = replace(config, backend=BACKEND, backend_options=options.config_options())
     config.validate()
     return config, RosSweepRunner(config, options)
+
+
+def run_ros(jobs: list[dict[str, Any]], config: SweepConfig, progress: bool) -> list[dict[str, Any]]:
+    """The ``ros`` entry of sweep_backends: options from ``config.backend_options`` (real_time_factor, log_dir)."""
+    opts = dict(config.backend_options)
+    options = RosSweepOptions(real_time_factor=float(opts.get("real_time_factor", 0.5)),
+                              log_dir=Path(opts["log_dir"]) if opts.get("log_dir") else None)
+    return RosSweepRunner(config, options).run(jobs, progress)

@@ -74,7 +74,6 @@ def write_report(summary: dict[str, Any], spec: TaskSpec, path: Path, videos: Se
         f"{cfg['episodes_per_cell']} episode(s) per cell, seed {cfg['seed']}, horizon {cfg['horizon'] or spec.horizon}",
         f"- perturbations: {cfg['perturbations'] or 'none'}",
         f"- shard: {summary['shard'] or 'all cells'}",
-        f"- episodes run by: {cfg.get('backend', 'direct')} {cfg.get('backend_options') or ''}".rstrip(),
     ]
     if summary.get("stopped"):
         st = summary["stopped"]

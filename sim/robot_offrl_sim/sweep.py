@@ -23,6 +23,7 @@ from robot_offrl.errors import ConfigError, UserError
 from robot_offrl_sim.initial_conditions import InitialCondition
 from robot_offrl_sim.perturbations import Perturbation
 from robot_offrl_sim.spec import TaskSpec, load_task
+from robot_offrl_sim.sweep_backends import Progress, check_backend, run_jobs
 
 SWEEP_FORMAT = "robot_offrl.sweep/1"
 # Cells of one sweep: 100x100 is already ~10^4 episodes. Checked before the cell list is built,
@@ -48,10 +49,8 @@ class SweepConfig:
     video_size: int = 128
     record: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
-    # Who runs the episodes: "direct" (this module's workers) or another EpisodeRunner's name ("ros");
-    # with its options, part of the results' identity (a ROS sweep never merges with a direct shard).
-    backend: str = "direct"
-    backend_options: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"  # where the episodes run (sweep_backends.py); never changes the results
+    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"address": ...} for ray
 
     def validate(self) -> TaskSpec:
         spec = load_task(self.task)
@@ -66,6 +65,7 @@ class SweepConfig:
             )
         if self.episodes_per_cell < 1:
             raise ConfigError(f"episodes per cell must be >= 1, got {self.episodes_per_cell}")
+        check_backend(self.backend)
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         i, n = self.shard
@@ -91,8 +91,6 @@ class SweepConfig:
             "seed": self.seed,
             "horizon": self.horizon,
             "policy_kwargs": dict(sorted(self.policy_kwargs.items())),
-            "backend": self.backend,
-            "backend_options": dict(sorted(self.backend_options.items())),
         }
 
 
@@ -265,35 +263,22 @@ class EpisodeRunner(Protocol):
     def details(self) -> dict[str, Any]: ...
 
 
-def progress_line(done: int, total: int, t0: float) -> None:
-    rate = done / max(time.monotonic() - t0, 1e-9) * 60.0
-    print(f"\rsweep: {done}/{total} episodes ({rate:.1f}/min)", end="", flush=True)
-
-
-def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> list[dict[str, Any]]:
+def run_local(jobs: list[dict[str, Any]], config: SweepConfig, progress: bool) -> list[dict[str, Any]]:
+    """The ``local`` back end: ``config.workers`` spawned processes on this machine (1: this process)."""
     results: list[dict[str, Any]] = []
-    done = 0
-    t0 = time.monotonic()
-
-    def report() -> None:
-        if progress:
-            progress_line(done, len(jobs), t0)
-
-    if workers == 1 or len(jobs) <= 1:
+    counter = Progress(len(jobs), progress)
+    if config.workers == 1 or len(jobs) <= 1:
         for job in jobs:
             results.append(run_job(job))
-            done += 1
-            report()
+            counter.step()
     else:
         ctx = mp.get_context("spawn")
-        with ctx.Pool(min(workers, len(jobs))) as pool:
+        with ctx.Pool(min(config.workers, len(jobs))) as pool:
             for out in pool.imap_unordered(run_job, jobs, chunksize=1):
                 results.append(out)
-                done += 1
-                report()
-    if progress:
-        print()
-    return sorted(results, key=lambda r: (r["cell"], r["episode"]))
+                counter.step()
+    counter.close()
+    return results
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -340,7 +325,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False,
     error is raised.
     """
     spec = config.validate()
-    if (runner.name if runner is not None else "direct") != config.backend:
+    if runner is not None and runner.name != config.backend:
         raise ConfigError(f"sweep backend {config.backend!r} needs its runner (got {getattr(runner, 'name', None)!r})")
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -357,13 +342,13 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False,
             )
     t0 = time.monotonic()
     stopped: SweepStopped | None = None
-    if runner is None:
-        outputs = _run_jobs(jobs, config.workers, progress)
-    else:
-        try:
+    try:
+        if runner is None:
+            outputs = run_jobs(config.backend, jobs, config, progress)
+        else:
             outputs = sorted(runner.run(jobs, progress), key=lambda r: (r["cell"], r["episode"]))
-        except SweepStopped as exc:
-            stopped, outputs = exc, sorted(exc.outputs, key=lambda r: (r["cell"], r["episode"]))
+    except SweepStopped as exc:
+        stopped, outputs = exc, sorted(exc.outputs, key=lambda r: (r["cell"], r["episode"]))
     elapsed = time.monotonic() - t0
     by_cell: dict[int, list[dict[str, Any]]] = {c["cell"]: [] for c in mine}
     for o in outputs:
@@ -382,10 +367,11 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False,
     if config.record is not None and outputs:
         _record(config, spec, outputs)
     write_outputs(out, summary, videos)
-    timing = {"episodes": len(outputs), "workers": config.workers, "elapsed_s": round(elapsed, 3),
+    timing = {"episodes": len(outputs), "backend": config.backend, "workers": config.workers,
+              "elapsed_s": round(elapsed, 3),
               "episodes_per_min": round(len(outputs) / elapsed * 60.0, 3) if elapsed > 0 else None}
     if runner is not None:
-        timing["backend"] = runner.details()
+        timing["backend_details"] = runner.details()
     (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     if stopped is not None:
         raise SweepStopped(f"{stopped} -- the sweep stopped after {len(outputs)} of {len(jobs)} episode(s); "

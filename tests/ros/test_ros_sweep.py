@@ -57,16 +57,15 @@ def test_ros_sweep_is_the_direct_sweeps_table(checkpoint: Path, tmp_path: Path) 
     ros = run_sweep(config, tmp_path / "ros", runner=runner)
 
     assert shape(ros) == shape(direct)
-    assert {k: v for k, v in ros["config"].items() if not k.startswith("backend")} == \
-        {k: v for k, v in direct["config"].items() if not k.startswith("backend")}
-    assert (direct["config"]["backend"], ros["config"]["backend"]) == ("direct", "ros")
+    assert ros["config"] == direct["config"]  # where episodes run is not part of the results' identity
     for name in ("sweep.json", "heatmap.png", "report.md"):
         assert (tmp_path / "ros" / name).is_file()
-    assert "episodes run by: ros" in (tmp_path / "ros" / "report.md").read_text()
 
     # The result is the sim arm's record of its own episode: its success check, its step count.
     result = ros["cells"][0]["results"][0]
-    details = json.loads((tmp_path / "ros" / "timing.json").read_text())["backend"]
+    timing = json.loads((tmp_path / "ros" / "timing.json").read_text())
+    assert timing["backend"] == "ros"
+    details = timing["backend_details"]
     episode = details["episodes"][0]
     assert episode["ended"] == ("success" if result["success"] else "horizon")
     assert result["steps"] == (result["success_step"] if result["success"] else HORIZON)
