@@ -40,6 +40,8 @@ RECORDER_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("alignment_delay_s", "double", 0.03, "a tick is built for now - delay, so late messages arrive"),
     ParamSpec("start_timeout_s", "double", 3.0, "every input must publish within this or the recorder refuses"),
     ParamSpec("use_header_stamps", "bool", True, "align by header stamps; false: by arrival time"),
+    ParamSpec("use_sim_time", "bool", False,
+              "a simulated arm's /clock: steps are one control period of sim time apart, however slow the sim"),
     ParamSpec("max_episode_steps", "int", 0, "save prompt opens at this length; 0: no limit"),
     ParamSpec("robot", "string", "Panda", "robot name stored in the schema"),
     ParamSpec("task", "string", "", "task name stored in the schema"),
@@ -84,6 +86,7 @@ class RecorderConfig:
     alignment_delay_s: float
     start_timeout_s: float
     use_header_stamps: bool
+    use_sim_time: bool
     max_episode_steps: int
     robot: str
     task: str
