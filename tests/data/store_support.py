@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import os
+import subprocess
 import sys
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
@@ -121,3 +124,26 @@ def cli() -> Callable[..., tuple[int, str, str]]:
         return code, out.getvalue(), err.getvalue()
 
     return run
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tree_digest(path: Path) -> str:
+    """Hash of every file's name and bytes under ``path``: "untouched" means this did not change."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def run_cli_without(module: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """``robot-offrl ARGV`` in a real process where ``module`` cannot be imported (a base install's view)."""
+    code = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from robot_offrl.cli.main import main\n"
+        f"sys.exit(main({[str(a) for a in argv]!r}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware")])}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

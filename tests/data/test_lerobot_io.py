@@ -8,17 +8,13 @@ that leave the target untouched.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from store_support import fill_store
+from store_support import fill_store, run_cli_without, tree_digest
 
 from robot_offrl.data import ActionSpace, EpisodeStore, KeySpec, StoreSchema
 
@@ -40,14 +36,6 @@ def datasets_cache(tmp_path_factory: pytest.TempPathFactory):
     yield datasets.config.HF_DATASETS_CACHE
     datasets.config.HF_DATASETS_CACHE = before
 
-
-def _tree_digest(path: Path) -> str:
-    """Hash of every file's name and bytes under ``path``: "untouched" means this did not change."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def _smooth_frames(length: int, seed: int, size: int = 32) -> np.ndarray:
@@ -269,20 +257,20 @@ def test_features_that_do_not_fit_are_refused_and_nothing_is_written(tmp_path, c
     root = tmp_path / "grid"
     write_lerobot_dataset(root, [3], video_camera=False,
                           extra_features={"observation.grid": {"dtype": "float32", "shape": (2, 2), "names": None}})
-    before = _tree_digest(root)
+    before = tree_digest(root)
     code, _, err = cli("data", "import-lerobot", root, tmp_path / "g.zarr")
     _one_line_error(code, err, "observation.grid", "does not fit")
     assert not (tmp_path / "g.zarr").exists() and not list(tmp_path.glob(".g.zarr*staging"))
-    assert _tree_digest(root) == before
+    assert tree_digest(root) == before
 
 
 def test_existing_target_store_is_refused_and_untouched(lerobot_dir, tmp_path, cli):
     target = fill_store(tmp_path / "t.zarr", [3], image=False)
     target.close()
-    before = _tree_digest(tmp_path / "t.zarr")
+    before = tree_digest(tmp_path / "t.zarr")
     code, _, err = cli("data", "import-lerobot", lerobot_dir[0], tmp_path / "t.zarr")
     _one_line_error(code, err, "already exists")
-    assert _tree_digest(tmp_path / "t.zarr") == before
+    assert tree_digest(tmp_path / "t.zarr") == before
     code, _, err = cli("data", "export-lerobot", tmp_path / "t.zarr", lerobot_dir[0])
     _one_line_error(code, err, "already exists")
 
@@ -319,13 +307,7 @@ def test_non_integer_rate_and_bad_ranges_are_one_line_errors(lerobot_dir, tmp_pa
 
 def test_missing_extra_is_a_one_line_error(lerobot_dir, tmp_path):
     """A real process in which lerobot cannot be imported (as on a base install)."""
-    code = (
-        "import sys; sys.modules['lerobot'] = None\n"
-        "from robot_offrl.cli.main import main\n"
-        f"sys.exit(main(['data', 'import-lerobot', {str(lerobot_dir[0])!r}, {str(tmp_path / 'm.zarr')!r}]))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware")])}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = run_cli_without("lerobot", ["data", "import-lerobot", lerobot_dir[0], tmp_path / "m.zarr"])
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "optional 'lerobot' extra" in lines[0], proc.stderr

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from store_support import run_cli_without, tree_digest
 
 from robot_offrl.data import ActionSpace, EpisodeStore, KeySpec, StoreSchema
 
 rr = pytest.importorskip("rerun")
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture
@@ -46,12 +36,12 @@ def store_path(tmp_path: Path) -> Path:
 
 
 def test_view_writes_an_rrd_that_rerun_reads_back(store_path, tmp_path, cli):
-    before = _tree_digest(store_path)
+    before = tree_digest(store_path)
     out = tmp_path / "ep1.rrd"
     code, stdout, err = cli("data", "view", store_path, "--episode", "1", "--save", out)
     assert code == 0, err
     assert f"wrote {out}" in stdout and out.stat().st_size > 0
-    assert _tree_digest(store_path) == before  # nothing written into the store
+    assert tree_digest(store_path) == before  # nothing written into the store
 
     ep = EpisodeStore.open(str(store_path)).read_episode(1)
     rec = rr.dataframe.load_recording(str(out))
@@ -96,13 +86,7 @@ def test_bad_view_arguments_are_one_line_errors(store_path, tmp_path, cli, monke
 
 
 def test_missing_viewer_extra_is_a_one_line_error(store_path, tmp_path):
-    code = (
-        "import sys; sys.modules['rerun'] = None\n"
-        "from robot_offrl.cli.main import main\n"
-        f"sys.exit(main(['data', 'view', {str(store_path)!r}, '--episode', '0', '--save', {str(tmp_path / 'x.rrd')!r}]))\n"
-    )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware")])}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = run_cli_without("rerun", ["data", "view", store_path, "--episode", "0", "--save", tmp_path / "x.rrd"])
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "optional 'viewer' extra" in lines[0], proc.stderr

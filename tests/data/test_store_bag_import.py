@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 pytest.importorskip("rosbags")
 
 from bag_support import T0, BagSpec, expected_joint, write_bag  # noqa: E402
+from store_support import tree_digest  # noqa: E402
 
 from robot_offrl.cli.main import main  # noqa: E402
 from robot_offrl.data import EpisodeStore  # noqa: E402
@@ -32,13 +32,6 @@ def _one_line_error(code: int, err: str) -> str:
     assert code == 2 and len(lines) == 1 and "error:" in lines[0] and "Traceback" not in err, err
     return lines[0]
 
-
-def _tree_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def _assert_nothing_written(out: Path) -> None:
@@ -147,10 +140,10 @@ def test_existing_target_store_is_refused_and_untouched(tmp_path: Path, capsys: 
     write_bag(tmp_path / "bag", "mcap")
     out = tmp_path / "arm.zarr"
     assert _cli(capsys, "import-bag", tmp_path / "bag", out, "--config", CONFIG)[0] == 0
-    before = _tree_digest(out)
+    before = tree_digest(out)
     line = _one_line_error(*_cli(capsys, "import-bag", tmp_path / "bag", out, "--config", CONFIG)[::2])
     assert "already exists" in line
-    assert _tree_digest(out) == before
+    assert tree_digest(out) == before
 
 
 @pytest.mark.parametrize(
