@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from robot_offrl.algos import Agent, build_agent
-from robot_offrl.algos.config import SELECTION_MODES
+from robot_offrl.algos.diffusion import SCHEDULER_KINDS
+from robot_offrl.algos.selection import SELECTION_MODES
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
 from robot_offrl.errors import ConfigError, NonFiniteActionError
@@ -29,7 +30,6 @@ from robot_offrl.train.device import select_device
 # Test-time options a checkpoint can be run with (PolicyRuntime's keywords besides seed), so one
 # trained critic can be evaluated at another K, replanning interval or selection rule.
 ACTING_OPTIONS = ("num_candidates", "num_inference_steps", "n_action_steps", "selection", "temperature", "scheduler")
-SCHEDULERS = ("ddim", "ddpm")
 
 
 def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | 
     temperature = options.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
         raise ConfigError(f"{label['temperature']} must be > 0, got {temperature!r}")
-    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULERS)):
+    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULER_KINDS)):
         if options.get(key) is not None and options[key] not in choices:
             raise ConfigError(f"{label[key]} must be one of {list(choices)}, got {options[key]!r}")
     return dict(options)
