@@ -79,14 +79,15 @@ class AlgoConfig(TypedConfig):
     selection: SelectionConfig = group(SelectionConfig)
 
     def validate(self) -> None:
-        self.episodes  # noqa: B018 - constructing the selection checks data_filter against sources
+        if self.data_filter == "sources" and not self.sources:
+            raise ConfigError("algo.data_filter is 'sources' but algo.sources lists none (e.g. [teleop, play])")
         if self.name in CRITIC_ALGOS and not self.use_critic:
             raise ConfigError(f"algo.name={self.name} needs the critic; set algo.use_critic=true or use algo=bc")
 
     @property
     def episodes(self) -> EpisodeSelection:
         """The episodes this algorithm trains on, as the plain value the window builder takes."""
-        return EpisodeSelection(self.data_filter, self.sources)
+        return EpisodeSelection(self.data_filter, tuple(self.sources) if self.sources else None)
 
     @classmethod
     def from_mapping(cls, sec: Any, *, strict: bool = True) -> AlgoConfig:
