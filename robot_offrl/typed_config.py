@@ -90,10 +90,6 @@ def section(cfg: Any, name: str) -> Mapping[str, Any]:
     return value
 
 
-def _number_text(value: float) -> str:
-    return str(value)
-
-
 def check_value(check: Check, where: str, value: Any) -> Any:
     """The value in its canonical form (floats as float, lists as tuples), or a ConfigError naming ``where``."""
     if value is None and check.optional:
@@ -129,13 +125,13 @@ def check_value(check: Check, where: str, value: Any) -> Any:
 def _check_bounds(check: Check, where: str, value: float) -> None:
     failed = None
     if check.minimum is not None and value < check.minimum:
-        failed = f">= {_number_text(check.minimum)}"
+        failed = f">= {check.minimum}"
     elif check.above is not None and value <= check.above:
-        failed = f"> {_number_text(check.above)}"
+        failed = f"> {check.above}"
     elif check.maximum is not None and value > check.maximum:
-        failed = f"<= {_number_text(check.maximum)}"
+        failed = f"<= {check.maximum}"
     elif check.below is not None and value >= check.below:
-        failed = f"< {_number_text(check.below)}"
+        failed = f"< {check.below}"
     if failed is not None:
         raise ConfigError(f"{where} must be {check.range_text or failed}{check.hint}, got {value}")
 
