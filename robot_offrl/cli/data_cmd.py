@@ -164,6 +164,18 @@ def _cmd_import_robomimic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_bag(args: argparse.Namespace) -> int:
+    from robot_offrl_ros.bag_import import EpisodeFlags, import_bags, parse_split
+    from robot_offrl_ros.record_inputs import load_recorder_yaml
+
+    expert = args.source == "teleop" if args.expert is None else args.expert  # as `record` decides it
+    flags = EpisodeFlags(expert=expert, source=args.source, success=getattr(args, "success", None))
+    store = import_bags(args.bags, args.store, load_recorder_yaml(args.config), parse_split(args.split), flags)
+    expert_n = sum(m.expert for m in store.episodes)
+    print(f"{args.store}: imported {store.num_episodes} episodes ({expert_n} expert), {store.num_steps} steps")
+    return 0
+
+
 def _cmd_import_lerobot(args: argparse.Namespace) -> int:
     from robot_offrl.data.lerobot_io import import_lerobot
 
@@ -310,6 +322,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("file")
     p.add_argument("store")
     p.add_argument("--expert-mask", nargs="+", action="extend", metavar="KEY", help="filter keys whose demos are expert")
+
+    p = add("import-bag", "turn rosbag2 recordings (MCAP or sqlite3) into episodes, as the ROS recorder would",
+            "robot-offrl data import-bag bags/demo_01 data/arm.zarr --config hardware/config/record.yaml "
+            "--split topic:/episode", _cmd_import_bag, writes=True)
+    p.add_argument("bags", nargs="+", metavar="BAG", help="a bag folder (metadata.yaml + .mcap/.db3) or a folder of them")
+    p.add_argument("store", help="the new store (must not exist)")
+    p.add_argument("--config", required=True, help="recorder YAML: topics, keys, rate (hardware/config/record.yaml)")
+    p.add_argument("--split", default="bag", help="bag: one episode per bag (default); topic:/TOPIC: std_msgs "
+                   "Bool (true start, false stop) or String ('start|stop [expert=..] [source=..] [success=..]'); "
+                   "gap:SECONDS: a new episode after a silence that long")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--expert", dest="expert", action="store_const", const=True, default=None,
+                       help="mark episodes expert (default for --source teleop; a marker may override)")
+    group.add_argument("--non-expert", "--no-expert", dest="expert", action="store_const", const=False)
+    p.add_argument("--source", type=_source, default="teleop")
+    p.add_argument("--success", type=_bool_or_unknown, default=argparse.SUPPRESS, help="true, false or unknown")
 
     p = add("import-lerobot", "convert a local LeRobot v2.1 dataset folder (all expert unless told otherwise)",
             "robot-offrl data import-lerobot ~/lerobot/pusht data/pusht.zarr --non-expert-episodes 10-19",

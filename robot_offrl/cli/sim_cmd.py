@@ -43,12 +43,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if (args.policy is None) == (args.checkpoint is None):
         raise ConfigError("give exactly one of --policy scripted:<task> or --checkpoint RUN")
     policy = args.policy if args.policy is not None else f"checkpoint:{args.checkpoint}"
+    if args.address is not None and args.backend != "ray":
+        raise ConfigError("--address names a Ray cluster: use it with --backend ray")
     config = SweepConfig(
         task=args.task, policy=policy, region=args.region, grid=parse_grid(args.grid),
         episodes_per_cell=args.episodes_per_cell,
         perturbations=tuple(parse_perturbation(p) for p in args.perturb or []),
         seed=args.seed, horizon=args.horizon, workers=args.workers, shard=parse_shard(args.shard),
         video=args.video, record=args.record, policy_kwargs=_acting_options(args),
+        backend=args.backend, backend_options={} if args.address is None else {"address": args.address},
     )
     summary = run_sweep(config, args.out, progress=not args.quiet)
     t, n = summary["totals"], summary["narrow"]
@@ -132,7 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="Examples:\n"
         "  robot-offrl sweep --policy scripted:lift --task lift --region wide --grid 7x7 --out runs/sweep_lift\n"
         "  robot-offrl sweep --checkpoint runs/rise_lift --task lift --grid 7x7 --episodes-per-cell 3 "
-        "--perturb object:0.05,0@40 --workers 2 --video 4 --shard 0/2 --out runs/sweep_s0",
+        "--perturb object:0.05,0@40 --workers 2 --video 4 --shard 0/2 --out runs/sweep_s0\n"
+        "  robot-offrl sweep --checkpoint runs/rise_lift --task lift --grid 9x9 --backend ray --address auto "
+        "--out runs/sweep_ray",
         formatter_class=fmt,
     )
     sw.add_argument("--policy", default=None, help="scripted:<task> (the scripted expert)")
@@ -143,7 +148,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--episodes-per-cell", type=int, default=1)
     sw.add_argument("--perturb", action="append", default=None,
                     help="object:dx,dy[,dyaw]@step | arm:dx,dy,dz@step | arm-nudge:dx,dy,dz@step (repeatable)")
-    sw.add_argument("--workers", type=int, default=1, help="worker processes (spawned)")
+    sw.add_argument("--workers", type=int, default=1, help="worker processes (spawned; --backend local)")
+    sw.add_argument("--backend", default="local",
+                    help="where episodes run: local (this machine, --workers processes) or ray (one Ray task per "
+                    "episode); same sweep.json either way (docs/scaling.md)")
+    sw.add_argument("--address", default=None,
+                    help="--backend ray: the cluster (ray://HOST:10001, HOST:6379 or auto); default: a local Ray")
     sw.add_argument("--video", type=int, default=0, help="record MP4s of the first N episodes")
     sw.add_argument("--seed", type=int, default=0)
     sw.add_argument("--horizon", type=int, default=None)

@@ -23,6 +23,7 @@ from robot_offrl.errors import ConfigError, UserError
 from robot_offrl_sim.initial_conditions import InitialCondition
 from robot_offrl_sim.perturbations import Perturbation
 from robot_offrl_sim.spec import TaskSpec, load_task
+from robot_offrl_sim.sweep_backends import Progress, check_backend, run_jobs
 
 SWEEP_FORMAT = "robot_offrl.sweep/1"
 # Cells of one sweep: 100x100 is already ~10^4 episodes. Checked before the cell list is built,
@@ -48,6 +49,8 @@ class SweepConfig:
     video_size: int = 128
     record: str | None = None
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    backend: str = "local"  # where the episodes run (sweep_backends.py); never changes the results
+    backend_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"address": ...} for ray
 
     def validate(self) -> TaskSpec:
         spec = load_task(self.task)
@@ -62,6 +65,7 @@ class SweepConfig:
             )
         if self.episodes_per_cell < 1:
             raise ConfigError(f"episodes per cell must be >= 1, got {self.episodes_per_cell}")
+        check_backend(self.backend)
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         i, n = self.shard
@@ -234,31 +238,22 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> list[dict[str, Any]]:
+def run_local(jobs: list[dict[str, Any]], config: SweepConfig, progress: bool) -> list[dict[str, Any]]:
+    """The ``local`` back end: ``config.workers`` spawned processes on this machine (1: this process)."""
     results: list[dict[str, Any]] = []
-    done = 0
-    t0 = time.monotonic()
-
-    def report() -> None:
-        if progress:
-            rate = done / max(time.monotonic() - t0, 1e-9) * 60.0
-            print(f"\rsweep: {done}/{len(jobs)} episodes ({rate:.1f}/min)", end="", flush=True)
-
-    if workers == 1 or len(jobs) <= 1:
+    counter = Progress(len(jobs), progress)
+    if config.workers == 1 or len(jobs) <= 1:
         for job in jobs:
             results.append(run_job(job))
-            done += 1
-            report()
+            counter.step()
     else:
         ctx = mp.get_context("spawn")
-        with ctx.Pool(min(workers, len(jobs))) as pool:
+        with ctx.Pool(min(config.workers, len(jobs))) as pool:
             for out in pool.imap_unordered(run_job, jobs, chunksize=1):
                 results.append(out)
-                done += 1
-                report()
-    if progress:
-        print()
-    return sorted(results, key=lambda r: (r["cell"], r["episode"]))
+                counter.step()
+    counter.close()
+    return results
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -312,7 +307,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> d
                  "video_size": config.video_size}
             )
     t0 = time.monotonic()
-    outputs = _run_jobs(jobs, config.workers, progress)
+    outputs = run_jobs(config.backend, jobs, config, progress)
     elapsed = time.monotonic() - t0
     by_cell: dict[int, list[dict[str, Any]]] = {c["cell"]: [] for c in mine}
     for o in outputs:
@@ -327,7 +322,7 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> d
     if config.record is not None:
         _record(config, spec, outputs)
     write_outputs(out, summary, videos)
-    timing = {"episodes": len(jobs), "workers": config.workers, "elapsed_s": round(elapsed, 3),
+    timing = {"episodes": len(jobs), "backend": config.backend, "workers": config.workers, "elapsed_s": round(elapsed, 3),
               "episodes_per_min": round(len(jobs) / elapsed * 60.0, 3) if elapsed > 0 else None}
     (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
     return summary
