@@ -42,17 +42,23 @@ def cfg(name: str, denoiser: str) -> dict:
     }
 
 
-def make_store(path: Path, episodes: int, length: int, image: bool, rng: np.random.Generator) -> EpisodeStore:
-    obs = [KeySpec(k, "float32", (d,), "lowdim") for k, d in LOWDIM.items()]
+def make_store(
+    path: Path, episodes: int, length: int, image: bool, rng: np.random.Generator,
+    lowdim: dict[str, int] | None = None, cameras: tuple[str, ...] = ("agentview_image",),
+) -> EpisodeStore:
+    """Random Lift-shaped episodes: ``lowdim`` keys (default LOWDIM) and, with ``image``, 84x84 ``cameras``."""
+    lowdim = LOWDIM if lowdim is None else lowdim
+    obs = [KeySpec(k, "float32", (d,), "lowdim") for k, d in lowdim.items()]
     if image:
-        obs.append(KeySpec("agentview_image", "uint8", (84, 84, 3), "rgb"))
+        obs += [KeySpec(cam, "uint8", (84, 84, 3), "rgb") for cam in cameras]
     names = ["dx", "dy", "dz", "dax", "day", "daz", "gripper"]
     schema = StoreSchema(obs, ActionSpace(names, ["normalized"] * 7, "delta", [-1.0] * 7, [1.0] * 7), 20.0, "Panda", "lift")
     store = EpisodeStore.create(str(path), schema, durable=False)
     for e in range(episodes):
-        o = {k: rng.normal(size=(length, d)).astype(np.float32) for k, d in LOWDIM.items()}
+        o = {k: rng.normal(size=(length, d)).astype(np.float32) for k, d in lowdim.items()}
         if image:
-            o["agentview_image"] = rng.integers(0, 256, (length, 84, 84, 3), dtype=np.uint8)
+            for cam in cameras:
+                o[cam] = rng.integers(0, 256, (length, 84, 84, 3), dtype=np.uint8)
         store.append_episode(o, rng.uniform(-1, 1, (length, 7)).astype(np.float32), expert=e % 3 == 0, source="play")
     return store
 

@@ -38,34 +38,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "ros"))  # the in-process rig and the scripted test policy
+sys.path.insert(0, str(ROOT / "hardware"))
 
-
-def stamp_s(msg: Any) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-
-
-def point_times(msg: Any) -> np.ndarray:
-    """Absolute times of a trajectory's points (header stamp + time_from_start)."""
-    return np.array([stamp_s(msg) + p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])
-
-
-def executed_stream(trajs: list[tuple[float, Any]]) -> tuple[np.ndarray, list[float]]:
-    """Times of the actions a trajectory controller executes, and the jump (rad, max over joints)
-    where each message takes over from the previous one while that one still had points left."""
-    times: list[float] = []
-    jumps: list[float] = []
-    for i, (_, msg) in enumerate(trajs):
-        t = point_times(msg)
-        until = stamp_s(trajs[i + 1][1]) if i + 1 < len(trajs) else np.inf
-        times.extend(t[t < until].tolist())
-        if i > 0:
-            prev = trajs[i - 1][1]
-            pt = point_times(prev)
-            if pt[0] <= t[0] <= pt[-1]:
-                pos = np.array([p.positions for p in prev.points])
-                old = np.array([np.interp(t[0], pt, pos[:, j]) for j in range(pos.shape[1])])
-                jumps.append(float(np.abs(np.array(msg.points[0].positions) - old).max()))
-    return np.array(times), jumps
+from robot_offrl_ros.command_stats import executed_stream, obs_to_command_latencies  # noqa: E402
 
 
 def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) -> dict[str, float]:
@@ -114,13 +89,8 @@ def run_case(args: argparse.Namespace, delay_ms: float | None, plan_ahead: str) 
         rig.close()
         ctx.try_shutdown()
 
-    chunk_recv = np.array([t for t, _ in chunks])
-    chunk_obs = np.array([stamp_s(m) for _, m in chunks])
-    latencies = []
-    for t_recv, _ in trajs:
-        k = int(np.argmin(np.abs(chunk_recv - t_recv)))  # published back to back in the same step
-        latencies.append(t_recv - chunk_obs[k])
-    lat_ms = np.array(latencies or [np.nan]) * 1000  # nan: nothing was sent (every chunk late)
+    latencies = obs_to_command_latencies(trajs, chunks)
+    lat_ms = (latencies if latencies.size else np.array([np.nan])) * 1000  # nan: nothing was sent (every chunk late)
     sends = np.array([t for t, _ in trajs])
     intervals = np.diff(sends) * 1000 if sends.size > 1 else np.array([np.nan])
     executed, jumps = executed_stream(trajs)

@@ -31,6 +31,7 @@ setup(
             "policy_node = robot_offrl_ros.entry:policy_node",
             "camera_node = robot_offrl_ros.entry:camera_node",
             "sim_arm_node = robot_offrl_ros.entry:sim_arm_node",
+            "sim_leader_node = robot_offrl_ros.entry:sim_leader_node",
         ],
     },
 )

@@ -37,3 +37,7 @@ def camera_node() -> int:
 
 def sim_arm_node() -> int:
     return _run("sim_arm_node", "sim_arm_node")
+
+
+def sim_leader_node() -> int:
+    return _run("sim_leader_node", "sim_leader_node")

@@ -73,6 +73,10 @@ class RecorderConfig:
     alignment_delay_s: float = param(0.03, "double", "a tick is built for now - delay, so late messages arrive")
     start_timeout_s: float = param(3.0, "double", "every input must publish within this or the recorder refuses")
     use_header_stamps: bool = param(True, "bool", "align by header stamps; false: by arrival time")
+    use_sim_time: bool = param(
+        False, "bool",
+        "a simulated arm's /clock: steps are one control period of sim time apart, however slow the sim",
+    )
     max_episode_steps: int = param(0, "int", "save prompt opens at this length; 0: no limit")
     robot: str = param("Panda", "string", "robot name stored in the schema")
     task: str = param("", "string", "task name stored in the schema")

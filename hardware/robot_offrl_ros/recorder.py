@@ -24,6 +24,7 @@ from typing import Any
 
 from geometry_msgs.msg import PoseStamped, TwistStamped
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, Float64MultiArray
@@ -66,7 +67,8 @@ class RecorderNode(Node):
     """Subscribes every configured input into ``RecordInputs`` (record_inputs.py), which builds the steps."""
 
     def __init__(self, cfg: RecorderConfig, *, context: Any = None, node_name: str = INPUTS_NODE_NAME) -> None:
-        super().__init__(node_name, context=context)
+        super().__init__(node_name, context=context,
+                         parameter_overrides=[Parameter("use_sim_time", value=cfg.use_sim_time)])
         self.cfg = cfg
         self.inputs = RecordInputs(cfg)
         self.errors = self.inputs.errors
@@ -143,6 +145,7 @@ class RosBackend:
         self.services = RecorderServices(context=context)
         self._spinners = [SpinThread(self.node, context=context), SpinThread(self.services, context=context)]
         self._t_start = 0.0
+        self._next_tick: float | None = None  # use_sim_time: the sim time the next step is built for
         self._refused_by_topic: dict[str, int] = {}
         self._last_refusal = ""
 
@@ -161,13 +164,32 @@ class RosBackend:
     def replay_scene(self) -> None:
         """The operator puts the objects back; nothing to do."""
 
+    def _tick_time(self) -> float:
+        """When this step is built for: now - delay, or, on sim time, one period after the last step.
+
+        On a simulated arm slower than real time the loop's wall-clock pacing would build several
+        steps from one sim instant; waiting for /clock keeps one step per control period of sim time.
+        """
+        cfg = self.cfg
+        if not cfg.use_sim_time:
+            return self.node.now_s() - cfg.alignment_delay_s
+        if self._next_tick is None:
+            self._next_tick = self.node.now_s() - cfg.alignment_delay_s
+        tick = self._next_tick
+        deadline = time.monotonic() + cfg.start_timeout_s
+        while self.node.now_s() - cfg.alignment_delay_s < tick and time.monotonic() < deadline:
+            time.sleep(0.002)  # /clock has not reached the tick yet (a stopped clock: the step is refused stale)
+        self._next_tick = tick + cfg.period_s
+        return tick
+
     def begin_episode(self) -> None:
         self._t_start = self.node.now_s()
+        self._next_tick = None
         self._refused_by_topic = {}
         self._last_refusal = ""
 
     def step(self) -> Step | Refused:
-        result = self.node.sample(self.node.now_s() - self.cfg.alignment_delay_s)
+        result = self.node.sample(self._tick_time())
         if isinstance(result, StaleInputs):
             for topic in result.topics:
                 self._refused_by_topic[topic] = self._refused_by_topic.get(topic, 0) + 1

@@ -14,12 +14,14 @@ workspace box and servo twists use.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from robot_offrl.errors import ConfigError
 from robot_offrl_sim.initial_conditions import InitialCondition
 from robot_offrl_sim.perturbations import Perturbation
+from robot_offrl_sim.rollout import apply_perturbation
 from robot_offrl_sim.tasks import make_env
 
 GRIPPER_OPEN_ACTION, GRIPPER_CLOSE_ACTION = -1.0, 1.0  # robosuite's GRIP controller convention
@@ -67,17 +69,17 @@ class JointArmSim:
         self.sim.t += 1
         self.step_count += 1
 
-    def apply(self, perturbation: Perturbation) -> dict[str, list[float]]:
-        """Apply a scripted perturbation now; returns what actually happened (for logs and sweeps)."""
-        if perturbation.kind == "object":
-            off = list(perturbation.offset) + [0.0] * (3 - len(perturbation.offset))
-            return {"object_pose": list(self.sim.displace_object(*off))}
-        if perturbation.kind == "arm-nudge":
-            before = self.sim.eef_pos().copy()
-            self.sim.nudge_arm(perturbation.offset)
-            return {"eef_moved": (self.sim.eef_pos() - before).tolist()}
-        raise ConfigError(f"the sim arm applies object and arm-nudge perturbations, not {perturbation.kind!r} "
-                          "(an 'arm' push needs the OSC controller; use arm-nudge)")
+    def apply(self, perturbation: Perturbation) -> dict[str, Any]:
+        """Apply a scripted perturbation now; returns its record as a direct sweep's episode keeps it."""
+        if perturbation.kind not in ("object", "arm-nudge"):
+            raise ConfigError(f"the sim arm applies object and arm-nudge perturbations, not {perturbation.kind!r} "
+                              "(an 'arm' push needs the OSC controller; use arm-nudge)")
+        record, _ = apply_perturbation(self.sim, perturbation, GRIPPER_OPEN_ACTION)
+        return record
+
+    def object_pose(self) -> list[float]:
+        """The object's pose as a direct sweep reports it at an episode's end (rounded like rollout's)."""
+        return [round(v, 6) for v in self.sim.object_pose()]
 
     def success(self) -> bool:
         return self.sim.success()

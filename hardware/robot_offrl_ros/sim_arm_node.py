@@ -18,8 +18,13 @@ carries it, so a graph started with ``use_sim_time:=true`` runs correctly howeve
 Sim time starts at the wall-clock time of start-up, so at real time a wall-clock graph works too.
 
 Episodes: ``~/reset`` (std_srvs/Trigger) starts one from the episode parameters (seed, region,
-exact object pose, perturbation) as they are at that moment; a sweep sets them with ``ros2 param
-set`` (or the SetParameters service) and then calls reset.
+exact object pose, perturbation, horizon) as they are at that moment; a sweep sets them with ``ros2
+param set`` (or the SetParameters service) and then calls reset. The episode ends at the first
+success or after ``horizon`` control steps, and its record (success, success_step, steps, seed,
+initial condition, perturbations, final object pose: what a direct sweep keeps per episode) is
+published once, latched, on ``~/episode_result`` (std_msgs/String, JSON, with the episode's number).
+The arm keeps running afterwards, as a real one would. A trajectory stamped before the latest reset
+was planned in the previous episode: it is dropped (and counted), never applied to the new one.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64MultiArray, UInt64
+from std_msgs.msg import Bool, Float64MultiArray, String, UInt64
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -124,6 +129,11 @@ class SimArmNode(Node):
         self.refused: dict[str, int] = {}
         self.perturbation: Perturbation | None = None
         self.perturbation_result: dict[str, Any] | None = None
+        self.episode = 0  # numbered from 1 by each reset (the start-up episode is 1)
+        self.episode_start_ns = self._now_ns
+        self.success_step: int | None = None
+        self.episode_result: dict[str, Any] | None = None  # set once the episode ended
+        self.previous_episode_commands = 0
         self._twist: np.ndarray | None = None
         self._twist_ns = 0
         self._state_gate = RateGate(int(1e9 / cfg.state_rate_hz) if cfg.state_rate_hz > 0 else 0)
@@ -138,6 +148,7 @@ class SimArmNode(Node):
         self._image_pubs = [self.create_publisher(Image, topic, camera_qos("reliable")) for topic in cfg.camera_topics]
         self._success_pub = self.create_publisher(Bool, cfg.success_topic, LATCHED_QOS)
         self._refused_pub = self.create_publisher(UInt64, "~/refused_commands", LATCHED_QOS)
+        self._episode_pub = self.create_publisher(String, "~/episode_result", LATCHED_QOS)
         self.create_subscription(JointTrajectory, cfg.trajectory_topic, self._on_trajectory, COMMAND_QOS)
         self.create_subscription(Float64MultiArray, cfg.forward_topic, self._on_forward, COMMAND_QOS)
         self.create_subscription(TwistStamped, cfg.servo_topic, self._on_twist, COMMAND_QOS)
@@ -145,7 +156,7 @@ class SimArmNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
 
         ic, pert = self._episode_from(cfg)
-        self._start_episode(cfg.seed, ic, cfg.region, pert)
+        self._start_episode(cfg, ic, pert)
         self._publish_refused()
         rtf = cfg.real_time_factor
         period = self.arm.dt / rtf if rtf > 0 else FASTEST_PERIOD_S
@@ -172,10 +183,14 @@ class SimArmNode(Node):
                               "perturbations (an 'arm' push needs the OSC controller)")
         return ic, pert
 
-    def _start_episode(self, seed: int, ic: InitialCondition | None, region: str, pert: Perturbation | None) -> None:
+    def _start_episode(self, cfg: SimArmConfig, ic: InitialCondition | None, pert: Perturbation | None) -> None:
         with self.lock:
-            self.initial_condition = self.arm.reset(seed, ic, region)
+            self.initial_condition = self.arm.reset(cfg.seed, ic, cfg.region)
             self.perturbation, self.perturbation_result = pert, None
+            self.episode += 1
+            self.episode_seed, self.horizon = int(cfg.seed), int(cfg.horizon)
+            self.episode_start_ns, self.success_step, self.episode_result = self._now_ns, None, None
+            self.previous_episode_commands = 0
             self.arm_tracker = SetpointTracker(self.arm.joint_positions())
             self.gripper_tracker = SetpointTracker(np.full(len(self.cfg.gripper_joint_names),
                                                            self.cfg.gripper_open_position))
@@ -186,14 +201,14 @@ class SimArmNode(Node):
         try:
             cfg = self._read_config()
             ic, pert = self._episode_from(cfg)
-            self._start_episode(cfg.seed, ic, cfg.region, pert)
+            self._start_episode(cfg, ic, pert)
         except UserError as exc:
             response.success, response.message = False, str(exc)
             self.get_logger().error(f"reset refused: {exc}")
             return response
         response.success = True
         response.message = json.dumps({
-            "task": self.cfg.task, "initial_condition": self.initial_condition.to_dict(),
+            "task": self.cfg.task, "episode": self.episode, "initial_condition": self.initial_condition.to_dict(),
             "perturbation": None if pert is None else pert.to_dict(),
         })
         self.get_logger().info(f"reset: {response.message}")
@@ -219,6 +234,11 @@ class SimArmNode(Node):
             with self.lock:
                 now_s = self._now_ns * 1e-9
                 stamp_s = seconds_of(msg.header.stamp)
+                if 0 < stamp_s < self.episode_start_ns * 1e-9:
+                    self.previous_episode_commands += 1
+                    self.get_logger().info(f"dropped a {what} stamped before the reset of episode {self.episode}",
+                                           throttle_duration_sec=1.0)
+                    return
                 tracker.follow(now_s, stamp_s if stamp_s > 0 else now_s, times, positions)
                 if tracker is self.arm_tracker:
                     self._twist = None
@@ -267,7 +287,9 @@ class SimArmNode(Node):
 
     def _step(self) -> None:
         arm = self.arm
-        if self.perturbation is not None and self.perturbation_result is None and arm.step_count >= self.perturbation.step:
+        pert = self.perturbation
+        if pert is not None and self.perturbation_result is None and self.episode_result is None \
+                and arm.step_count >= pert.step:
             self.perturbation_result = arm.apply(self.perturbation)
             if self.perturbation.kind == "arm-nudge":  # the bump stays: the controller re-anchors where it was left
                 self.arm_tracker.hold(arm.joint_positions())
@@ -282,6 +304,32 @@ class SimArmNode(Node):
         frac_closed = float(np.clip((grip - open_) / (closed - open_), 0.0, 1.0))
         arm.step(q_target, GRIPPER_OPEN_ACTION + frac_closed * (GRIPPER_CLOSE_ACTION - GRIPPER_OPEN_ACTION))
         self._now_ns = next_ns
+        if self.episode_result is None:
+            if self.success_step is None and arm.success():
+                self.success_step = arm.step_count
+            if self.success_step is not None or 0 < self.horizon <= arm.step_count:
+                self._end_episode()
+
+    def _end_episode(self) -> None:
+        """Publish the episode's record once: the keys of rollout.EpisodeResult.to_dict, plus the arm's own."""
+        pert = self.perturbation
+        if pert is None:
+            perturbations = []
+        elif self.perturbation_result is None:  # never reached: said, as a direct sweep says it
+            perturbations = [{**pert.to_dict(), "applied_step": None}]
+        else:
+            perturbations = [self.perturbation_result]
+        self.episode_result = {
+            "success": self.success_step is not None, "steps": self.arm.step_count, "seed": self.episode_seed,
+            "initial_condition": self.initial_condition.to_dict(), "perturbations": perturbations,
+            "success_step": self.success_step, "final_object_pose": self.arm.object_pose(),
+            "sim_arm": {"episode": self.episode, "task": self.cfg.task,
+                        "ended": "success" if self.success_step is not None else "horizon",
+                        "start_time_s": self.episode_start_ns * 1e-9, "end_time_s": self._now_ns * 1e-9,
+                        "refused_commands_total": int(sum(self.refused.values())),
+                        "previous_episode_commands": self.previous_episode_commands},
+        }
+        self._episode_pub.publish(String(data=json.dumps(self.episode_result)))
 
     def _publish_state(self, force: bool = False) -> None:
         """Clock every step; joint states, poses and success at state_rate_hz; images at camera_rate_hz."""

@@ -75,11 +75,15 @@ class SimArmConfig:
         "", "string",
         "applied once per episode: object:dx,dy[,dyaw]@step or arm-nudge:dx,dy,dz@step; empty: none",
     )
+    horizon: int = param(
+        0, "int",
+        "control steps after ~/reset at which the episode ends (~/episode_result); 0: only success ends it",
+    )
 
 
 SIM_ARM_PARAMS: tuple[ParamSpec, ...] = param_table(SimArmConfig)
 SIM_ARM_PARAM_NAMES: tuple[str, ...] = tuple(spec.name for spec in SIM_ARM_PARAMS)
-EPISODE_PARAMS = ("seed", "region", "place_object", "object_x", "object_y", "object_yaw", "perturbation")
+EPISODE_PARAMS = ("seed", "region", "place_object", "object_x", "object_y", "object_yaw", "perturbation", "horizon")
 
 
 def parse_sim_arm_config(values: Mapping[str, Any]) -> SimArmConfig:
@@ -90,6 +94,8 @@ def parse_sim_arm_config(values: Mapping[str, Any]) -> SimArmConfig:
     for name in ("kp", "camera_rate_hz", "servo_timeout_s", "max_linear_speed", "max_angular_speed"):
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"sim_arm parameter {name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.horizon < 0:
+        raise ConfigError(f"horizon must be >= 0 (0: only success ends an episode), got {cfg.horizon}")
     if cfg.state_rate_hz < 0:
         raise ConfigError(f"state_rate_hz must be >= 0 (0: every control step), got {cfg.state_rate_hz}")
     if cfg.camera_size < 8:

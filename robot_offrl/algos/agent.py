@@ -28,11 +28,11 @@ from torch import nn
 
 from robot_offrl.algos.averaging import ema_decay, soft_update
 from robot_offrl.algos.config import AgentConfig
-from robot_offrl.algos.diffusion import DiffusionPolicy
+from robot_offrl.algos.diffusion import DiffusionPolicy, Pruning
 from robot_offrl.algos.iql import masked_mean, n_step_td_target, q_loss, value_loss
 from robot_offrl.algos.selection import check_selection, pick
 from robot_offrl.errors import ConfigError
-from robot_offrl.models.critics import Critic
+from robot_offrl.models.critics import Critic, PrecomputedFeatures
 from robot_offrl.models.denoisers import ConditionalUnet1D, MLPResNetDenoiser
 from robot_offrl.models.encoders import ObsEncoder
 from robot_offrl.models.lipschitz import make_lipschitz_head
@@ -87,7 +87,11 @@ class Agent(nn.Module):
         if config.algo.use_critic:
             c = config.critic
             scored_dim = action_dim * c.action_steps
-            self.critic = Critic(_encoder(obs_info, config), scored_dim, c.hidden_dim, c.num_layers)
+            critic_encoder = (
+                PrecomputedFeatures(self.policy.encoder.output_dim) if c.features == "policy_ema"
+                else _encoder(obs_info, config)
+            )
+            self.critic = Critic(critic_encoder, scored_dim, c.hidden_dim, c.num_layers)
             self.critic_target = _frozen(self.critic.twin)
 
     # -- what the trainer uses -------------------------------------------------------------------
@@ -173,6 +177,7 @@ class Agent(nn.Module):
                 )
             reward_steps = torch.ones_like(reward)
         reward_steps = reward_steps.float().to(scored.device)
+        obs, next_obs = self._critic_views(obs, next_obs)
         features = self.critic.twin.features(obs)
         with torch.no_grad():
             tq1, tq2 = self.critic_target(obs, scored)
@@ -192,6 +197,20 @@ class Agent(nn.Module):
             "target_q_mean": masked_mean(target_q, td_mask),
         }
 
+    @property
+    def critic_reads_policy(self) -> bool:
+        return self.critic is not None and self.config.critic.features == "policy_ema"
+
+    def _critic_views(self, obs: Obs, next_obs: Obs) -> tuple[Any, Any]:
+        """What the critic reads for obs and next_obs: the windows themselves, or (critic.features =
+        policy_ema) the EMA policy encoder's features of both, from one batched pass without gradient."""
+        if not self.critic_reads_policy:
+            return obs, next_obs
+        b = next(iter(obs.values())).shape[0]
+        with torch.no_grad():
+            both = self.ema_policy.encoder({k: torch.cat([obs[k], next_obs[k]]) for k in obs})
+        return both[:b], both[b:]
+
     def after_optimizer_step(self, step: int, critic_updated: bool = True) -> None:
         """Polyak-update the critic target and the policy EMA (call once per optimiser step)."""
         if self.critic is not None and self.critic_target is not None and critic_updated:
@@ -210,14 +229,21 @@ class Agent(nn.Module):
         use_ema: bool = True,
         generator: torch.Generator | None = None,
         scheduler: str | None = None,
+        pruning: Pruning | None = None,
+        encoded: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(B, K, Tp, A) normalised candidate chunks; deterministic given ``generator``."""
+        """(B, K, Tp, A) normalised candidate chunks; deterministic given ``generator``.
+
+        ``encoded``: the sampling policy's encoder output for ``obs`` when the caller already has it.
+        """
         policy = self.ema_policy if use_ema else self.policy
         was_training = policy.training
         policy.eval()
         try:
             steps = num_inference_steps or self.config.policy.num_inference_steps
-            return policy.sample(obs, num_candidates, steps, scheduler or self.config.policy.scheduler, generator)
+            return policy.sample(
+                obs, num_candidates, steps, scheduler or self.config.policy.scheduler, generator, pruning, encoded
+            )
         finally:
             policy.train(was_training)
 
@@ -235,7 +261,7 @@ class Agent(nn.Module):
         return chunks[..., :n, :].flatten(-2)
 
     @torch.no_grad()
-    def score(self, obs: Obs, chunks: torch.Tensor) -> torch.Tensor:
+    def score(self, obs: Obs, chunks: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """min(Q1, Q2) of (B, K, T, A) candidate chunks -> (B, K). BC has no critic: a clear error, not zeros."""
         if self.critic is None:
             raise ConfigError(
@@ -245,10 +271,28 @@ class Agent(nn.Module):
         if chunks.dim() != 4:
             raise ConfigError(f"candidate chunks must be (B, K, T, {self.action_dim}), got {tuple(chunks.shape)}")
         scored = self.critic_actions(chunks)
+        if features is None and self.critic_reads_policy:
+            features = self._critic_features(obs)
         was_training = self.critic.training
         self.critic.eval()
         try:
-            return self.critic.min_q(obs, scored).float()
+            return self.critic.min_q(obs, scored, features).float()
+        finally:
+            self.critic.train(was_training)
+
+    @torch.no_grad()
+    def _critic_features(self, obs: Obs) -> torch.Tensor:
+        """The critic encoder's features in eval mode (centre crop), computed once per selection.
+
+        With critic.features = policy_ema they are the EMA policy encoder's, which sampling reuses.
+        """
+        assert self.critic is not None
+        if self.critic_reads_policy:
+            return self.ema_policy.encoder(obs)
+        was_training = self.critic.training
+        self.critic.eval()
+        try:
+            return self.critic.twin.features(obs)
         finally:
             self.critic.train(was_training)
 
@@ -262,11 +306,15 @@ class Agent(nn.Module):
         temperature: float | None = None,
         generator: torch.Generator | None = None,
         scheduler: str | None = None,
+        prune_after: int | None = None,
+        prune_keep: int | None = None,
     ) -> torch.Tensor:
         """(B, Tp, A): the best of K chunks by min(Q1, Q2) of their scored actions (``critic_actions``).
 
         K = 1 or no critic is plain Diffusion Policy. ``softmax`` samples a chunk with
         probability proportional to exp(Q / temperature) instead of taking the argmax.
+        ``prune_after`` > 0 ranks all K by Q on their predicted clean chunks after that many steps and
+        finishes only the best ``prune_keep`` (``algo.selection.prune_*`` by default; 0 = off).
         """
         sel = self.config.algo.selection
         k = sel.num_candidates if num_candidates is None else num_candidates
@@ -275,10 +323,21 @@ class Agent(nn.Module):
         check_selection(mode, temp)
         if self.critic is None:
             k = 1
-        chunks = self.sample_chunks(obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler)
-        if k == 1:
+        pruning = None
+        after = sel.prune_after if prune_after is None else prune_after
+        keep = sel.prune_keep if prune_keep is None else prune_keep
+        if after < 0 or keep < 1:
+            raise ConfigError(f"prune_after must be >= 0 and prune_keep >= 1, got {after} and {keep}")
+        features = self._critic_features(obs) if k > 1 else None  # once per selection
+        if k > 1 and after > 0 and keep < k:
+            pruning = Pruning(after, keep, lambda x0: self.score(obs, x0, features))
+        chunks = self.sample_chunks(
+            obs, k, num_inference_steps, use_ema=True, generator=generator, scheduler=scheduler, pruning=pruning,
+            encoded=features if self.critic_reads_policy else None,
+        )
+        if chunks.shape[1] == 1:
             return chunks[:, 0]
-        index = pick(self.score(obs, chunks), mode, temp, generator)
+        index = pick(self.score(obs, chunks, features), mode, temp, generator)
         return chunks[torch.arange(chunks.shape[0], device=chunks.device), index]
 
 

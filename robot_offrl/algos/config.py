@@ -32,6 +32,9 @@ ALGO_NAMES = ("bc", "bc_all", "bc_expert", "idql", "rise")
 CRITIC_ALGOS = ("idql", "rise")  # names that mean "a critic ranks the candidates": refused without one
 TERMINALS = ("absorbing", "done")
 AUGMENT_SCHEDULES = ("alternate", "mixed")
+# What the critic reads: its own encoder (own), or the EMA policy's encoder output without gradient
+# (policy_ema: no second image trunk to train or run; the policy's features are computed anyway when acting).
+CRITIC_FEATURES = ("own", "policy_ema")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,10 @@ class SelectionConfig(TypedConfig):
     num_candidates: int = setting(1, minimum=1)  # K chunks scored by min(Q1, Q2) when acting
     temperature: float = setting(1.0, above=0.0)
     mode: str = setting("argmax", choices=SELECTION_MODES)
+    # Early pruning (0: off): after prune_after denoising steps, keep the prune_keep candidates whose
+    # predicted clean chunks score highest, and finish only those (docs/benchmarks.md).
+    prune_after: int = setting(0, minimum=0)
+    prune_keep: int = setting(4, minimum=1)
 
 
 @dataclass(frozen=True)
@@ -162,6 +169,8 @@ class CriticConfig(TypedConfig):
     # first n executed actions with an n-step TD target, so candidates differ by n steps of motion
     # and value travels n steps per backup.
     action_steps: int = setting(1, minimum=1)
+    # What the critic reads: own encoder (legacy) | policy_ema: the EMA policy encoder's features, no gradient.
+    features: str = setting("own", choices=CRITIC_FEATURES)
 
 
 @dataclass(frozen=True)

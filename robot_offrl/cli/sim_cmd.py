@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from robot_offrl.cli.data_cmd import add_wait_option
@@ -53,7 +54,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         video=args.video, record=args.record, policy_kwargs=_acting_options(args),
         backend=args.backend, backend_options={} if args.address is None else {"address": args.address},
     )
-    summary = run_sweep(config, args.out, progress=not args.quiet)
+    runner = None
+    if args.backend == "ros":  # the same grid and seeds, each episode through policy_node + the sim arm
+        from robot_offrl_ros.sweep_backend import ros_sweep
+
+        config, runner = ros_sweep(config, args.real_time_factor, log_dir=Path(args.out) / "ros_logs")
+    elif args.real_time_factor is not None:
+        raise ConfigError("--real-time-factor applies to --backend ros only")
+    summary = run_sweep(config, args.out, progress=not args.quiet, runner=runner)
     t, n = summary["totals"], summary["narrow"]
     narrow = "n/a" if n["rate"] is None else f"{n['rate']:.1%}"
     print(f"success {t['successes']}/{t['episodes']} ({t['rate']:.1%}); inside narrow: {narrow}; "
@@ -150,8 +158,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="object:dx,dy[,dyaw]@step | arm:dx,dy,dz@step | arm-nudge:dx,dy,dz@step (repeatable)")
     sw.add_argument("--workers", type=int, default=1, help="worker processes (spawned; --backend local)")
     sw.add_argument("--backend", default="local",
-                    help="where episodes run: local (this machine, --workers processes) or ray (one Ray task per "
-                    "episode); same sweep.json either way (docs/scaling.md)")
+                    help="where episodes run: local (this machine, --workers processes), ray (one Ray task per "
+                    "episode) or ros (policy_node + the sim arm over ROS 2, docs/deploy.md); same sweep.json")
     sw.add_argument("--address", default=None,
                     help="--backend ray: the cluster (ray://HOST:10001, HOST:6379 or auto); default: a local Ray")
     sw.add_argument("--video", type=int, default=0, help="record MP4s of the first N episodes")
@@ -166,6 +174,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--selection", default=None,  # checked against algos/selection.py's list, not a copy here
                     help="how the critic picks among candidates: argmax or softmax (default: the checkpoint's)")
     sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
+    sw.add_argument("--real-time-factor", type=float, default=None,
+                    help="--backend ros: sim seconds per wall second (default 0.5)")
     sw.add_argument("--out", required=True)
     sw.add_argument("--quiet", action="store_true")
     add_wait_option(sw, _cmd_sweep)  # --record: shards appending to one store take turns

@@ -26,10 +26,23 @@ def mlp(in_dim: int, hidden_dim: int, num_layers: int, out_dim: int) -> nn.Seque
     return nn.Sequential(*layers)
 
 
+class PrecomputedFeatures(nn.Module):
+    """Stands in for an encoder when the critic is handed feature vectors instead of observations."""
+
+    def __init__(self, output_dim: int) -> None:
+        super().__init__()
+        self.output_dim = output_dim
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+
 class TwinQ(nn.Module):
     """(observation window, scored actions of the chunk, flattened) -> (Q1, Q2), each (B,)."""
 
-    def __init__(self, encoder: ObsEncoder, action_dim: int, hidden_dim: int, num_layers: int) -> None:
+    def __init__(
+        self, encoder: ObsEncoder | PrecomputedFeatures, action_dim: int, hidden_dim: int, num_layers: int
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.q1 = mlp(encoder.output_dim + action_dim, hidden_dim, num_layers, 1)
@@ -49,7 +62,9 @@ class TwinQ(nn.Module):
 class Critic(nn.Module):
     """TwinQ plus the state value V, which reads the same critic encoder."""
 
-    def __init__(self, encoder: ObsEncoder, action_dim: int, hidden_dim: int, num_layers: int) -> None:
+    def __init__(
+        self, encoder: ObsEncoder | PrecomputedFeatures, action_dim: int, hidden_dim: int, num_layers: int
+    ) -> None:
         super().__init__()
         self.twin = TwinQ(encoder, action_dim, hidden_dim, num_layers)
         self.v = mlp(encoder.output_dim, hidden_dim, num_layers, 1)
@@ -57,10 +72,16 @@ class Critic(nn.Module):
     def value(self, features: torch.Tensor) -> torch.Tensor:
         return self.v(features).squeeze(-1)
 
-    def min_q(self, obs: Mapping[str, torch.Tensor], actions: torch.Tensor) -> torch.Tensor:
-        """min(Q1, Q2) for K scored actions per observation: (B, K, D) -> (B, K), encoding obs once."""
+    def min_q(
+        self, obs: Mapping[str, torch.Tensor], actions: torch.Tensor, features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """min(Q1, Q2) for K scored actions per observation: (B, K, D) -> (B, K), encoding obs once.
+
+        ``features`` (the critic encoder's output for ``obs``) skips the encoder when the caller
+        scores the same observations more than once, as early pruning does.
+        """
         b, k = actions.shape[:2]
-        feats = self.twin.features(obs)
+        feats = self.twin.features(obs) if features is None else features
         feats = feats[:, None].expand(b, k, feats.shape[-1]).reshape(b * k, -1)
         q1, q2 = self.twin.from_features(feats, actions.reshape(b * k, -1))
         return torch.minimum(q1, q2).reshape(b, k)

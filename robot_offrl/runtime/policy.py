@@ -25,11 +25,16 @@ from robot_offrl.errors import ConfigError, NonFiniteActionError
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
 from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint
-from robot_offrl.train.device import select_device
+from robot_offrl.train.device import autocast, autocast_dtype, select_device
 
 # Test-time options a checkpoint can be run with (PolicyRuntime's keywords besides seed), so one
 # trained critic can be evaluated at another K, replanning interval or selection rule.
-ACTING_OPTIONS = ("num_candidates", "num_inference_steps", "n_action_steps", "selection", "temperature", "scheduler")
+ACTING_OPTIONS = (
+    "num_candidates", "num_inference_steps", "n_action_steps", "selection", "temperature", "scheduler",
+    "prune_after", "prune_keep", "amp",
+)
+# bf16 autocast while acting: off by default (docs/benchmarks.md has the measurement behind that).
+ACTING_AMP = ("off", "bf16", "auto")
 
 
 def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -51,7 +56,12 @@ def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | 
     temperature = options.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
         raise ConfigError(f"{label['temperature']} must be > 0, got {temperature!r}")
-    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULER_KINDS)):
+    for key in ("prune_after", "prune_keep"):
+        value = options.get(key)
+        low = 0 if key == "prune_after" else 1
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ConfigError(f"{label[key]} must be an integer >= {low}, got {value!r}")
+    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULER_KINDS), ("amp", ACTING_AMP)):
         if options.get(key) is not None and options[key] not in choices:
             raise ConfigError(f"{label[key]} must be one of {list(choices)}, got {options[key]!r}")
     return dict(options)
@@ -86,6 +96,9 @@ class PolicyRuntime:
         temperature: float | None = None,
         seed: int = 0,
         scheduler: str | None = None,
+        prune_after: int | None = None,
+        prune_keep: int | None = None,
+        amp: str = "off",
         source: str = "policy",
     ) -> None:
         check_finite_state(agent, stats, source)
@@ -106,10 +119,15 @@ class PolicyRuntime:
         self.selection = selection or sel.mode
         self.temperature = float(temperature if temperature is not None else sel.temperature)
         self.scheduler = scheduler or policy_cfg.scheduler
+        self.prune_after = int(prune_after if prune_after is not None else sel.prune_after)
+        self.prune_keep = int(prune_keep if prune_keep is not None else sel.prune_keep)
+        self.amp = amp
         check_acting_options({
             "num_candidates": self.num_candidates, "num_inference_steps": self.num_inference_steps,
             "selection": self.selection, "temperature": self.temperature, "scheduler": self.scheduler,
+            "prune_after": self.prune_after, "prune_keep": self.prune_keep, "amp": self.amp,
         })
+        self._amp_dtype = autocast_dtype(self.amp, device)
         if not 1 <= self.n_action_steps <= policy_cfg.pred_horizon:
             raise ConfigError(
                 f"n_action_steps must be in [1, pred_horizon={policy_cfg.pred_horizon}], got {self.n_action_steps}"
@@ -137,7 +155,8 @@ class PolicyRuntime:
         """From a checkpoint folder or a run folder (its latest checkpoint); never unpickles.
 
         ``acting`` takes the keyword options of ``__init__`` (num_candidates, num_inference_steps,
-        n_action_steps, selection, temperature, seed, scheduler); None keeps the checkpoint's own.
+        n_action_steps, selection, temperature, seed, scheduler, prune_after, prune_keep, amp); None keeps
+        the checkpoint's own.
         """
         ckpt = load_checkpoint(path)
         try:
@@ -220,15 +239,18 @@ class PolicyRuntime:
 
     @torch.no_grad()
     def _plan_from_history(self) -> np.ndarray:
-        chunk = self.agent.select(
-            self._obs_tensors(),
-            num_candidates=self.num_candidates,
-            num_inference_steps=self.num_inference_steps,
-            selection=self.selection,
-            temperature=self.temperature,
-            generator=self._generator,
-            scheduler=self.scheduler,
-        )[0, : self.n_action_steps]
+        with autocast(self.device, self._amp_dtype):
+            chunk = self.agent.select(
+                self._obs_tensors(),
+                num_candidates=self.num_candidates,
+                num_inference_steps=self.num_inference_steps,
+                selection=self.selection,
+                temperature=self.temperature,
+                generator=self._generator,
+                scheduler=self.scheduler,
+                prune_after=self.prune_after,
+                prune_keep=self.prune_keep,
+            )[0, : self.n_action_steps]
         actions = self.stats.unnormalize(ACTIONS_KEY, chunk.float().cpu().numpy()).astype(np.float32)
         if not np.isfinite(actions).all():
             step, dim = (int(i) for i in np.argwhere(~np.isfinite(actions))[0])
@@ -246,6 +268,9 @@ class PolicyRuntime:
             "num_candidates": self.num_candidates,
             "num_inference_steps": self.num_inference_steps,
             "scheduler": self.scheduler,
+            "prune_after": self.prune_after,
+            "prune_keep": self.prune_keep,
+            "amp": self.amp,
             "n_action_steps": self.n_action_steps,
             "selection": self.selection,
             "device": str(self.device),

@@ -21,6 +21,10 @@ from robot_offrl.typed_config import TypedConfig, group, section, setting
 # trainer.grad_clip_mode of runs saved before the key existed: one joint clip over policy and critic.
 LEGACY_GRAD_CLIP_MODE = "global"
 CACHE_IN_RAM = ("auto", True, False)
+# How AdamW runs its update (train/loop.py make_optimizer). auto: torch's own choice (multi-tensor on CUDA,
+# one tensor at a time on CPU); fused: one kernel for the whole update (CPU, CUDA, MPS); foreach:
+# multi-tensor ops; plain: one tensor at a time.
+OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "plain")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class TrainerConfig(TypedConfig):
     amp: str = setting("auto")  # auto (bf16 autocast on CUDA) | bf16 | off (train/device.py checks it)
     compile: bool = setting(False)  # torch.compile the loss computation (worth it on CUDA)
     compile_backend: str = setting("inductor")
+    optimizer_impl: str = setting("auto", choices=OPTIMIZER_IMPLS)  # auto | fused | foreach | plain
     num_workers: int = setting(0, minimum=0)  # DataLoader worker processes
     cache_in_ram: Any = setting("auto", "any")  # auto | true | false: images kept in RAM
     val_fraction: float = setting(0.1, minimum=0.0, below=1.0, range_text="in [0, 1)")  # held-out episodes

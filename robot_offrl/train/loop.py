@@ -70,7 +70,11 @@ def make_optimizer(agent: Agent, run: RunConfig) -> torch.optim.Optimizer:
     param_groups = [{"params": groups["policy"], "lr": t.lr, "name": "policy"}]
     if "critic" in groups:
         param_groups.append({"params": groups["critic"], "lr": run.agent.critic.lr, "name": "critic"})
-    return torch.optim.AdamW(param_groups, weight_decay=t.weight_decay, betas=(t.betas[0], t.betas[1]))
+    impl = t.optimizer_impl  # auto: torch's choice | plain: foreach=False | fused / foreach: that flag
+    return torch.optim.AdamW(
+        param_groups, weight_decay=t.weight_decay, betas=(t.betas[0], t.betas[1]),
+        **({} if impl == "auto" else {"foreach": False} if impl == "plain" else {impl: True}),
+    )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, trainer: TrainerConfig) -> torch.optim.lr_scheduler.LambdaLR:

@@ -51,6 +51,10 @@ class Perturbation:
         d["offset"] = list(self.offset)
         return d
 
+    def to_text(self) -> str:
+        """The command-line / ROS-parameter form parse_perturbation reads back exactly (push_steps aside)."""
+        return f"{self.kind}:{','.join(repr(float(v)) for v in self.offset)}@{self.step}"
+
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> Perturbation:
         try:

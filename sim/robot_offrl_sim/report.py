@@ -74,6 +74,11 @@ def write_report(summary: dict[str, Any], spec: TaskSpec, path: Path, videos: Se
         f"{cfg['episodes_per_cell']} episode(s) per cell, seed {cfg['seed']}, horizon {cfg['horizon'] or spec.horizon}",
         f"- perturbations: {cfg['perturbations'] or 'none'}",
         f"- shard: {summary['shard'] or 'all cells'}",
+    ]
+    if summary.get("stopped"):
+        st = summary["stopped"]
+        lines.append(f"- **stopped early** after {st['after_episodes']} of {st['of']} episodes: {st['error']}")
+    lines += [
         "",
         "| | cells | episodes | successes | rate |",
         "|---|---|---|---|---|",

@@ -50,7 +50,11 @@ class EpisodeResult:
         }
 
 
-def _apply_instant(env: SimEnv, p: Perturbation, last_gripper: float) -> tuple[dict[str, Any], ArmPush | None]:
+def apply_perturbation(env: SimEnv, p: Perturbation, last_gripper: float) -> tuple[dict[str, Any], ArmPush | None]:
+    """Apply ``p`` now; returns its record for the episode's results and the push still to drive (``arm``).
+
+    Shared with the simulated ROS arm, so a sweep through ROS records perturbations as a direct one does.
+    """
     record: dict[str, Any] = p.to_dict()
     record["applied_step"] = env.t
     if p.kind == "object":
@@ -112,7 +116,7 @@ def run_episode(
     steps = 0
     while steps < horizon:
         while pending and pending[0].step <= steps:
-            rec, new_push = _apply_instant(env, pending.pop(0), last_gripper)
+            rec, new_push = apply_perturbation(env, pending.pop(0), last_gripper)
             applied.append(rec)
             if new_push is not None:
                 push = new_push

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -238,6 +238,31 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class SweepStopped(UserError):
+    """An episode runner could not go on (a process died, a service stopped answering).
+
+    Carries the outputs of the episodes that did finish, so run_sweep still writes them.
+    """
+
+    def __init__(self, message: str, outputs: list[dict[str, Any]]) -> None:
+        super().__init__(message)
+        self.outputs = outputs
+
+
+class EpisodeRunner(Protocol):
+    """Runs a sweep's jobs somewhere else than this module's workers (robot_offrl_ros.sweep_backend).
+
+    ``run`` returns one output per job as ``run_job`` does ({"cell", "episode", "result"}) or raises
+    SweepStopped with those it finished; ``details`` goes into timing.json (rates, latencies, logs).
+    """
+
+    name: str
+
+    def run(self, jobs: list[dict[str, Any]], progress: bool) -> list[dict[str, Any]]: ...
+
+    def details(self) -> dict[str, Any]: ...
+
+
 def run_local(jobs: list[dict[str, Any]], config: SweepConfig, progress: bool) -> list[dict[str, Any]]:
     """The ``local`` back end: ``config.workers`` spawned processes on this machine (1: this process)."""
     results: list[dict[str, Any]] = []
@@ -290,9 +315,18 @@ def write_outputs(out: Path, summary: dict[str, Any], videos: Iterable[Path] = (
     write_report(summary, spec, out / "report.md", sorted(videos))
 
 
-def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> dict[str, Any]:
-    """Run the sweep (or this shard of it) and write sweep.json, heatmap.png, report.md, videos/."""
+def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False,
+              runner: EpisodeRunner | None = None) -> dict[str, Any]:
+    """Run the sweep (or this shard of it) and write sweep.json, heatmap.png, report.md, videos/.
+
+    ``runner`` executes the episodes elsewhere (config.backend names it); the grid, cells, seeds and
+    outputs are this function's either way, so direct and ROS results are one table. When a runner
+    stops early the finished episodes are still written (sweep.json says ``stopped``), then the
+    error is raised.
+    """
     spec = config.validate()
+    if runner is not None and runner.name != config.backend:
+        raise ConfigError(f"sweep backend {config.backend!r} needs its runner (got {getattr(runner, 'name', None)!r})")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is an existing file; the sweep writes a folder there")
@@ -307,7 +341,14 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> d
                  "video_size": config.video_size}
             )
     t0 = time.monotonic()
-    outputs = run_jobs(config.backend, jobs, config, progress)
+    stopped: SweepStopped | None = None
+    try:
+        if runner is None:
+            outputs = run_jobs(config.backend, jobs, config, progress)
+        else:
+            outputs = sorted(runner.run(jobs, progress), key=lambda r: (r["cell"], r["episode"]))
+    except SweepStopped as exc:
+        stopped, outputs = exc, sorted(exc.outputs, key=lambda r: (r["cell"], r["episode"]))
     elapsed = time.monotonic() - t0
     by_cell: dict[int, list[dict[str, Any]]] = {c["cell"]: [] for c in mine}
     for o in outputs:
@@ -315,16 +356,26 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False) -> d
     cell_list = []
     for cell in mine:
         eps = by_cell[cell["cell"]]
+        if not eps:  # only when a runner stopped early: the cell was never run
+            continue
         succ = sum(1 for e in eps if e["success"])
         cell_list.append({**cell, "episodes": len(eps), "successes": succ, "rate": succ / len(eps), "results": eps})
     summary = summarize(cfg, cell_list, config.shard)
+    if stopped is not None:
+        summary["stopped"] = {"after_episodes": len(outputs), "of": len(jobs), "error": str(stopped)}
     videos = _write_videos(out, outputs)
-    if config.record is not None:
+    if config.record is not None and outputs:
         _record(config, spec, outputs)
     write_outputs(out, summary, videos)
-    timing = {"episodes": len(jobs), "backend": config.backend, "workers": config.workers, "elapsed_s": round(elapsed, 3),
-              "episodes_per_min": round(len(jobs) / elapsed * 60.0, 3) if elapsed > 0 else None}
+    timing = {"episodes": len(outputs), "backend": config.backend, "workers": config.workers,
+              "elapsed_s": round(elapsed, 3),
+              "episodes_per_min": round(len(outputs) / elapsed * 60.0, 3) if elapsed > 0 else None}
+    if runner is not None:
+        timing["backend_details"] = runner.details()
     (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    if stopped is not None:
+        raise SweepStopped(f"{stopped} -- the sweep stopped after {len(outputs)} of {len(jobs)} episode(s); "
+                           f"their results are in {out / 'sweep.json'}", outputs)
     return summary
 
 

@@ -1,5 +1,8 @@
 """The ROS parameter tables declare today's names, kinds and defaults (snapshot taken before the tables
-were generated from the config dataclasses), so the refactor provably changed no parameter."""
+were generated from the config dataclasses), so the refactor provably changed no parameter.
+
+Parameters added on main after the snapshot (the recorder's ``use_sim_time`` and the sim arm's episode
+``horizon``, both from the ROS sweep work) are expected additions, marked where they appear."""
 
 from __future__ import annotations
 
@@ -63,6 +66,7 @@ RECORDER = [
     ('alignment_delay_s', 'double', 0.03),
     ('start_timeout_s', 'double', 3.0),
     ('use_header_stamps', 'bool', True),
+    ('use_sim_time', 'bool', False),  # added on main after the snapshot (ROS sweep): expected
     ('max_episode_steps', 'int', 0),
     ('robot', 'string', 'Panda'),
     ('task', 'string', ''),
@@ -115,6 +119,7 @@ SIM_ARM = [
     ('object_y', 'double', 0.0),
     ('object_yaw', 'double', 0.0),
     ('perturbation', 'string', ''),
+    ('horizon', 'int', 0),  # added on main after the snapshot (ROS sweep): expected
 ]
 
 

@@ -27,6 +27,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 import rclpy  # noqa: E402
+from deployable_checkpoint import CAMERA_SIZE, TASK, train_tiny_deployable_checkpoint  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -42,35 +43,11 @@ from robot_offrl_ros.spinning import SpinThread  # noqa: E402
 pytestmark = [pytest.mark.ros, pytest.mark.render]
 ROOT = Path(__file__).resolve().parents[2]
 HW = ROOT / "hardware"
-TASK = "lift_joint"
-CAMERA_SIZE = 32
 EPISODE_STEPS = 60  # control steps of sim time after the reset (lift_joint runs at 20 Hz)
 CONTROL_PERIOD_S = 0.05
 TRAJ_TOPIC = "/joint_trajectory_controller/joint_trajectory"
 GRIPPER_TOPIC = "/gripper_controller/joint_trajectory"
 WALL_LIMIT_S = 240.0  # generous: a loaded 2-core machine; every assertion is on sim time
-
-
-def train_tiny_deployable_checkpoint(tmp: Path) -> Path:
-    """Two lift_joint expert episodes, then 10 BC steps (batch 4): small, but every part is the real one."""
-    from robot_offrl.config import compose
-    from robot_offrl.train.loop import train
-    from robot_offrl_sim.collect import collect
-    from robot_offrl_sim.tasks import make_env
-
-    store = tmp / "lift_joint.zarr"
-    env = make_env(TASK, camera_size=CAMERA_SIZE)
-    try:
-        collect(TASK, "expert", 2, str(store), env=env, seed=0)
-    finally:
-        env.close()
-    run = tmp / "run"
-    train(compose("train", [
-        f"data={store}", f"out={run}", f"task={TASK}", "algo=bc", "trainer.steps=10", "trainer.batch_size=4",
-        "trainer.warmup_steps=2", "trainer.checkpoint_every=10", "trainer.val_fraction=0", "trainer.progress=false",
-        "policy.hidden_dim=64", "policy.num_blocks=1", "encoder.feature_dim=16", "encoder.num_keypoints=8",
-    ]))
-    return run
 
 
 def child_env(domain: int) -> dict[str, str]:

@@ -1,0 +1,72 @@
+"""Does a faster sampler keep the policy's success? One checkpoint, the same sweep, each sampler in turn.
+
+Every setting runs the same sweep (same seed, so the same initial states episode for episode); the
+output is each setting's success with a 95% Wilson interval, and the paired count of episodes where the
+setting and the first (reference) setting disagree. Quality is judged by success, not by loss.
+
+    PYTHONPATH=.:sim .venv/bin/python bench/bench_solver_quality.py --checkpoint RUN --task lift_pose \\
+        --grid 4x4 --episodes-per-cell 2 --settings ddim:10 dpmsolver:4 unipc:4 dpmsolver:3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from pathlib import Path
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def outcomes(summary: dict) -> list[bool]:
+    return [bool(e["success"]) for c in summary["cells"] for e in c["results"]]
+
+
+def main() -> None:
+    from robot_offrl_sim.regions import parse_grid
+    from robot_offrl_sim.sweep import SweepConfig, run_sweep
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--task", default="lift_pose")
+    parser.add_argument("--region", default="wide")
+    parser.add_argument("--grid", default="4x4")
+    parser.add_argument("--episodes-per-cell", type=int, default=2)
+    parser.add_argument("--horizon", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--settings", nargs="+", default=["ddim:10", "dpmsolver:4", "unipc:4"],
+                        help="scheduler:steps[:key=value,...] acting options; the first is the reference")
+    args = parser.parse_args()
+    reference: list[bool] | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, setting in enumerate(args.settings):
+            scheduler, steps, *rest = setting.split(":")
+            acting: dict = {"scheduler": scheduler, "num_inference_steps": int(steps)}
+            for kv in rest[0].split(",") if rest else []:
+                key, value = kv.split("=")
+                acting[key] = int(value) if value.isdigit() else value
+            config = SweepConfig(task=args.task, policy=f"checkpoint:{args.checkpoint}", region=args.region,
+                                 grid=parse_grid(args.grid), episodes_per_cell=args.episodes_per_cell,
+                                 seed=args.seed, horizon=args.horizon, policy_kwargs=acting)
+            t = time.perf_counter()
+            summary = run_sweep(config, Path(tmp) / str(i))
+            got = outcomes(summary)
+            reference = got if reference is None else reference
+            lo, hi = wilson(sum(got), len(got))
+            print(json.dumps({"setting": setting, "successes": sum(got), "episodes": len(got),
+                              "rate": round(sum(got) / len(got), 3), "wilson95": [round(lo, 3), round(hi, 3)],
+                              "disagree_with_reference": sum(a != b for a, b in zip(got, reference, strict=True)),
+                              "elapsed_s": round(time.perf_counter() - t, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
