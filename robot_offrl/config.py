@@ -38,6 +38,10 @@ def compose(config_name: str, overrides: list[str] | None = None) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    # Each group's defaults come from its typed config (train/config.py); the YAML files only override.
+    from robot_offrl.train.config import register_schemas
+
+    register_schemas()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base=None):

@@ -16,18 +16,25 @@ import numpy as np
 from robot_offrl.errors import ConfigError, ObservationError
 
 from .image_codec import decode_image, fit_image
-from .params import NodeConfig
+from .params import (
+    EEF_POS_KEY,
+    EEF_QUAT_KEY,
+    GRIPPER_QPOS_KEY,
+    JOINT_POS_KEY,
+    JOINT_VEL_KEY,
+    NodeConfig,
+)
 from .safety import match_names
 
 JOINT_INPUT = "joint_states"
 POSE_INPUT = "ee_pose"
 # Low-dim keys a real arm can provide, and the input each one comes from.
 LOWDIM_SOURCES = {
-    "joint_pos": JOINT_INPUT,
-    "joint_vel": JOINT_INPUT,
-    "robot0_gripper_qpos": JOINT_INPUT,
-    "robot0_eef_pos": POSE_INPUT,
-    "robot0_eef_quat": POSE_INPUT,
+    JOINT_POS_KEY: JOINT_INPUT,
+    JOINT_VEL_KEY: JOINT_INPUT,
+    GRIPPER_QPOS_KEY: JOINT_INPUT,
+    EEF_POS_KEY: POSE_INPUT,
+    EEF_QUAT_KEY: POSE_INPUT,
 }
 
 
@@ -83,11 +90,11 @@ class ObservationAssembler:
                 f"supported low-dim keys: {sorted(LOWDIM_SOURCES)}, images: kind 'rgb'"
             )
         expected = {
-            "joint_pos": (len(cfg.joint_names),),
-            "joint_vel": (len(cfg.joint_names),),
-            "robot0_gripper_qpos": (len(cfg.gripper_joint_names),),
-            "robot0_eef_pos": (3,),
-            "robot0_eef_quat": (4,),
+            JOINT_POS_KEY: (len(cfg.joint_names),),
+            JOINT_VEL_KEY: (len(cfg.joint_names),),
+            GRIPPER_QPOS_KEY: (len(cfg.gripper_joint_names),),
+            EEF_POS_KEY: (3,),
+            EEF_QUAT_KEY: (4,),
         }[spec.name]
         if shape != expected:
             raise ConfigError(
@@ -160,11 +167,11 @@ class ObservationAssembler:
                 value = fit_image(decode_image(images[source], source), tuple(spec.shape))
             else:
                 value = {
-                    "joint_pos": joint_pos,
-                    "joint_vel": joint_vel,
-                    "robot0_gripper_qpos": grip,
-                    "robot0_eef_pos": None if pose is None else pose[0],
-                    "robot0_eef_quat": None if pose is None else pose[1],
+                    JOINT_POS_KEY: joint_pos,
+                    JOINT_VEL_KEY: joint_vel,
+                    GRIPPER_QPOS_KEY: grip,
+                    EEF_POS_KEY: None if pose is None else pose[0],
+                    EEF_QUAT_KEY: None if pose is None else pose[1],
                 }[spec.name].astype(np.float32)
                 if not np.all(np.isfinite(value)):
                     raise ObservationError(f"observation {spec.name!r} from {source} contains NaN/inf: {value}")

@@ -1,27 +1,41 @@
-"""Every parameter of the policy node, in one table.
+"""Every parameter of the policy node, in one declaration, and the helpers all three nodes share.
 
-The node declares exactly these, config/policy.yaml documents exactly these and a test checks
-both agree, so a parameter cannot be renamed in one place and silently ignored in another.
+A node's parameters are the fields of one frozen dataclass (``NodeConfig`` here, ``RecorderConfig`` in
+recorder.py, ``SimArmConfig`` in sim_arm_params.py): each field states its default, ROS type and
+description once (``param``). The declare_parameter table (``param_table``), the parsing of raw values
+(``parse_params``) and the declaration on a node (``declare_params``) are generated from it, so a
+parameter cannot be renamed in one place and silently ignored in another; config/policy.yaml documents
+exactly these and a test checks both agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 from robot_offrl.errors import ConfigError
 
 OUTPUT_MODES = ("trajectory", "forward", "servo")
 CAMERA_RELIABILITY = ("reliable", "best_effort")
 PLAN_AHEAD_MODES = ("auto", "off")
+PARAM_KINDS = ("bool", "int", "double", "string", "string[]", "double[]")
 
 # The Franka Emika Panda as shipped by franka_ros2: a sensible, documented default arm.
-_PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
-_PANDA_LOWER = [-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973]
-_PANDA_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
-_PANDA_VEL = [2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61]
+PANDA_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
+_PANDA_LOWER = (-2.8973, -1.7628, -2.8973, -3.0718, -2.8973, -0.0175, -2.8973)
+_PANDA_UPPER = (2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973)
+_PANDA_VEL = (2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61)
 
+# Observation keys of a real arm, as the policy node assembles them and the recorder stores them.
+JOINT_POS_KEY = "joint_pos"  # arm joint positions, in joint_names order
+JOINT_VEL_KEY = "joint_vel"  # arm joint velocities, in joint_names order
+GRIPPER_QPOS_KEY = "robot0_gripper_qpos"  # finger joint positions, in gripper_joint_names order
+EEF_POS_KEY = "robot0_eef_pos"  # end-effector position from ee_pose_topic
+EEF_QUAT_KEY = "robot0_eef_quat"  # end-effector xyzw quaternion from ee_pose_topic
+CAMERA_KEY_SUFFIX = "_image"  # every camera observation key ends so (agentview_image)
+
+Config = TypeVar("Config")
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -33,12 +47,54 @@ class ParamSpec:
     description: str
 
 
-# The policy node and the recorder subscribe to cameras the same way (one parameter, one rule).
-CAMERA_RELIABILITY_PARAM = ParamSpec(
-    "camera_reliability", "string", "reliable",
-    "camera subscriptions: reliable (lost fragments of big frames are resent; needs a reliable "
-    "publisher) or best_effort (matches any publisher, loses whole frames under load)",
-)
+def param(default: Any, kind: str, description: str) -> Any:
+    """A config field that is also a ROS parameter: default, ROS type and description, stated once."""
+    if kind not in PARAM_KINDS:
+        raise ValueError(f"unknown parameter kind {kind!r}")
+    return field(default=tuple(default) if isinstance(default, list) else default,
+                 metadata={"ros_kind": kind, "description": description})
+
+
+def param_table(config: type) -> tuple[ParamSpec, ...]:
+    """The declare_parameter table of a config dataclass, in field order (arrays as lists, as ROS takes them)."""
+    return tuple(
+        ParamSpec(f.name, f.metadata["ros_kind"], list(f.default) if isinstance(f.default, tuple) else f.default,
+                  f.metadata["description"])
+        for f in fields(config)
+    )
+
+
+def parse_params(config: Callable[..., Config], table: tuple[ParamSpec, ...], values: Mapping[str, Any],
+                 what: str) -> Config:
+    """Typed config from raw values (a YAML mapping or the node's parameters); ``what`` names the kind
+    of parameter in every message ("recorder parameter"). Unknown names are refused, missing ones default."""
+    names = [spec.name for spec in table]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ConfigError(f"unknown {what}(s) {unknown}; it declares {names}")
+    return config(**{spec.name: coerce_param(spec, values.get(spec.name, spec.default), what) for spec in table})
+
+
+def declare_params(node: Any, table: tuple[ParamSpec, ...], read_only: Callable[[str], bool] | None = None) -> None:
+    """Declare every parameter of ``table`` on an rclpy node (an empty array is declared by its type)."""
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.parameter import Parameter
+
+    array_types = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.Type.DOUBLE_ARRAY}
+    for spec in table:
+        default = array_types[spec.kind] if spec.kind in array_types and not spec.default else spec.default
+        descriptor = ParameterDescriptor(description=spec.description,
+                                         read_only=bool(read_only and read_only(spec.name)))
+        node.declare_parameter(spec.name, default, descriptor)
+
+
+def camera_reliability_param() -> Any:
+    """The policy node and the recorder subscribe to cameras the same way (one parameter, one rule)."""
+    return param(
+        "reliable", "string",
+        "camera subscriptions: reliable (lost fragments of big frames are resent; needs a reliable "
+        "publisher) or best_effort (matches any publisher, loses whole frames under load)",
+    )
 
 
 def check_camera_reliability(value: str) -> None:
@@ -46,110 +102,74 @@ def check_camera_reliability(value: str) -> None:
         raise ConfigError(f"camera_reliability must be one of {CAMERA_RELIABILITY}, got {value!r}")
 
 
-PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("checkpoint", "string", "", "run or checkpoint folder loaded by PolicyRuntime.load"),
-    ParamSpec("device", "string", "auto", "torch device for inference: auto, cpu, cuda, cuda:1"),
-    ParamSpec("num_candidates", "int", 0,
-              "action chunks sampled per step and ranked by the critic (0: the checkpoint's own setting)"),
-    ParamSpec("num_inference_steps", "int", 0, "denoising steps per sampled chunk (0: the checkpoint's)"),
-    ParamSpec("n_action_steps", "int", 0, "actions per chunk sent to the controller (0: the checkpoint's)"),
-    ParamSpec("control_rate_hz", "double", 0.0, "inference and command rate; 0 uses the checkpoint's rate"),
-    ParamSpec("autostart", "bool", False, "configure at start-up and activate once observations are fresh"),
-    ParamSpec("enable_control", "bool", False, "false: dry run, nothing is sent to the controllers"),
-    ParamSpec("output_mode", "string", "trajectory", "trajectory, forward or servo"),
-    ParamSpec("joint_names", "string[]", _PANDA_JOINTS, "arm joints in the controller's order"),
-    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState input"),
-    ParamSpec("camera_topics", "string[]", ["/camera/image_raw"], "image topics (…/compressed: CompressedImage)"),
-    ParamSpec("camera_keys", "string[]", ["agentview_image"], "observation key of each camera topic, same order"),
-    CAMERA_RELIABILITY_PARAM,
-    ParamSpec("ee_pose_topic", "string", "", "geometry_msgs/PoseStamped of the end effector; empty: none"),
-    ParamSpec("estop_topic", "string", "/emergency_stop", "std_msgs/Bool emergency stop (true stops)"),
-    ParamSpec("trajectory_topic", "string", "/joint_trajectory_controller/joint_trajectory", "trajectory mode"),
-    ParamSpec("forward_topic", "string", "/forward_position_controller/commands", "forward mode"),
-    ParamSpec("forward_rate_hz", "double", 100.0, "forward and servo modes: command stream rate"),
-    ParamSpec("servo_topic", "string", "/servo_node/delta_twist_cmds", "servo mode TwistStamped topic"),
-    ParamSpec("servo_frame_id", "string", "base_link", "servo mode: frame of the twist"),
-    ParamSpec("servo_linear_scale", "double", 0.1, "servo mode: m/s per unit of a dx/dy/dz action"),
-    ParamSpec("servo_angular_scale", "double", 0.5, "servo mode: rad/s per unit of a dax/day/daz action"),
-    ParamSpec("gripper_topic", "string", "", "gripper JointTrajectory topic; empty: no gripper output"),
-    ParamSpec("gripper_action_name", "string", "gripper", "action name that drives the gripper"),
-    ParamSpec("gripper_joint_names", "string[]", [], "gripper controller joints"),
-    ParamSpec("gripper_open_position", "double", 0.04, "gripper joint position at the action's low bound"),
-    ParamSpec("gripper_closed_position", "double", 0.0, "gripper joint position at the action's high bound"),
-    ParamSpec("image_timeout_s", "double", 0.25, "watchdog bound on image age"),
-    ParamSpec("joint_state_timeout_s", "double", 0.1, "watchdog bound on joint state age"),
-    ParamSpec("pose_timeout_s", "double", 0.1, "watchdog bound on end-effector pose age"),
-    ParamSpec("use_header_stamps", "bool", True, "age from header stamps; false: from arrival time"),
-    ParamSpec("joint_lower_limits", "double[]", _PANDA_LOWER, "rad, per joint"),
-    ParamSpec("joint_upper_limits", "double[]", _PANDA_UPPER, "rad, per joint"),
-    ParamSpec("max_joint_velocity", "double[]", _PANDA_VEL, "rad/s, per joint"),
-    ParamSpec("velocity_scale", "double", 1.0, "multiplies max_joint_velocity; 0.1 for first motions"),
-    ParamSpec("limit_violation", "string", "clamp", "clamp or hold when a command leaves the joint limits"),
-    ParamSpec("workspace_min", "double[]", [0.2, -0.5, 0.0], "end-effector box lower corner, m"),
-    ParamSpec("workspace_max", "double[]", [0.8, 0.5, 0.7], "end-effector box upper corner, m"),
-    ParamSpec("min_lead_time_s", "double", 0.0, "drop actions due sooner than this after inference"),
-    ParamSpec("plan_ahead", "string", "auto",
-              "auto: when inference is slower than a period, time each plan so its chunk arrives before the "
-              "current one ends and splice it on without a jump; off: replan every period, chunks replace"),
-    ParamSpec("plan_ahead_margin_s", "double", 0.1,
-              "plan_ahead auto: the next chunk is due this long before the current chunk's last action"),
-    ParamSpec("hold_time_s", "double", 0.1, "time_from_start of the single point of a hold trajectory"),
-    ParamSpec("diagnostics_rate_hz", "double", 1.0, "/diagnostics and ~/status publication rate"),
-    ParamSpec("hardware_id", "string", "arm", "hardware_id reported on /diagnostics"),
-)
-
-PARAM_NAMES: tuple[str, ...] = tuple(spec.name for spec in PARAMS)
-
-
 @dataclass(frozen=True)
 class NodeConfig:
-    """The validated parameters (field names equal parameter names)."""
+    """The policy node's parameters (field names equal parameter names), validated by ``parse_config``."""
 
-    checkpoint: str
-    device: str
-    num_candidates: int
-    num_inference_steps: int
-    n_action_steps: int
-    control_rate_hz: float
-    autostart: bool
-    enable_control: bool
-    output_mode: str
-    joint_names: tuple[str, ...]
-    joint_states_topic: str
-    camera_topics: tuple[str, ...]
-    camera_keys: tuple[str, ...]
-    camera_reliability: str
-    ee_pose_topic: str
-    estop_topic: str
-    trajectory_topic: str
-    forward_topic: str
-    forward_rate_hz: float
-    servo_topic: str
-    servo_frame_id: str
-    servo_linear_scale: float
-    servo_angular_scale: float
-    gripper_topic: str
-    gripper_action_name: str
-    gripper_joint_names: tuple[str, ...]
-    gripper_open_position: float
-    gripper_closed_position: float
-    image_timeout_s: float
-    joint_state_timeout_s: float
-    pose_timeout_s: float
-    use_header_stamps: bool
-    joint_lower_limits: tuple[float, ...]
-    joint_upper_limits: tuple[float, ...]
-    max_joint_velocity: tuple[float, ...]
-    velocity_scale: float
-    limit_violation: str
-    workspace_min: tuple[float, ...]
-    workspace_max: tuple[float, ...]
-    min_lead_time_s: float
-    plan_ahead: str
-    plan_ahead_margin_s: float
-    hold_time_s: float
-    diagnostics_rate_hz: float
-    hardware_id: str
+    checkpoint: str = param("", "string", "run or checkpoint folder loaded by PolicyRuntime.load")
+    device: str = param("auto", "string", "torch device for inference: auto, cpu, cuda, cuda:1")
+    num_candidates: int = param(
+        0, "int",
+        "action chunks sampled per step and ranked by the critic (0: the checkpoint's own setting)",
+    )
+    num_inference_steps: int = param(0, "int", "denoising steps per sampled chunk (0: the checkpoint's)")
+    n_action_steps: int = param(0, "int", "actions per chunk sent to the controller (0: the checkpoint's)")
+    control_rate_hz: float = param(0.0, "double", "inference and command rate; 0 uses the checkpoint's rate")
+    autostart: bool = param(False, "bool", "configure at start-up and activate once observations are fresh")
+    enable_control: bool = param(False, "bool", "false: dry run, nothing is sent to the controllers")
+    output_mode: str = param("trajectory", "string", "trajectory, forward or servo")
+    joint_names: tuple[str, ...] = param(PANDA_JOINTS, "string[]", "arm joints in the controller's order")
+    joint_states_topic: str = param("/joint_states", "string", "sensor_msgs/JointState input")
+    camera_topics: tuple[str, ...] = param(
+        ("/camera/image_raw",), "string[]",
+        "image topics (…/compressed: CompressedImage)",
+    )
+    camera_keys: tuple[str, ...] = param(
+        ("agentview_image",), "string[]",
+        "observation key of each camera topic, same order",
+    )
+    camera_reliability: str = camera_reliability_param()
+    ee_pose_topic: str = param("", "string", "geometry_msgs/PoseStamped of the end effector; empty: none")
+    estop_topic: str = param("/emergency_stop", "string", "std_msgs/Bool emergency stop (true stops)")
+    trajectory_topic: str = param("/joint_trajectory_controller/joint_trajectory", "string", "trajectory mode")
+    forward_topic: str = param("/forward_position_controller/commands", "string", "forward mode")
+    forward_rate_hz: float = param(100.0, "double", "forward and servo modes: command stream rate")
+    servo_topic: str = param("/servo_node/delta_twist_cmds", "string", "servo mode TwistStamped topic")
+    servo_frame_id: str = param("base_link", "string", "servo mode: frame of the twist")
+    servo_linear_scale: float = param(0.1, "double", "servo mode: m/s per unit of a dx/dy/dz action")
+    servo_angular_scale: float = param(0.5, "double", "servo mode: rad/s per unit of a dax/day/daz action")
+    gripper_topic: str = param("", "string", "gripper JointTrajectory topic; empty: no gripper output")
+    gripper_action_name: str = param("gripper", "string", "action name that drives the gripper")
+    gripper_joint_names: tuple[str, ...] = param((), "string[]", "gripper controller joints")
+    gripper_open_position: float = param(0.04, "double", "gripper joint position at the action's low bound")
+    gripper_closed_position: float = param(0.0, "double", "gripper joint position at the action's high bound")
+    image_timeout_s: float = param(0.25, "double", "watchdog bound on image age")
+    joint_state_timeout_s: float = param(0.1, "double", "watchdog bound on joint state age")
+    pose_timeout_s: float = param(0.1, "double", "watchdog bound on end-effector pose age")
+    use_header_stamps: bool = param(True, "bool", "age from header stamps; false: from arrival time")
+    joint_lower_limits: tuple[float, ...] = param(_PANDA_LOWER, "double[]", "rad, per joint")
+    joint_upper_limits: tuple[float, ...] = param(_PANDA_UPPER, "double[]", "rad, per joint")
+    max_joint_velocity: tuple[float, ...] = param(_PANDA_VEL, "double[]", "rad/s, per joint")
+    velocity_scale: float = param(1.0, "double", "multiplies max_joint_velocity; 0.1 for first motions")
+    limit_violation: str = param("clamp", "string", "clamp or hold when a command leaves the joint limits")
+    workspace_min: tuple[float, ...] = param((0.2, -0.5, 0.0), "double[]", "end-effector box lower corner, m")
+    workspace_max: tuple[float, ...] = param((0.8, 0.5, 0.7), "double[]", "end-effector box upper corner, m")
+    min_lead_time_s: float = param(0.0, "double", "drop actions due sooner than this after inference")
+    plan_ahead: str = param(
+        "auto", "string",
+        "auto: when inference is slower than a period, time each plan so its chunk arrives before the " "current one ends and splice it on without a jump; off: replan every period, chunks replace",
+    )
+    plan_ahead_margin_s: float = param(
+        0.1, "double",
+        "plan_ahead auto: the next chunk is due this long before the current chunk's last action",
+    )
+    hold_time_s: float = param(0.1, "double", "time_from_start of the single point of a hold trajectory")
+    diagnostics_rate_hz: float = param(1.0, "double", "/diagnostics and ~/status publication rate")
+    hardware_id: str = param("arm", "string", "hardware_id reported on /diagnostics")
+
+
+PARAMS: tuple[ParamSpec, ...] = param_table(NodeConfig)
+PARAM_NAMES: tuple[str, ...] = tuple(spec.name for spec in PARAMS)
 
 
 def coerce_param(spec: ParamSpec, value: Any, what: str = "parameter") -> Any:
@@ -181,11 +201,7 @@ def coerce_param(spec: ParamSpec, value: Any, what: str = "parameter") -> Any:
 
 def parse_config(values: Mapping[str, Any]) -> NodeConfig:
     """Validate raw parameter values into a NodeConfig; every mistake names the parameter."""
-    unknown = sorted(set(values) - set(PARAM_NAMES))
-    if unknown:
-        raise ConfigError(f"unknown parameter(s) {unknown}; the node declares {list(PARAM_NAMES)}")
-    kw = {spec.name: coerce_param(spec, values.get(spec.name, spec.default)) for spec in PARAMS}
-    cfg = NodeConfig(**kw)
+    cfg = parse_params(NodeConfig, PARAMS, values, "parameter")
     for name in ("num_candidates", "num_inference_steps", "n_action_steps"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"parameter {name} must be >= 0 (0: the checkpoint's own setting), got {getattr(cfg, name)}")

@@ -24,11 +24,9 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -41,7 +39,7 @@ from robot_offrl.errors import ConfigError, NonFiniteActionError, UserError
 from .inference_worker import InferenceWorker
 from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
 from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, TrajectoryOutput, action_chunk_msg
-from .params import PARAMS, NodeConfig, parse_config
+from .params import EEF_QUAT_KEY, JOINT_POS_KEY, PARAMS, NodeConfig, declare_params, parse_config
 from .policy import PolicyFactory, PolicyLike, check_chunk, check_replanning, chunk_length_limit, load_runtime
 from .qos import camera_qos
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
@@ -49,7 +47,6 @@ from .scheduling import LatencyEstimate, message_time_s, plan_due, schedule_chun
 from .spinning import StopSignals, run_node
 from .watchdog import Watchdog
 
-_ARRAY_TYPES = {"string[]": Parameter.Type.STRING_ARRAY, "double[]": Parameter.Type.DOUBLE_ARRAY}
 ESTOP_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 STATUS_QOS = ESTOP_QOS
 COMMAND_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -84,9 +81,7 @@ class PolicyNode(LifecycleNode):
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         self._factory: PolicyFactory = policy_factory or load_runtime
-        for spec in PARAMS:
-            default = _ARRAY_TYPES[spec.kind] if spec.kind in _ARRAY_TYPES and not spec.default else spec.default
-            self.declare_parameter(spec.name, default, ParameterDescriptor(description=spec.description))
+        declare_params(self, PARAMS)
         self._lock = threading.RLock()
         # Set by ~/start, activation and ~/reset_policy; the inference thread clears the policy's history
         # before its next plan, so no ROS callback ever waits for an inference in progress.
@@ -255,9 +250,9 @@ class PolicyNode(LifecycleNode):
         obs: dict[str, np.ndarray] = {}
         for spec in policy.obs_schema:
             shape = tuple(spec.shape)
-            if spec.name == "joint_pos":
+            if spec.name == JOINT_POS_KEY:
                 obs[spec.name] = ((limits.lower + limits.upper) / 2).astype(np.float32)
-            elif spec.name == "robot0_eef_quat":
+            elif spec.name == EEF_QUAT_KEY:
                 obs[spec.name] = np.array([0, 0, 0, 1], dtype=np.float32)
             else:
                 obs[spec.name] = np.zeros(shape, dtype=np.dtype(str(spec.dtype)))

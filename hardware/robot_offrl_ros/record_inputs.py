@@ -25,44 +25,27 @@ from robot_offrl.data import ActionSpace, KeySpec, StoreSchema
 from robot_offrl.errors import ConfigError, ObservationError, UserError
 
 from .image_codec import decode_image, fit_image
-from .params import CAMERA_RELIABILITY_PARAM, PARAMS, ParamSpec, check_camera_reliability, coerce_param
+from .params import (
+    CAMERA_KEY_SUFFIX,
+    EEF_POS_KEY,
+    EEF_QUAT_KEY,
+    GRIPPER_QPOS_KEY,
+    JOINT_POS_KEY,
+    PANDA_JOINTS,
+    ParamSpec,
+    camera_reliability_param,
+    check_camera_reliability,
+    param,
+    param_table,
+    parse_params,
+)
 from .safety import match_names
 from .scheduling import message_time_s
 
 ACTION_SOURCES = ("joint_state", "twist", "joint_trajectory", "float64_array")
 TWIST_NAMES = ["dx", "dy", "dz", "dax", "day", "daz"]
-# The policy node's default arm, so a recorder and a node configured alike agree on joint_pos.
-_DEFAULT_JOINTS = next(p.default for p in PARAMS if p.name == "joint_names")
 BUFFER_LEN = 256  # messages kept per input: > 2 s of a 100 Hz topic, far more than any tick looks back
 
-RECORDER_PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("control_rate_hz", "double", 20.0, "steps written per second"),
-    ParamSpec("alignment_delay_s", "double", 0.03, "a tick is built for now - delay, so late messages arrive"),
-    ParamSpec("start_timeout_s", "double", 3.0, "every input must publish within this or the recorder refuses"),
-    ParamSpec("use_header_stamps", "bool", True, "align by header stamps; false: by arrival time"),
-    ParamSpec("use_sim_time", "bool", False,
-              "a simulated arm's /clock: steps are one control period of sim time apart, however slow the sim"),
-    ParamSpec("max_episode_steps", "int", 0, "save prompt opens at this length; 0: no limit"),
-    ParamSpec("robot", "string", "Panda", "robot name stored in the schema"),
-    ParamSpec("task", "string", "", "task name stored in the schema"),
-    ParamSpec("joint_states_topic", "string", "/joint_states", "sensor_msgs/JointState of the follower arm"),
-    ParamSpec("joint_names", "string[]", _DEFAULT_JOINTS, "arm joints -> observation joint_pos, in this order"),
-    ParamSpec("gripper_joint_names", "string[]", [], "-> observation robot0_gripper_qpos; empty: none"),
-    ParamSpec("ee_pose_topic", "string", "", "PoseStamped -> robot0_eef_pos / robot0_eef_quat; empty: none"),
-    ParamSpec("camera_topics", "string[]", ["/camera/image_raw"], "Image topics (…/compressed: CompressedImage)"),
-    ParamSpec("camera_keys", "string[]", ["agentview_image"], "observation key of each camera topic"),
-    CAMERA_RELIABILITY_PARAM,
-    ParamSpec("image_height", "int", 84, "stored image height (centre crop + resize)"),
-    ParamSpec("image_width", "int", 84, "stored image width"),
-    ParamSpec("action_source", "string", "joint_state", "joint_state, twist, joint_trajectory or float64_array"),
-    ParamSpec("action_topic", "string", "/leader/joint_states", "topic of the commanded action"),
-    ParamSpec("action_joint_names", "string[]", [], "joints of a joint action; empty: joint_names"),
-    ParamSpec("twist_linear_scale", "double", 0.1, "twist: m/s that maps to action 1.0"),
-    ParamSpec("twist_angular_scale", "double", 0.5, "twist: rad/s that maps to action 1.0"),
-    ParamSpec("gripper_command_topic", "string", "", "std_msgs/Float64 in [-1, 1] appended as action 'gripper'"),
-    ParamSpec("operator", "string", "", "stored in every episode's attrs"),
-)
-RECORDER_PARAM_NAMES = tuple(p.name for p in RECORDER_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -80,32 +63,45 @@ class SilentTopicError(UserError):
 
 @dataclass(frozen=True)
 class RecorderConfig:
-    """Validated recorder parameters (field names equal parameter names)."""
+    """The recorder's parameters (field names equal parameter names), validated by ``parse_recorder_config``.
 
-    control_rate_hz: float
-    alignment_delay_s: float
-    start_timeout_s: float
-    use_header_stamps: bool
-    use_sim_time: bool
-    max_episode_steps: int
-    robot: str
-    task: str
-    joint_states_topic: str
-    joint_names: tuple[str, ...]
-    gripper_joint_names: tuple[str, ...]
-    ee_pose_topic: str
-    camera_topics: tuple[str, ...]
-    camera_keys: tuple[str, ...]
-    camera_reliability: str
-    image_height: int
-    image_width: int
-    action_source: str
-    action_topic: str
-    action_joint_names: tuple[str, ...]
-    twist_linear_scale: float
-    twist_angular_scale: float
-    gripper_command_topic: str
-    operator: str
+    joint_names defaults to the policy node's arm, so a recorder and a node configured alike agree on
+    joint_pos.
+    """
+
+    control_rate_hz: float = param(20.0, "double", "steps written per second")
+    alignment_delay_s: float = param(0.03, "double", "a tick is built for now - delay, so late messages arrive")
+    start_timeout_s: float = param(3.0, "double", "every input must publish within this or the recorder refuses")
+    use_header_stamps: bool = param(True, "bool", "align by header stamps; false: by arrival time")
+    use_sim_time: bool = param(
+        False, "bool",
+        "a simulated arm's /clock: steps are one control period of sim time apart, however slow the sim",
+    )
+    max_episode_steps: int = param(0, "int", "save prompt opens at this length; 0: no limit")
+    robot: str = param("Panda", "string", "robot name stored in the schema")
+    task: str = param("", "string", "task name stored in the schema")
+    joint_states_topic: str = param("/joint_states", "string", "sensor_msgs/JointState of the follower arm")
+    joint_names: tuple[str, ...] = param(
+        PANDA_JOINTS, "string[]",
+        "arm joints -> observation joint_pos, in this order",
+    )
+    gripper_joint_names: tuple[str, ...] = param((), "string[]", "-> observation robot0_gripper_qpos; empty: none")
+    ee_pose_topic: str = param("", "string", "PoseStamped -> robot0_eef_pos / robot0_eef_quat; empty: none")
+    camera_topics: tuple[str, ...] = param(
+        ("/camera/image_raw",), "string[]",
+        "Image topics (…/compressed: CompressedImage)",
+    )
+    camera_keys: tuple[str, ...] = param(("agentview_image",), "string[]", "observation key of each camera topic")
+    camera_reliability: str = camera_reliability_param()
+    image_height: int = param(84, "int", "stored image height (centre crop + resize)")
+    image_width: int = param(84, "int", "stored image width")
+    action_source: str = param("joint_state", "string", "joint_state, twist, joint_trajectory or float64_array")
+    action_topic: str = param("/leader/joint_states", "string", "topic of the commanded action")
+    action_joint_names: tuple[str, ...] = param((), "string[]", "joints of a joint action; empty: joint_names")
+    twist_linear_scale: float = param(0.1, "double", "twist: m/s that maps to action 1.0")
+    twist_angular_scale: float = param(0.5, "double", "twist: rad/s that maps to action 1.0")
+    gripper_command_topic: str = param("", "string", "std_msgs/Float64 in [-1, 1] appended as action 'gripper'")
+    operator: str = param("", "string", "stored in every episode's attrs")
 
     @property
     def period_s(self) -> float:
@@ -116,13 +112,13 @@ class RecorderConfig:
         return self.action_joint_names or self.joint_names
 
 
+RECORDER_PARAMS: tuple[ParamSpec, ...] = param_table(RecorderConfig)
+RECORDER_PARAM_NAMES = tuple(p.name for p in RECORDER_PARAMS)
+
+
 def parse_recorder_config(values: Mapping[str, Any]) -> RecorderConfig:
     """Validate raw parameter values; every mistake names the parameter and what to write instead."""
-    unknown = sorted(set(values) - set(RECORDER_PARAM_NAMES))
-    if unknown:
-        raise ConfigError(f"unknown recorder parameter(s) {unknown}; known: {list(RECORDER_PARAM_NAMES)}")
-    cfg = RecorderConfig(**{p.name: coerce_param(p, values.get(p.name, p.default), "recorder parameter")
-                            for p in RECORDER_PARAMS})
+    cfg = parse_params(RecorderConfig, RECORDER_PARAMS, values, "recorder parameter")
     for name in ("control_rate_hz", "start_timeout_s", "twist_linear_scale", "twist_angular_scale",
                  "image_height", "image_width"):
         if not getattr(cfg, name) > 0:
@@ -144,7 +140,7 @@ def parse_recorder_config(values: Mapping[str, Any]) -> RecorderConfig:
         raise ConfigError(
             f"camera_topics ({len(cfg.camera_topics)}) and camera_keys ({len(cfg.camera_keys)}) must pair up"
         )
-    bad_keys = [k for k in cfg.camera_keys if not k.endswith("_image")]
+    bad_keys = [k for k in cfg.camera_keys if not k.endswith(CAMERA_KEY_SUFFIX)]
     if bad_keys or len(set(cfg.camera_keys)) != len(cfg.camera_keys):
         raise ConfigError(f"camera_keys must be unique and end in '_image' (e.g. agentview_image), got "
                           f"{list(cfg.camera_keys)}")
@@ -182,12 +178,12 @@ def load_recorder_yaml(path: str | Path) -> RecorderConfig:
 
 def store_schema(cfg: RecorderConfig) -> StoreSchema:
     """Observation keys as the policy node names them; the action space as the teleop source defines it."""
-    obs = [KeySpec("joint_pos", "float32", (len(cfg.joint_names),), "lowdim")]
+    obs = [KeySpec(JOINT_POS_KEY, "float32", (len(cfg.joint_names),), "lowdim")]
     if cfg.gripper_joint_names:
-        obs.append(KeySpec("robot0_gripper_qpos", "float32", (len(cfg.gripper_joint_names),), "lowdim"))
+        obs.append(KeySpec(GRIPPER_QPOS_KEY, "float32", (len(cfg.gripper_joint_names),), "lowdim"))
     if cfg.ee_pose_topic:
-        obs.append(KeySpec("robot0_eef_pos", "float32", (3,), "lowdim"))
-        obs.append(KeySpec("robot0_eef_quat", "float32", (4,), "lowdim"))
+        obs.append(KeySpec(EEF_POS_KEY, "float32", (3,), "lowdim"))
+        obs.append(KeySpec(EEF_QUAT_KEY, "float32", (4,), "lowdim"))
     for key in cfg.camera_keys:
         obs.append(KeySpec(key, "uint8", (cfg.image_height, cfg.image_width, 3), "rgb"))
     if cfg.action_source == "twist":
@@ -398,12 +394,12 @@ class RecordInputs:
             recent = f"; last bad message: {self.errors[-1]}" if self.errors else ""
             return StaleInputs(tuple(stale_topics), "stale input: " + ", ".join(stale) + recent)
         arm, grip = picked[cfg.joint_states_topic]
-        obs: dict[str, np.ndarray] = {"joint_pos": arm.astype(np.float32)}
+        obs: dict[str, np.ndarray] = {JOINT_POS_KEY: arm.astype(np.float32)}
         if cfg.gripper_joint_names:
-            obs["robot0_gripper_qpos"] = grip.astype(np.float32)
+            obs[GRIPPER_QPOS_KEY] = grip.astype(np.float32)
         if cfg.ee_pose_topic:
             pos, quat = picked[cfg.ee_pose_topic]
-            obs["robot0_eef_pos"], obs["robot0_eef_quat"] = pos.astype(np.float32), quat.astype(np.float32)
+            obs[EEF_POS_KEY], obs[EEF_QUAT_KEY] = pos.astype(np.float32), quat.astype(np.float32)
         shape = (cfg.image_height, cfg.image_width, 3)
         for topic, key in zip(cfg.camera_topics, cfg.camera_keys, strict=True):
             try:

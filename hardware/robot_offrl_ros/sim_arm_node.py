@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseStamped, TwistStamped
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -53,6 +52,7 @@ from robot_offrl_sim.initial_conditions import InitialCondition, exact_initial_c
 from robot_offrl_sim.perturbations import Perturbation, parse_perturbation
 
 from .image_codec import to_image_msg
+from .params import declare_params
 from .qos import camera_qos
 from .sim_arm_controller import (
     CommandRefused,
@@ -103,11 +103,9 @@ class SimArmNode(Node):
     def __init__(self, node_name: str = "sim_arm", **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         self._timer: Any = None
-        for spec in SIM_ARM_PARAMS:
-            # Only the episode parameters can change while running (read at each reset); a changed task
-            # or topic would be silently ignored, so ROS refuses setting them.
-            descriptor = ParameterDescriptor(description=spec.description, read_only=spec.name not in EPISODE_PARAMS)
-            self.declare_parameter(spec.name, spec.default, descriptor)
+        # Only the episode parameters can change while running (read at each reset); a changed task
+        # or topic would be silently ignored, so ROS refuses setting them.
+        declare_params(self, SIM_ARM_PARAMS, read_only=lambda name: name not in EPISODE_PARAMS)
         if self.get_parameter("use_sim_time").value:
             raise ConfigError("sim_arm publishes /clock itself: start it with use_sim_time false")
         cfg = self._read_config()

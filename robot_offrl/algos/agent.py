@@ -30,6 +30,7 @@ from robot_offrl.algos.averaging import ema_decay, soft_update
 from robot_offrl.algos.config import AgentConfig
 from robot_offrl.algos.diffusion import DiffusionPolicy, Pruning
 from robot_offrl.algos.iql import masked_mean, n_step_td_target, q_loss, value_loss
+from robot_offrl.algos.selection import check_selection, pick
 from robot_offrl.errors import ConfigError
 from robot_offrl.models.critics import Critic, PrecomputedFeatures
 from robot_offrl.models.denoisers import ConditionalUnet1D, MLPResNetDenoiser
@@ -41,8 +42,7 @@ Obs = Mapping[str, torch.Tensor]
 
 
 def _encoder(obs_info: ObsInfo, config: AgentConfig) -> ObsEncoder:
-    enc = config.encoder
-    return ObsEncoder(obs_info, enc.crop, enc.crop_ratio, enc.num_keypoints, enc.feature_dim)
+    return ObsEncoder(obs_info, config.encoder)
 
 
 def _denoiser(config: AgentConfig, action_dim: int, cond_dim: int) -> nn.Module:
@@ -320,10 +320,7 @@ class Agent(nn.Module):
         k = sel.num_candidates if num_candidates is None else num_candidates
         mode = selection or sel.mode
         temp = sel.temperature if temperature is None else temperature
-        if mode not in ("argmax", "softmax"):
-            raise ConfigError(f"selection must be 'argmax' or 'softmax', got {mode!r}")
-        if temp <= 0:
-            raise ConfigError(f"selection temperature must be > 0, got {temp}")
+        check_selection(mode, temp)
         if self.critic is None:
             k = 1
         pruning = None
@@ -340,15 +337,7 @@ class Agent(nn.Module):
         )
         if chunks.shape[1] == 1:
             return chunks[:, 0]
-        q = self.score(obs, chunks, features)
-        if mode == "argmax":
-            index = q.argmax(dim=1)
-        else:
-            probs = torch.softmax(q / temp, dim=1)
-            if generator is not None and generator.device != probs.device:
-                index = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(probs.device)
-            else:
-                index = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        index = pick(self.score(obs, chunks, features), mode, temp, generator)
         return chunks[torch.arange(chunks.shape[0], device=chunks.device), index]
 
 

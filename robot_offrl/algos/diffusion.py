@@ -16,12 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from robot_offrl.algos.config import SCHEDULERS
 from robot_offrl.errors import ConfigError
 from robot_offrl.models.encoders import ObsEncoder
 from robot_offrl.models.lipschitz import LipschitzHead, SpectralMLPHead
 
-SCHEDULER_KINDS = SCHEDULERS  # one list (algos/config.py), kept under this name for callers
+# Samplers for acting (policy.scheduler): ddpm runs num_train_timesteps steps; "dpmsolver" (DPM-Solver++ 2M)
+# and "unipc" are multistep solvers meant for 3-5 steps.
+SCHEDULER_KINDS = ("ddim", "ddpm", "dpmsolver", "unipc")
 # Multistep solvers keep the last model outputs (and UniPC the last sample) between steps: state that
 # pruning must shrink with the candidates and that set_timesteps resets before every chunk.
 _SOLVER_STATE = ("model_outputs", "last_sample")

@@ -171,8 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="K action chunks scored by the critic per plan (default: the checkpoint's)")
     sw.add_argument("--n-action-steps", type=int, default=None,
                     help="actions executed per plan before replanning (default: the checkpoint's)")
-    sw.add_argument("--selection", choices=("argmax", "softmax"), default=None,
-                    help="how the critic picks among candidates (default: the checkpoint's)")
+    sw.add_argument("--selection", default=None,  # checked against algos/selection.py's list, not a copy here
+                    help="how the critic picks among candidates: argmax or softmax (default: the checkpoint's)")
     sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
     sw.add_argument("--real-time-factor", type=float, default=None,
                     help="--backend ros: sim seconds per wall second (default 0.5)")

@@ -81,6 +81,8 @@ class NeighborSettings:
 # dataclass defaults above).
 LEGACY_SETTINGS: dict[str, object] = {name: getattr(NeighborSettings, name) for name in ("search", "skip_first_expert")}
 NEIGHBOR_SEARCHES = ("separate", "combined")
+NEIGHBOR_POOLS = ("all", "expert")  # neighbors_from
+GRIPPER_MODES = ("auto", "action", "qpos", "none")  # resolve_gripper_mode
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robot_offrl.algos.config import AlgoConfig, CriticConfig, PolicyConfig, section
+from robot_offrl.algos.config import AgentConfig
 from robot_offrl.data.errors import SchemaError
 from robot_offrl.data.neighbors import (
     NeighborIndex,
@@ -41,10 +41,12 @@ from robot_offrl.data.neighbors import (
     resolve_gripper_mode,
 )
 from robot_offrl.data.schema import StoreSchema
+from robot_offrl.data.selection import EpisodeSelection
 from robot_offrl.data.stats import ACTIONS_KEY, NormStats
 from robot_offrl.data.store import EpisodeStore
 from robot_offrl.errors import ConfigError
 from robot_offrl.models.obs_info import ObsInfo
+from robot_offrl.typed_config import section
 
 # "auto" keeps images in RAM when they need less than this.
 AUTO_IMAGE_CACHE_BYTES = 2 << 30
@@ -53,22 +55,17 @@ Item = dict[str, Any]
 
 def select_episodes(
     store: EpisodeStore,
-    data_filter: str = "all",
-    sources: Sequence[str] | None = None,
+    selection: EpisodeSelection = EpisodeSelection(),
     episodes: Sequence[int] | None = None,
     split: str | None = None,
 ) -> list[int]:
-    """Episode indices for a filter (expert | all | sources), optionally within a split or a given list."""
-    if data_filter == "expert":
+    """Episode indices a selection keeps (data/selection.py), optionally within a split or a given list."""
+    if selection.data_filter == "expert":
         chosen = store.select_episodes(expert=True)
-    elif data_filter == "all":
+    elif selection.data_filter == "all":
         chosen = store.select_episodes()
-    elif data_filter == "sources":
-        if not sources:
-            raise ConfigError("data_filter 'sources' needs a list of sources (algo.sources)")
-        chosen = store.select_episodes(sources=sources)
     else:
-        raise ConfigError(f"algo.data_filter must be expert, all or sources; got {data_filter!r}")
+        chosen = store.select_episodes(sources=selection.sources)
     if split is not None:
         in_split = set(store.split_indices(split))  # type: ignore[arg-type]
         chosen = [i for i in chosen if i in in_split]
@@ -76,9 +73,8 @@ def select_episodes(
         wanted = {store.episode(int(i)).index for i in episodes}
         chosen = [i for i in chosen if i in wanted]
     if not chosen:
-        what = f"data_filter={data_filter}" + (f", sources={list(sources)}" if sources else "")
         raise ConfigError(
-            f"{store.url}: no episodes match {what}" + (f" in split '{split}'" if split else "")
+            f"{store.url}: no episodes match {selection.describe()}" + (f" in split '{split}'" if split else "")
             + f" ({store.num_episodes} episodes in the store); flag some episodes as expert "
             "(`robot-offrl data flag`) or use algo.data_filter=all"
         )
@@ -132,8 +128,7 @@ class WindowDataset(Dataset[Item]):
         obs_horizon: int = 2,
         pred_horizon: int = 16,
         episodes: Sequence[int] | None = None,
-        data_filter: str = "all",
-        sources: Sequence[str] | None = None,
+        selection: EpisodeSelection = EpisodeSelection(),
         split: str | None = None,
         terminal: str = "absorbing",
         td_steps: int = 1,
@@ -167,7 +162,7 @@ class WindowDataset(Dataset[Item]):
         self.obs_keys = check_obs_keys(store, obs_keys)
         self.lowdim_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "lowdim"]
         self.rgb_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "rgb"]
-        self.episodes = select_episodes(store, data_filter, sources, episodes, split)
+        self.episodes = select_episodes(store, selection, episodes, split)
         self.norm_stats = norm_stats if norm_stats is not None else store.norm_stats()
         self._index_steps(store)
         self._load_ram(store, cache_in_ram)
@@ -392,26 +387,49 @@ def build_window_dataset(
     augment: bool = True,
     write_neighbor_cache: bool = True,
 ) -> WindowDataset:
-    """The training windows a config asks for, with the RISE neighbour pairs when enabled.
+    """The training windows a whole config asks for (parsed here; the trainer calls ``build_windows``).
 
-    Reads task.lowdim_keys / task.image_keys (empty: every key of the store), policy.obs_horizon,
-    policy.pred_horizon, algo.data_filter, algo.sources, algo.nn_augment.*, critic.terminal,
-    critic.action_steps,
-    trainer.cache_in_ram and seed. ``augment=False`` leaves the neighbour pairs out even when
-    algo.nn_augment.enabled (e.g. for a validation set, whose loss should measure real windows only).
+    Reads task.lowdim_keys / task.image_keys (empty: every key of the store), trainer.cache_in_ram,
+    seed and the typed algo / policy / critic sections.
+    """
+    task = section(cfg, "task")
+    return build_windows(
+        store,
+        AgentConfig.from_cfg(cfg),
+        obs_keys=[*(task.get("lowdim_keys") or []), *(task.get("image_keys") or [])],
+        cache_in_ram=section(cfg, "trainer").get("cache_in_ram", "auto"),
+        seed=int(cfg.get("seed", 0) if hasattr(cfg, "get") else 0),
+        split=split, episodes=episodes, norm_stats=norm_stats, augment=augment,
+        write_neighbor_cache=write_neighbor_cache,
+    )
+
+
+def build_windows(
+    store: EpisodeStore | str,
+    agent: AgentConfig,
+    *,
+    obs_keys: Sequence[str] = (),
+    cache_in_ram: bool | str = "auto",
+    seed: int = 0,
+    split: str | None = None,
+    episodes: Sequence[int] | None = None,
+    norm_stats: NormStats | None = None,
+    augment: bool = True,
+    write_neighbor_cache: bool = True,
+) -> WindowDataset:
+    """The training windows of an already-parsed agent config, with the RISE neighbour pairs when enabled.
+
+    Uses policy.obs_horizon / pred_horizon, the algorithm's episode selection (``algo.episodes``),
+    algo.nn_augment.*, critic.terminal and critic.action_steps. ``obs_keys`` empty: every key of the
+    store. ``augment=False`` leaves the neighbour pairs out even when algo.nn_augment.enabled (e.g. for a
+    validation set, whose loss should measure real windows only).
     """
     if not isinstance(store, EpisodeStore):
         store = EpisodeStore.open(store, mode="r")
-    algo = AlgoConfig.from_mapping(section(cfg, "algo"))
-    policy = PolicyConfig.from_mapping(section(cfg, "policy"))
-    critic = CriticConfig.from_mapping(section(cfg, "critic"))
-    task = section(cfg, "task")
-    keys = [*(task.get("lowdim_keys") or []), *(task.get("image_keys") or [])]
-    cache = section(cfg, "trainer").get("cache_in_ram", "auto")
-    seed = cfg.get("seed", 0) if hasattr(cfg, "get") else 0
+    algo, policy, critic = agent.algo, agent.policy, agent.critic
     stats = norm_stats if norm_stats is not None else store.norm_stats()
-    chosen = select_episodes(store, algo.data_filter, algo.sources, episodes, split)
-    obs_keys = check_obs_keys(store, keys or None)
+    chosen = select_episodes(store, algo.episodes, episodes, split)
+    keys = check_obs_keys(store, list(obs_keys) or None)
     neighbors = None
     aug = algo.nn_augment
     if aug.enabled and augment:
@@ -419,7 +437,7 @@ def build_window_dataset(
             k=aug.k,
             threshold=aug.threshold,
             skip_first=aug.skip_first,
-            feature_keys=tuple(sorted(aug.feature_keys)) if aug.feature_keys else default_feature_keys(store, obs_keys),
+            feature_keys=tuple(sorted(aug.feature_keys)) if aug.feature_keys else default_feature_keys(store, keys),
             gripper=resolve_gripper_mode(store, aug.gripper),
             neighbors_from=aug.neighbors_from,
             search=aug.search,
@@ -428,16 +446,15 @@ def build_window_dataset(
         neighbors, _ = load_or_build_neighbor_index(store, chosen, settings, stats, write_cache=write_neighbor_cache)
     return WindowDataset(
         store,
-        obs_keys=obs_keys,
+        obs_keys=keys,
         obs_horizon=policy.obs_horizon,
         pred_horizon=policy.pred_horizon,
         episodes=chosen,
-        data_filter="all",
         split=None,
         terminal=critic.terminal,
         td_steps=critic.action_steps if algo.use_critic else 1,  # BC has no TD target to shape
         norm_stats=stats,
-        cache_in_ram=cache,
+        cache_in_ram=cache_in_ram,
         neighbors=neighbors,
         max_augmented_fraction=aug.max_fraction,
         seed=int(seed),

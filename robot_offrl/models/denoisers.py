@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+DENOISERS = ("unet", "mlp")  # policy.denoiser: ConditionalUnet1D | MLPResNetDenoiser (algos/agent.py builds one)
+
 
 class SinusoidalTimeEmbedding(nn.Module):
     """Integer diffusion step -> (B, dim) sin/cos features (transformer positional encoding)."""

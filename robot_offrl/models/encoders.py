@@ -13,6 +13,7 @@ import contextlib
 import io
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 
 from robot_offrl.errors import ConfigError, ObservationError
 from robot_offrl.models.obs_info import ObsInfo
+from robot_offrl.typed_config import TypedConfig, setting
 
 
 def _robomimic_nets() -> Any:
@@ -38,6 +40,44 @@ def replace_batchnorm_with_groupnorm(module: nn.Module, channels_per_group: int 
         else:
             replace_batchnorm_with_groupnorm(child, channels_per_group)
     return module
+
+
+@dataclass(frozen=True)
+class EncoderConfig(TypedConfig):
+    """The ``encoder`` config group: the one place the encoders' sizes and their defaults are stated."""
+
+    SECTION = "encoder"
+
+    crop: tuple[int, int] | None = setting(None, "any")  # int, [height, width] or null: crop_ratio of each side
+    crop_ratio: float = setting(0.9, above=0.0, maximum=1.0)  # 84x84 -> 76x76 crops
+    num_keypoints: int = setting(32, minimum=1)  # spatial-softmax keypoints per camera
+    feature_dim: int = setting(64, minimum=1)  # per-camera feature size
+    lowdim_feature: str = setting("identity", choices=("identity",))  # low-dim keys are concatenated as they are
+
+    def validate(self) -> None:
+        raw = self.crop
+        crop: tuple[int, int] | None
+        if raw is None or raw is False:
+            crop = None
+        elif isinstance(raw, int) and not isinstance(raw, bool):
+            crop = (raw, raw)
+        elif not isinstance(raw, str) and hasattr(raw, "__len__") and len(raw) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in raw
+        ):
+            crop = (int(raw[0]), int(raw[1]))
+        else:
+            raise ConfigError(f"encoder.crop must be an integer, [height, width] or null, got {raw!r}")
+        if crop is not None and min(crop) < 1:
+            raise ConfigError(f"encoder.crop must be positive, got {list(crop)}")
+        object.__setattr__(self, "crop", crop)
+
+    def crop_for(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """The crop of an image of this size: ``crop`` when set, else ``crop_ratio`` of each side."""
+        if self.crop is not None:
+            return self.crop
+        h, w = image_hw
+        return max(1, round(h * self.crop_ratio)), max(1, round(w * self.crop_ratio))
+
 
 
 class CropRandomizer(nn.Module):
@@ -75,15 +115,13 @@ class CameraEncoder(nn.Module):
     def __init__(
         self,
         image_shape: tuple[int, int, int],
-        crop: tuple[int, int] | None = None,
-        crop_ratio: float = 0.9,
-        num_keypoints: int = 32,
-        feature_dim: int = 64,
+        crop: tuple[int, int],
+        num_keypoints: int,
+        feature_dim: int,
     ) -> None:
         super().__init__()
         nets = _robomimic_nets()
         h, w, c = image_shape
-        crop = crop or (max(1, round(h * crop_ratio)), max(1, round(w * crop_ratio)))
         self.crop = CropRandomizer((h, w), crop)
         with warnings.catch_warnings():
             # torchvision deprecates robomimic's `pretrained=False` argument; the weights are random either way.
@@ -112,18 +150,18 @@ class ObsEncoder(nn.Module):
     def __init__(
         self,
         obs_info: ObsInfo,
-        crop: tuple[int, int] | None = None,
-        crop_ratio: float = 0.9,
-        num_keypoints: int = 32,
-        feature_dim: int = 64,
+        config: EncoderConfig | None = None,
     ) -> None:
         super().__init__()
         self.obs_info = obs_info
         self.lowdim_keys = sorted(obs_info.lowdim)
         self.rgb_keys = sorted(obs_info.rgb)
+        config = config if config is not None else EncoderConfig()
         self.cameras = nn.ModuleDict(
             {
-                key: CameraEncoder(obs_info.rgb[key], crop, crop_ratio, num_keypoints, feature_dim)
+                key: CameraEncoder(
+                    obs_info.rgb[key], config.crop_for(obs_info.rgb[key][:2]), config.num_keypoints, config.feature_dim
+                )
                 for key in self.rgb_keys
             }
         )

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from robot_offrl.algos import Agent, build_agent
-from robot_offrl.algos.config import SCHEDULERS, SELECTION_MODES
+from robot_offrl.algos.diffusion import SCHEDULER_KINDS
+from robot_offrl.algos.selection import SELECTION_MODES
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
 from robot_offrl.errors import ConfigError, NonFiniteActionError
@@ -60,7 +61,7 @@ def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | 
         low = 0 if key == "prune_after" else 1
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise ConfigError(f"{label[key]} must be an integer >= {low}, got {value!r}")
-    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULERS), ("amp", ACTING_AMP)):
+    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULER_KINDS), ("amp", ACTING_AMP)):
         if options.get(key) is not None and options[key] not in choices:
             raise ConfigError(f"{label[key]} must be one of {list(choices)}, got {options[key]!r}")
     return dict(options)

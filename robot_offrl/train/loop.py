@@ -20,21 +20,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from robot_offrl.algos import Agent, build_agent
-from robot_offrl.algos.config import LEGACY_GRAD_CLIP_MODE, AgentConfig
+from robot_offrl.algos.config import AgentConfig
 from robot_offrl.algos.schedule import ScheduledBatchSampler, UpdateSchedule
-from robot_offrl.config import require
 from robot_offrl.data import EpisodeStore, NormStats
-from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows, to_device
+from robot_offrl.data.sampler import WindowDataset, build_windows, collate_windows, to_device
 from robot_offrl.errors import ConfigError, UserError
 from robot_offrl.train import distributed
 from robot_offrl.train.batching import StepBatchSampler, surface_worker_errors
 from robot_offrl.train.checkpoint import latest_checkpoint, save_checkpoint
+from robot_offrl.train.config import RunConfig, TrainerConfig
 from robot_offrl.train.device import autocast, autocast_dtype, maybe_compile, select_device
+from robot_offrl.train.gradients import clip_gradients
 from robot_offrl.train.logging import RunLogger
 from robot_offrl.train.resume import prepare_resume, resume
 from robot_offrl.train.store_checks import check_store_fits
@@ -63,84 +64,58 @@ def checkpoint_schema(store: EpisodeStore, dataset: WindowDataset) -> dict[str, 
     }
 
 
-# auto: torch's own choice (multi-tensor on CUDA, one tensor at a time on CPU); fused: one kernel for
-# the whole AdamW update (CPU, CUDA, MPS); foreach: multi-tensor ops; plain: one tensor at a time.
-OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "plain")
-DEFAULT_OPTIMIZER_IMPL = "auto"
-
-
-def make_optimizer(agent: Agent, cfg: DictConfig) -> torch.optim.Optimizer:
+def make_optimizer(agent: Agent, run: RunConfig) -> torch.optim.Optimizer:
     groups = agent.param_groups()
-    param_groups = [{"params": groups["policy"], "lr": float(cfg.trainer.lr), "name": "policy"}]
+    t = run.trainer
+    param_groups = [{"params": groups["policy"], "lr": t.lr, "name": "policy"}]
     if "critic" in groups:
-        param_groups.append({"params": groups["critic"], "lr": float(cfg.critic.lr), "name": "critic"})
-    impl = str(cfg.trainer.get("optimizer_impl", DEFAULT_OPTIMIZER_IMPL))
-    if impl not in OPTIMIZER_IMPLS:
-        raise ConfigError(f"trainer.optimizer_impl must be one of {', '.join(OPTIMIZER_IMPLS)}, got {impl!r}")
+        param_groups.append({"params": groups["critic"], "lr": run.agent.critic.lr, "name": "critic"})
+    impl = t.optimizer_impl  # auto: torch's choice | plain: foreach=False | fused / foreach: that flag
     return torch.optim.AdamW(
-        param_groups, weight_decay=float(cfg.trainer.weight_decay), betas=tuple(cfg.trainer.betas),
+        param_groups, weight_decay=t.weight_decay, betas=(t.betas[0], t.betas[1]),
         **({} if impl == "auto" else {"foreach": False} if impl == "plain" else {impl: True}),
     )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: DictConfig) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(optimizer: torch.optim.Optimizer, trainer: TrainerConfig) -> torch.optim.lr_scheduler.LambdaLR:
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
     return get_cosine_schedule_with_warmup(
-        optimizer, num_warmup_steps=int(cfg.trainer.warmup_steps), num_training_steps=int(cfg.trainer.steps)
+        optimizer, num_warmup_steps=trainer.warmup_steps, num_training_steps=trainer.steps
     )
 
 
-def _check_trainer_cfg(cfg: DictConfig) -> None:
-    require(cfg, "data", "out")
-    t = cfg.trainer
-    for key in ("steps", "batch_size", "log_every", "checkpoint_every", "val_every"):
-        value = t.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"trainer.{key} must be a positive integer, got {value!r}")
-    if not 0.0 <= float(t.val_fraction) < 1.0:
-        raise ConfigError(f"trainer.val_fraction must be in [0, 1), got {t.val_fraction}")
-    if int(t.num_workers) < 0:
-        raise ConfigError(f"trainer.num_workers must be >= 0, got {t.num_workers}")
-    if Path(str(cfg.out)).exists() and not Path(str(cfg.out)).is_dir():
-        raise ConfigError(f"out={cfg.out} is an existing file; a run writes a folder there (checkpoints, logs)")
-    for key in ("trainer.lr", "critic.lr"):  # lr=-1 trained "successfully" to a loss of 5e6
-        lr = OmegaConf.select(cfg, key)
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0.0 < float(lr) <= 1.0:
-            raise ConfigError(f"{key} must be a number in (0, 1], got {lr!r}")
-
-
 class Trainer:
-    def __init__(self, cfg: DictConfig, dist_info: distributed.DistInfo | None = None) -> None:
-        _check_trainer_cfg(cfg)
-        AgentConfig.from_cfg(cfg)  # every cross-section check before the datasets and neighbour index are built
-        self.cfg = cfg
+    def __init__(
+        self, cfg: DictConfig, dist_info: distributed.DistInfo | None = None, run: RunConfig | None = None
+    ) -> None:
+        # Parsed once per run: every check (each section's and the cross-section ones) before any data is read.
+        self.settings = run = run if run is not None else RunConfig.from_cfg(cfg)
+        self.cfg = cfg  # as composed: saved with each checkpoint and compared on resume
+        t = run.trainer
         self.dist = dist_info or distributed.from_environment()
-        self.device = select_device(str(cfg.trainer.device), self.dist.local_rank if self.dist.enabled else None)
-        self.amp_dtype = autocast_dtype(str(cfg.trainer.amp), self.device)
-        self.run_dir = Path(str(cfg.out))
-        self.seed = int(cfg.seed)
+        self.device = select_device(t.device, self.dist.local_rank if self.dist.enabled else None)
+        self.amp_dtype = autocast_dtype(t.amp, self.device)
+        self.run_dir = run.out
+        self.seed = run.seed
 
         self._say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if self.dist.is_main else (lambda msg: None)
-        self._resume_point = prepare_resume(cfg, self.run_dir, self._say)
+        self._resume_point = prepare_resume(cfg, t, self.run_dir, self._say)
         self.store = self._open_store_with_split()
-        check_store_fits(cfg, self.store)
+        check_store_fits(cfg, self.store, run.agent.algo)
         self.norm_stats: NormStats = self.store.norm_stats()
-        use_split = float(cfg.trainer.val_fraction) > 0
+        use_split = t.val_fraction > 0
         # Only rank 0 writes the neighbour cache; the others build the same index in memory.
-        self.train_set = build_window_dataset(
-            self.store, cfg, split="train" if use_split else None, norm_stats=self.norm_stats,
-            write_neighbor_cache=self.dist.is_main,
+        self.train_set = self._windows(
+            run.agent, split="train" if use_split else None, write_neighbor_cache=self.dist.is_main
         )
         self.val_set = self._build_val_set() if use_split else None
         # Which steps train the policy on augmented pairs alone, with no critic update (algos/schedule.py).
-        self.schedule = UpdateSchedule.for_training(
-            AgentConfig.from_cfg(cfg).algo.nn_augment, self.train_set.num_augmented
-        )
+        self.schedule = UpdateSchedule.for_training(run.agent.algo.nn_augment, self.train_set.num_augmented)
         torch.manual_seed(self.seed)
-        self.agent = build_agent(cfg, self.train_set.obs_info, self.train_set.action_dim).to(self.device)
-        self.optimizer = make_optimizer(self.agent, cfg)
-        self.scheduler = make_scheduler(self.optimizer, cfg)
+        self.agent = build_agent(run.agent, self.train_set.obs_info, self.train_set.action_dim).to(self.device)
+        self.optimizer = make_optimizer(self.agent, run)
+        self.scheduler = make_scheduler(self.optimizer, t)
         self.start_step = self._maybe_resume()
         model: torch.nn.Module = self.agent
         if self.dist.enabled:
@@ -149,32 +124,38 @@ class Trainer:
             model = DistributedDataParallel(
                 self.agent, device_ids=device_ids, find_unused_parameters=self.schedule.active
             )
-        self.loss_model = maybe_compile(model, bool(cfg.trainer.compile), str(cfg.trainer.get("compile_backend", "inductor")))
-        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, progress=bool(cfg.trainer.progress))
+        self.loss_model = maybe_compile(model, t.compile, t.compile_backend)
+        self.logger = RunLogger(self.run_dir, enabled=self.dist.is_main, progress=t.progress)
 
     # -- setup -------------------------------------------------------------------------------------
     def _open_store_with_split(self) -> EpisodeStore:
         """All methods trained on one store share its held-out episodes, so a split is stored once."""
-        store = EpisodeStore.open(str(self.cfg.data), mode="r")
-        fraction = float(self.cfg.trainer.val_fraction)
+        data = self.settings.data
+        store = EpisodeStore.open(data, mode="r")
+        fraction = self.settings.trainer.val_fraction
         if fraction > 0 and store.split is None and self.dist.is_main:
-            with EpisodeStore.open(str(self.cfg.data), mode="r+") as writable:  # frees the write lock at once
+            with EpisodeStore.open(data, mode="r+") as writable:  # frees the write lock at once
                 writable.set_split(fraction, seed=self.seed)
-            store = EpisodeStore.open(str(self.cfg.data), mode="r")
+            store = EpisodeStore.open(data, mode="r")
         distributed.barrier(self.dist)
         if self.dist.enabled and not self.dist.is_main:
-            store = EpisodeStore.open(str(self.cfg.data), mode="r")
+            store = EpisodeStore.open(data, mode="r")
         return store
 
     def _build_val_set(self) -> WindowDataset | None:
         """Validation windows: the held-out episodes, same filter, no augmentation (plain BC loss)."""
         if not self.store.split_indices("val"):
             return None
-        cfg = OmegaConf.merge(self.cfg, {"algo": {"nn_augment": {"enabled": False}}})
         try:
-            return build_window_dataset(self.store, cfg, split="val", norm_stats=self.norm_stats)
+            return self._windows(self.settings.agent, split="val", augment=False)
         except ConfigError:
             return None  # e.g. bc-expert with no expert episode among the held-out ones
+
+    def _windows(self, agent: AgentConfig, split: str | None, **kw: Any) -> WindowDataset:
+        return build_windows(
+            self.store, agent, obs_keys=self.settings.obs_keys, cache_in_ram=self.settings.trainer.cache_in_ram,
+            seed=self.seed, split=split, norm_stats=self.norm_stats, **kw,
+        )
 
     def _maybe_resume(self) -> int:
         """Checkpoint choice, settings check and restore live in train/resume.py (docs/training.md)."""
@@ -183,13 +164,13 @@ class Trainer:
     def _loader(
         self, dataset: WindowDataset, start: int, end: int, seed: int, schedule: UpdateSchedule | None = None
     ) -> DataLoader:
-        args = (int(self.cfg.trainer.batch_size), seed, start, end, self.dist.rank, self.dist.world_size)
+        args = (self.settings.trainer.batch_size, seed, start, end, self.dist.rank, self.dist.world_size)
         sampler = (
             ScheduledBatchSampler(dataset.num_base, dataset.num_augmented, schedule, *args)
             if schedule is not None and schedule.active
             else StepBatchSampler(len(dataset), *args)
         )
-        workers = int(self.cfg.trainer.num_workers)
+        workers = self.settings.trainer.num_workers
         return DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -202,8 +183,8 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> TrainResult:
-        cfg = self.cfg.trainer
-        total = int(cfg.steps)
+        cfg = self.settings.trainer
+        total = cfg.steps
         result = TrainResult(run_dir=self.run_dir, step=self.start_step, checkpoint=latest_checkpoint(self.run_dir))
         if self.start_step >= total:
             return result
@@ -219,7 +200,7 @@ class Trainer:
                 losses = self._train_step(step, batch)
                 done = step + 1
                 result.step = done
-                if done % int(cfg.log_every) == 0 or done == total:
+                if done % cfg.log_every == 0 or done == total:
                     now = time.perf_counter()
                     rate = (done - last_step) / max(now - last_time, 1e-9)
                     last_time, last_step = now, done
@@ -229,10 +210,10 @@ class Trainer:
                     result.losses = {**result.losses, **scalars}
                     result.loss_history.append({"step": done, **scalars})
                     self.logger.log("train", done, scalars, steps_per_s=rate)
-                if self.val_set is not None and (done % int(cfg.val_every) == 0 or done == total):
+                if self.val_set is not None and (done % cfg.val_every == 0 or done == total):
                     result.val_losses = self.validate(done)
                     self.logger.log("val", done, result.val_losses)
-                if done % int(cfg.checkpoint_every) == 0 or done == total:
+                if done % cfg.checkpoint_every == 0 or done == total:
                     result.checkpoint = self.save(done) or result.checkpoint
                 self.logger.advance(done, result.losses)
         finally:
@@ -256,9 +237,7 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norms = clip_gradients(
-            self.optimizer, float(self.cfg.trainer.grad_clip), str(self.cfg.trainer.get("grad_clip_mode", LEGACY_GRAD_CLIP_MODE))
-        )
+        grad_norms = clip_gradients(self.optimizer, self.settings.trainer.grad_clip, self.settings.trainer.grad_clip_mode)
         self.optimizer.step()
         self.scheduler.step()
         self.agent.after_optimizer_step(step, critic_updated=update_critic)
@@ -274,7 +253,7 @@ class Trainer:
         self.agent.eval()
         rng_state = torch.get_rng_state()
         totals: dict[str, float] = {}
-        n = int(self.cfg.trainer.val_batches)
+        n = self.settings.trainer.val_batches
         try:
             for i, batch in enumerate(surface_worker_errors(self._loader(self.val_set, 0, n, self.seed + 1))):
                 torch.manual_seed(self.seed + 1_000 + i)
@@ -300,32 +279,10 @@ class Trainer:
             checkpoint_schema(self.store, self.train_set),
             optimizer=self.optimizer,
             extra_meta={"scheduler": self.scheduler.state_dict(), "world_size": self.dist.world_size},
-            keep=int(self.cfg.trainer.keep_checkpoints),
+            keep=self.settings.trainer.keep_checkpoints,
         )
         distributed.barrier(self.dist)
         return path
-
-
-GRAD_CLIP_MODES = ("per_group", "global")
-
-
-def clip_gradients(optimizer: torch.optim.Optimizer, max_norm: float, mode: str) -> dict[str, torch.Tensor]:
-    """Clip gradient norms to ``max_norm``; returns each group's norm before clipping, to log.
-
-    ``per_group`` clips the policy and the critic separately (robomimic clips each network with its own
-    optimiser): under one joint clip a growing TD gradient would shrink the policy's steps too.
-    ``global`` is the legacy single clip over all parameters. ``max_norm <= 0`` clips nothing.
-    """
-    if mode not in GRAD_CLIP_MODES:
-        raise ConfigError(f"trainer.grad_clip_mode must be one of {', '.join(GRAD_CLIP_MODES)}, got {mode!r}")
-    if max_norm <= 0:
-        return {}
-    groups = {str(g.get("name", i)): list(g["params"]) for i, g in enumerate(optimizer.param_groups)}
-    if mode == "global":
-        everything = [p for params in groups.values() for p in params]
-        return {"grad_norm/all": torch.nn.utils.clip_grad_norm_(everything, max_norm).detach()}
-    return {f"grad_norm/{name}": torch.nn.utils.clip_grad_norm_(params, max_norm).detach()
-            for name, params in groups.items()}
 
 
 def describe_data(dataset: WindowDataset, store: EpisodeStore) -> dict[str, Any]:
@@ -339,11 +296,12 @@ def describe_data(dataset: WindowDataset, store: EpisodeStore) -> dict[str, Any]
 
 def train(cfg: DictConfig) -> TrainResult:
     """Train per ``cfg`` (a composed ``configs/train.yaml``); works the same under torchrun."""
+    run = RunConfig.from_cfg(cfg)
     info = distributed.from_environment()
-    device = select_device(str(cfg.trainer.device), info.local_rank if info.enabled else None)
+    device = select_device(run.trainer.device, info.local_rank if info.enabled else None)
     distributed.init_process_group(info, device)
     try:
-        return Trainer(cfg, info).run()
+        return Trainer(cfg, info, run).run()
     finally:
         distributed.shutdown()
 

@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from robot_offrl.algos.config import legacy_values
 from robot_offrl.errors import ConfigError
 from robot_offrl.train.checkpoint import (
     CHECKPOINT_DIR,
@@ -35,6 +34,7 @@ from robot_offrl.train.checkpoint import (
     load_checkpoint,
     unflatten_optimizer_state,
 )
+from robot_offrl.train.config import TrainerConfig, legacy_values
 
 # Where a run and its data live and how it is executed or reported (device, logging, checkpoint
 # cadence, resume options): never what it trains. A copied run folder or a GPU run continued on a CPU
@@ -93,10 +93,9 @@ def _plain(cfg: DictConfig | Mapping[str, Any]) -> Mapping[str, Any]:
     return cfg
 
 
-def accepted_changes(cfg: DictConfig) -> set[str]:
+def accepted_changes(trainer: TrainerConfig) -> set[str]:
     """``trainer.resume_changes``, each checked to be a setting a resume can apply cleanly."""
-    raw = cfg.trainer.resume_changes
-    names = [raw] if isinstance(raw, str) else list(raw or [])
+    names = list(trainer.resume_changes)
     for name in names:
         if name not in ADJUSTABLE:
             raise ConfigError(
@@ -106,9 +105,9 @@ def accepted_changes(cfg: DictConfig) -> set[str]:
     return set(names)
 
 
-def check_resume_config(ckpt: Checkpoint, cfg: DictConfig) -> set[str]:
+def check_resume_config(ckpt: Checkpoint, cfg: DictConfig, trainer: TrainerConfig) -> set[str]:
     """Refuse to continue ``ckpt`` under other training settings; returns the accepted changes."""
-    accepted = accepted_changes(cfg)
+    accepted = accepted_changes(trainer)
     diffs = config_differences(ckpt.config, cfg)
     refused = {k: v for k, v in diffs.items() if k not in accepted}
     if refused:
@@ -202,14 +201,20 @@ class ResumePoint:
     accepted: frozenset[str]  # trainer.resume_changes that differ and take effect on restore
 
 
-def prepare_resume(cfg: DictConfig, run_dir: Path, say: Callable[[str], None]) -> ResumePoint | None:
-    """Choose and check the checkpoint before any data or network is built, so a refusal is instant."""
+def prepare_resume(
+    cfg: DictConfig, trainer: TrainerConfig, run_dir: Path, say: Callable[[str], None]
+) -> ResumePoint | None:
+    """Choose and check the checkpoint before any data or network is built, so a refusal is instant.
+
+    ``cfg`` is the composed config (compared key by key with the checkpoint's), ``trainer`` its typed
+    trainer section.
+    """
     if not bool(cfg.resume):
         return None
-    ckpt = choose_checkpoint(run_dir, bool(cfg.trainer.resume_fallback), say)
+    ckpt = choose_checkpoint(run_dir, trainer.resume_fallback, say)
     if ckpt is None:
         return None
-    return ResumePoint(ckpt, frozenset(check_resume_config(ckpt, cfg)))
+    return ResumePoint(ckpt, frozenset(check_resume_config(ckpt, cfg, trainer)))
 
 
 def resume(point: ResumePoint | None, cfg: DictConfig, agent: torch.nn.Module, optimizer: torch.optim.Optimizer,

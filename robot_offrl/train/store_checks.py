@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from robot_offrl.algos.config import AgentConfig
+from robot_offrl.algos.config import AlgoConfig
 from robot_offrl.config import config_dir
 from robot_offrl.data import EpisodeStore
 from robot_offrl.data.sampler import select_episodes
@@ -49,12 +49,11 @@ def check_task(cfg: DictConfig, store: EpisodeStore) -> None:
         )
 
 
-def check_rewards(cfg: DictConfig, store: EpisodeStore) -> None:
+def check_rewards(algo: AlgoConfig, store: EpisodeStore) -> None:
     """A critic needs at least one expert episode among its training episodes: rewards are the flag."""
-    algo = AgentConfig.from_cfg(cfg).algo
     if not algo.use_critic:
         return
-    chosen = select_episodes(store, algo.data_filter, algo.sources)
+    chosen = select_episodes(store, algo.episodes)
     if not any(store.episode(i).expert for i in chosen):
         raise ConfigError(
             f"algo={algo.name} trains a critic on flag rewards (1 on expert episodes) but none of the {len(chosen)} "
@@ -63,6 +62,6 @@ def check_rewards(cfg: DictConfig, store: EpisodeStore) -> None:
         )
 
 
-def check_store_fits(cfg: DictConfig, store: EpisodeStore) -> None:
+def check_store_fits(cfg: DictConfig, store: EpisodeStore, algo: AlgoConfig) -> None:
     check_task(cfg, store)
-    check_rewards(cfg, store)
+    check_rewards(algo, store)

@@ -100,20 +100,33 @@ def test_bad_observations_name_the_key():
         agent.select({"position": torch.zeros(1, 2, 2)}, 2, 2)
     with pytest.raises(ObservationError, match=r"'pos' has shape \(1, 1, 2\), expected \(B, 2, 2\)"):
         agent.sample_chunks({"pos": torch.zeros(1, 1, 2)}, 2, 2)
-    with pytest.raises(ConfigError, match="selection must be 'argmax' or 'softmax'"):
+    with pytest.raises(ConfigError, match="selection must be one of 'argmax', 'softmax'"):
         agent.select({"pos": torch.zeros(1, 2, 2)}, 2, 2, selection="best")
     with pytest.raises(ConfigError, match="num_inference_steps must be in"):
         agent.sample_chunks({"pos": torch.zeros(1, 2, 2)}, 2, 500)
     assert issubclass(ConfigError, UserError) and issubclass(ObservationError, UserError)
 
 
-def test_defaults_follow_the_algorithm():
-    rise = AgentConfig.from_cfg({"algo": {"name": "rise"}})
-    assert rise.algo.use_critic and rise.algo.lipschitz_weight == 0.1 and rise.algo.data_filter == "all"
+def test_the_algo_yaml_says_which_episodes_and_whether_a_critic():
+    """No default follows the algorithm's name: configs/algo/*.yaml state them (AlgoConfig has one default)."""
+    from robot_offrl.config import compose
+
+    def algo(name):
+        return AgentConfig.from_cfg(compose("train", [f"algo={name}", "data=unused.zarr"])).algo
+
+    assert (algo("bc").data_filter, algo("bc").use_critic) == ("expert", False)
+    assert (algo("bc_all").data_filter, algo("bc_all").use_critic) == ("all", False)
+    assert (algo("idql").data_filter, algo("idql").use_critic, algo("idql").lipschitz_weight) == ("all", True, 0.0)
+    rise = algo("rise")
+    assert (rise.data_filter, rise.use_critic, rise.lipschitz_weight) == ("all", True, 0.1)
+    assert rise.episodes.data_filter == "all" and rise.episodes.sources is None
+    # A bare config takes the dataclass defaults whatever its name; a critic algorithm must say use_critic.
     bc = AgentConfig.from_cfg({"algo": {"name": "bc"}})
     assert not bc.algo.use_critic and bc.algo.data_filter == "expert" and bc.policy.pred_horizon == 16
     assert (bc.policy.obs_horizon, bc.policy.n_action_steps, bc.policy.num_train_timesteps) == (2, 8, 100)
     assert bc.critic.gamma == 0.99 and bc.critic.expectile == 0.9 and bc.ema.power == 0.75
+    with pytest.raises(ConfigError, match="algo.name=rise needs the critic"):
+        AgentConfig.from_cfg({"algo": {"name": "rise"}})
 
 
 @pytest.mark.parametrize("algo", ["bc", "bc_all", "idql", "rise"])
