@@ -31,8 +31,10 @@ ENTRY_POINTS = {
     "policy_node": "robot_offrl_ros.entry:policy_node",
     "camera_node": "robot_offrl_ros.entry:camera_node",
     "sim_arm_node": "robot_offrl_ros.entry:sim_arm_node",
+    "sim_leader_node": "robot_offrl_ros.entry:sim_leader_node",
 }
-POLICY_LAUNCH_EXECUTABLES = {"policy_node", "camera_node"}  # sim_arm_node has its own launch file
+# sim_arm_node has its own launch file; sim_leader_node is started by `record --ros` rehearsals and tests
+POLICY_LAUNCH_EXECUTABLES = {"policy_node", "camera_node"}
 
 
 def setup_py_entry_points() -> dict[str, str]:
