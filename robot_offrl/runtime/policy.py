@@ -18,13 +18,13 @@ import torch
 
 from robot_offrl.algos import Agent, build_agent
 from robot_offrl.algos.config import SELECTION_MODES
+from robot_offrl.checkpoint import CheckpointError, load_checkpoint
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
+from robot_offrl.device import select_device
 from robot_offrl.errors import ConfigError, NonFiniteActionError
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
-from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint
-from robot_offrl.train.device import select_device
 
 # Test-time options a checkpoint can be run with (PolicyRuntime's keywords besides seed), so one
 # trained critic can be evaluated at another K, replanning interval or selection rule.

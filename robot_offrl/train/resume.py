@@ -5,7 +5,7 @@ resume start again at step 0 (and then overwrite the good ones); a resume with o
 raised a shape traceback or kept the checkpoint's optimiser learning rate while the run's config.yaml
 recorded the new one. Now:
 
-- the checkpoint ``latest`` names is verified (SHA-256, see checkpoint.py); a damaged or missing one
+- the checkpoint ``latest`` names is verified (SHA-256, see robot_offrl/checkpoint.py); a damaged or missing one
   is an error, unless ``trainer.resume_fallback=true`` asks to continue from the newest good older
   one, which is then said out loud;
 - the settings that decide what is trained are compared with the checkpoint's; any difference is
@@ -24,8 +24,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from robot_offrl.algos.config import legacy_values
-from robot_offrl.errors import ConfigError
-from robot_offrl.train.checkpoint import (
+from robot_offrl.checkpoint import (
     CHECKPOINT_DIR,
     LATEST_FILE,
     Checkpoint,
@@ -35,6 +34,7 @@ from robot_offrl.train.checkpoint import (
     load_checkpoint,
     unflatten_optimizer_state,
 )
+from robot_offrl.errors import ConfigError
 
 # Where a run and its data live and how it is executed or reported (device, logging, checkpoint
 # cadence, resume options): never what it trains. A copied run folder or a GPU run continued on a CPU

@@ -144,8 +144,8 @@ def _resolve(path: str, base: Path) -> Path:
 
 
 def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path, log: Any) -> dict[str, Any]:
+    from robot_offrl.checkpoint import latest_checkpoint, load_checkpoint
     from robot_offrl.config import compose
-    from robot_offrl.train.checkpoint import latest_checkpoint, load_checkpoint
     from robot_offrl.train.loop import train
 
     overrides = [f"task={exp.task}", f"data={data}", f"out={run_dir}", f"seed={seed}",

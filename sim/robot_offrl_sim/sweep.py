@@ -104,7 +104,7 @@ def check_checkpoint_task(path: str, task: str) -> None:
 
     Reads only the checkpoint's config.yaml, so the refusal comes before any worker or simulator starts.
     """
-    from robot_offrl.train.checkpoint import read_checkpoint_config, resolve_checkpoint
+    from robot_offrl.checkpoint import read_checkpoint_config, resolve_checkpoint
 
     folder = resolve_checkpoint(path)
     trained = read_checkpoint_config(folder).get("task", {})

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from train_support import small_overrides, write_store
 
+from robot_offrl.checkpoint import load_checkpoint
 from robot_offrl.config import compose
 from robot_offrl.runtime import PolicyRuntime
-from robot_offrl.train.checkpoint import load_checkpoint
 from robot_offrl.train.loop import train
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_v2_rise"

@@ -9,17 +9,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from robot_offrl.config import compose, require
-from robot_offrl.errors import ConfigError
-from robot_offrl.train.batching import StepBatchSampler
-from robot_offrl.train.checkpoint import (
+from robot_offrl.checkpoint import (
     CheckpointError,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
     unflatten_optimizer_state,
 )
-from robot_offrl.train.device import autocast_dtype, maybe_compile, select_device
+from robot_offrl.config import compose, require
+from robot_offrl.device import autocast_dtype, maybe_compile, select_device
+from robot_offrl.errors import ConfigError
+from robot_offrl.train.batching import StepBatchSampler
 
 
 def _save(tmp_path, step=10, keep=3, optimizer=None):
