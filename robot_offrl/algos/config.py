@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from robot_offrl.data.selection import EPISODE_FILTERS as DATA_FILTERS  # the choices live with the selection
 from robot_offrl.errors import ConfigError
 
 ALGO_NAMES = ("bc", "bc_all", "bc_expert", "idql", "rise")
-DATA_FILTERS = ("expert", "all", "sources")
 DENOISERS = ("unet", "mlp")
 SCHEDULERS = ("ddim", "ddpm")
 SELECTION_MODES = ("argmax", "softmax")

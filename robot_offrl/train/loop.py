@@ -30,7 +30,7 @@ from robot_offrl.algos.schedule import ScheduledBatchSampler, UpdateSchedule
 from robot_offrl.checkpoint import latest_checkpoint, save_checkpoint
 from robot_offrl.config import require
 from robot_offrl.data import EpisodeStore, NormStats
-from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows, to_device
+from robot_offrl.data.sampler import WindowDataset, collate_windows, to_device
 from robot_offrl.device import autocast, autocast_dtype, maybe_compile, select_device
 from robot_offrl.errors import ConfigError, UserError
 from robot_offrl.train import distributed
@@ -38,6 +38,7 @@ from robot_offrl.train.batching import StepBatchSampler, surface_worker_errors
 from robot_offrl.train.logging import RunLogger
 from robot_offrl.train.resume import prepare_resume, resume
 from robot_offrl.train.store_checks import check_store_fits
+from robot_offrl.train.windows import build_window_dataset, episode_selection
 
 
 class TrainingDiverged(UserError):
@@ -117,9 +118,11 @@ class Trainer:
         check_store_fits(cfg, self.store)
         self.norm_stats: NormStats = self.store.norm_stats()
         use_split = float(cfg.trainer.val_fraction) > 0
+        self.selection = episode_selection(AgentConfig.from_cfg(cfg).algo)
         # Only rank 0 writes the neighbour cache; the others build the same index in memory.
         self.train_set = build_window_dataset(
-            self.store, cfg, split="train" if use_split else None, norm_stats=self.norm_stats,
+            self.store, cfg, selection=self.selection, split="train" if use_split else None,
+            norm_stats=self.norm_stats,
             write_neighbor_cache=self.dist.is_main,
         )
         self.val_set = self._build_val_set() if use_split else None
@@ -162,7 +165,9 @@ class Trainer:
             return None
         cfg = OmegaConf.merge(self.cfg, {"algo": {"nn_augment": {"enabled": False}}})
         try:
-            return build_window_dataset(self.store, cfg, split="val", norm_stats=self.norm_stats)
+            return build_window_dataset(
+                self.store, cfg, selection=self.selection, split="val", norm_stats=self.norm_stats
+            )
         except ConfigError:
             return None  # e.g. bc-expert with no expert episode among the held-out ones
 

@@ -12,8 +12,9 @@ from omegaconf import DictConfig
 from robot_offrl.algos.config import AgentConfig
 from robot_offrl.config import config_dir
 from robot_offrl.data import EpisodeStore
-from robot_offrl.data.sampler import select_episodes
+from robot_offrl.data.selection import select_episodes
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.windows import episode_selection
 
 
 def _known_tasks() -> dict[str, str]:
@@ -54,7 +55,7 @@ def check_rewards(cfg: DictConfig, store: EpisodeStore) -> None:
     algo = AgentConfig.from_cfg(cfg).algo
     if not algo.use_critic:
         return
-    chosen = select_episodes(store, algo.data_filter, algo.sources)
+    chosen = select_episodes(store, episode_selection(algo))
     if not any(store.episode(i).expert for i in chosen):
         raise ConfigError(
             f"algo={algo.name} trains a critic on flag rewards (1 on expert episodes) but none of the {len(chosen)} "

@@ -9,8 +9,10 @@ from learn_support import counting_episode, make_schema, tiny_cfg, write_store
 from torch.utils.data import DataLoader
 
 from robot_offrl.data import EpisodeStore
-from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows
+from robot_offrl.data.sampler import WindowDataset, collate_windows
+from robot_offrl.data.selection import EpisodeSelection
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.windows import build_window_dataset
 
 LENGTHS = (5, 3, 7)
 EXPERT = (True, False, True)
@@ -89,10 +91,10 @@ def test_n_step_windows_bootstrap_n_steps_ahead_and_count_rewards_to_the_end(cou
 
 
 def test_episode_filters(counting_store):
-    expert = WindowDataset(counting_store, data_filter="expert", obs_horizon=1, pred_horizon=1)
+    expert = WindowDataset(counting_store, selection=EpisodeSelection("expert"), obs_horizon=1, pred_horizon=1)
     assert expert.episodes == [0, 2] and len(expert) == LENGTHS[0] + LENGTHS[2]
     assert set(expert.gather(np.arange(len(expert)))["reward"]) == {1.0}
-    failed = WindowDataset(counting_store, data_filter="sources", sources=["failed"], obs_horizon=1, pred_horizon=1)
+    failed = WindowDataset(counting_store, selection=EpisodeSelection("sources", ("failed",)), obs_horizon=1, pred_horizon=1)
     assert failed.episodes == [1] and set(failed.gather(np.arange(len(failed)))["reward"]) == {0.0}
     subset = WindowDataset(counting_store, episodes=[1, 2], obs_horizon=1, pred_horizon=1)
     assert subset.episodes == [1, 2]
@@ -151,7 +153,7 @@ def test_bad_inputs_are_clear_errors(counting_store, tmp_path):
     with pytest.raises(ConfigError, match="terminal"):
         WindowDataset(counting_store, terminal="sometimes")
     with pytest.raises(ConfigError, match="no episodes match data_filter=sources"):
-        WindowDataset(counting_store, data_filter="sources", sources=["teleop"])
+        WindowDataset(counting_store, selection=EpisodeSelection("sources", ("teleop",)))
     cfg = tiny_cfg("bc", task__lowdim_keys=["pos", "robot0_eef_pos"])
     with pytest.raises(ConfigError, match="'robot0_eef_pos' is not in the store"):
         build_window_dataset(counting_store, cfg)
