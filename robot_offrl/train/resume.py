@@ -35,19 +35,8 @@ from robot_offrl.checkpoint import (
     unflatten_optimizer_state,
 )
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.settings import RESUME_IGNORED
 
-# Where a run and its data live and how it is executed or reported (device, logging, checkpoint
-# cadence, resume options): never what it trains. A copied run folder or a GPU run continued on a CPU
-# is the same run.
-RUN_PLACE_KEYS = frozenset({
-    "out", "data", "resume", "trainer.device", "trainer.amp", "trainer.compile",
-    "trainer.compile_backend", "trainer.num_workers", "trainer.cache_in_ram", "trainer.log_every",
-    "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every", "trainer.keep_checkpoints",
-    "trainer.progress", "trainer.resume_fallback", "trainer.resume_changes",
-})
-# On resume trainer.steps may differ too: it is how a run is extended (the cosine schedule is then
-# stretched over the new length).
-RESUME_IGNORED = RUN_PLACE_KEYS | {"trainer.steps"}
 # Acting defaults stored with a run (K, argmax/softmax): they change no weights.
 ACTING_PREFIX = "algo.selection."
 # Settings that can be applied to a restored optimiser without rebuilding anything, mapped to the

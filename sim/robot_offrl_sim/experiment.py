@@ -22,7 +22,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from robot_offrl.errors import ConfigError
-from robot_offrl.train.resume import RUN_PLACE_KEYS, config_differences
+from robot_offrl.train.resume import config_differences
+from robot_offrl.train.settings import RUN_PLACE_KEYS
 from robot_offrl_sim.perturbations import parse_perturbation
 from robot_offrl_sim.regions import parse_grid
 from robot_offrl_sim.sweep import SweepConfig, run_sweep

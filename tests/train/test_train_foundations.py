@@ -127,3 +127,16 @@ def test_config_composition_and_errors():
         require(compose("train", []), "data")
     with pytest.raises(ConfigError, match="bad config override"):
         compose("train", ["algo=does_not_exist"])
+
+
+def test_every_trainer_key_says_whether_it_changes_results():
+    """A new trainer key must be classified in train/settings.py, or resume and reuse would guess."""
+    from robot_offrl.train.settings import RESUME_IGNORED, RUN_PLACE_KEYS, TRAINED_KEYS
+
+    cfg = compose("train", ["data=/tmp/x.zarr"])
+    keys = {f"trainer.{k}" for k in cfg.trainer} | {k for k in cfg if k not in ("task", "algo", "policy",
+                                                                           "critic", "encoder", "trainer")}
+    unclassified = keys - RUN_PLACE_KEYS - TRAINED_KEYS - {"seed"}
+    assert not unclassified, f"classify {sorted(unclassified)} in robot_offrl/train/settings.py"
+    assert not RUN_PLACE_KEYS & TRAINED_KEYS
+    assert "trainer.steps" in RESUME_IGNORED and "trainer.lr" not in RESUME_IGNORED
