@@ -25,6 +25,7 @@ from robot_offrl.device import select_device
 from robot_offrl.errors import ConfigError, NonFiniteActionError
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
+from robot_offrl.runtime.protocol import Camera, cameras_of
 
 # Test-time options a checkpoint can be run with (PolicyRuntime's keywords besides seed), so one
 # trained critic can be evaluated at another K, replanning interval or selection rule.
@@ -166,6 +167,11 @@ class PolicyRuntime:
     @property
     def action_space(self) -> ActionSpace:
         return self.schema.action
+
+    @property
+    def cameras(self) -> tuple[Camera, ...]:
+        """The cameras this checkpoint reads (its rgb observation keys)."""
+        return cameras_of(self.obs_schema)
 
     @property
     def obs_horizon(self) -> int:

@@ -173,19 +173,11 @@ def load_policy(text: str, task: str, **kwargs: Any) -> Any:
 
 
 def policy_cameras(policy: Any) -> tuple[list[str], int | None]:
-    """Cameras (and image size) a learned policy's observation schema asks for; none for scripted."""
-    schema = getattr(policy, "obs_schema", None)
-    if schema is None:
-        return [], None
-    keys = getattr(schema, "obs", schema)
-    cams, size = [], None
-    for k in keys:
-        name = getattr(k, "name", str(k))
-        if name.endswith("_image"):
-            cams.append(name[: -len("_image")])
-            shape = getattr(k, "shape", None)
-            size = int(shape[0]) if shape else size
-    return cams, size
+    """Cameras (and image size) a learned policy reads; none for a scripted one, which states no inputs."""
+    from robot_offrl.runtime.protocol import PlanningPolicy
+
+    cameras = policy.cameras if isinstance(policy, PlanningPolicy) else ()
+    return [c.name for c in cameras], (cameras[-1].height if cameras else None)
 
 
 _WORKER: dict[str, Any] = {}
