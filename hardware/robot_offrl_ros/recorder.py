@@ -8,7 +8,8 @@ control period the whole step is refused (not padded), because a step that pairs
 stale action teaches the policy something the operator never did. Observation keys are the ones
 ``observations.py`` builds for the policy node, so recorded data trains a policy the node can run.
 
-The episode controls are those of the sim recorder (``robot_offrl_sim.teleop.session``): a second
+The record loop and its episode controls are the library's (``robot_offrl.record``), the same the sim
+recorder drives; this module is a ``RecordBackend`` plus a second
 node only exposes them as std_srvs services and forwards calls to a handler the session installs.
 Each service call waits for the record loop to answer, so the services spin in a thread apart from
 the subscriptions: a slow ``~/save`` never delays an input message.
@@ -37,7 +38,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from robot_offrl.data import ActionSpace, KeySpec, StoreSchema
 from robot_offrl.errors import ConfigError, ObservationError, UserError
-from robot_offrl_sim.teleop.session import Refused, Step
+from robot_offrl.record.backend import RecordBackend, Refused, Step
 
 from .image_codec import decode_image, fit_image
 from .params import CAMERA_RELIABILITY_PARAM, PARAMS, ParamSpec, check_camera_reliability, coerce_param
@@ -442,8 +443,10 @@ class RecorderServices(Node):
         return callback
 
 
-class RosBackend:
-    """``RecordBackend`` for the record loop: the inputs node and the services node, each on its own spin thread."""
+class RosBackend(RecordBackend):
+    """The record loop's back end on a ROS 2 arm: the inputs node and the services node, each on its own spin
+    thread. The operator resets the scene by hand and decides success at save time, so the base class's
+    no-op ``new_scene``, ``replay_scene``, ``idle`` and ``detected_success`` (None) are what a real arm needs."""
 
     def __init__(self, cfg: RecorderConfig, context: Any = None) -> None:
         self.cfg = cfg
@@ -465,12 +468,6 @@ class RosBackend:
     def schema(self) -> StoreSchema:
         return store_schema(self.cfg)
 
-    def new_scene(self) -> None:
-        """On a real arm the operator resets the scene by hand; nothing to do."""
-
-    def replay_scene(self) -> None:
-        """The operator puts the objects back; nothing to do."""
-
     def begin_episode(self) -> None:
         self._t_start = self.node.now_s()
         self._refused_by_topic = {}
@@ -484,9 +481,6 @@ class RosBackend:
             self._last_refusal = result.message
             return Refused(result.message)
         return Step(obs=result[0], action=result[1])
-
-    def detected_success(self) -> bool | None:
-        return None  # a real arm has no success oracle: the operator decides at save time
 
     def episode_attrs(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -503,9 +497,6 @@ class RosBackend:
             "refused_by_topic": dict(self._refused_by_topic),
             "last_refusal": self._last_refusal,
         }
-
-    def idle(self) -> None:
-        return None
 
     def close(self) -> None:
         for spinner in self._spinners:

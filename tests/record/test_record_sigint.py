@@ -63,7 +63,7 @@ def terminal_ctrl_c() -> Iterator[None]:
 def test_ctrl_c_is_held_until_the_recorder_asks_and_an_ignored_sigint_stays_ignored(terminal_ctrl_c: None) -> None:
     """A Ctrl-C inside a simulator step (numba, MuJoCo callbacks) must not surface there as a
     SystemError: CtrlC turns it into a flag that the record loop raises between ticks."""
-    from robot_offrl_sim.teleop.session import CtrlC, sigint_deferred
+    from robot_offrl.record.session import CtrlC, sigint_deferred
 
     before = signal.getsignal(signal.SIGINT)
     with CtrlC() as ctrl_c:
