@@ -43,9 +43,11 @@ COPY pyproject.toml README.md ./
 COPY robot_offrl ./robot_offrl
 COPY sim ./sim
 COPY hardware ./hardware
+COPY cli ./cli
 COPY configs ./configs
-# Editable, as in the training image: configs/ stays found beside the source. sim/ comes along because
-# `robot-offrl record --ros` uses its record session.
+# Editable, as in the training image: configs/ stays found beside the source. sim/ is only source
+# (setuptools finds packages there); without the [sim] extra robosuite, mujoco and robomimic are not
+# installed: the record loop `robot-offrl record --ros` runs is the library's (robot_offrl.record).
 RUN pip install -e .
 
 # The colcon workspace links the package source; colcon runs under the venv's Python so the installed

@@ -79,7 +79,7 @@ def small_store(tmp_path: Path) -> EpisodeStore:
 
 
 def _parser_with_data_only() -> argparse.ArgumentParser:
-    from robot_offrl.cli import data_cmd
+    from robot_offrl_cli import data_cmd
 
     parser = argparse.ArgumentParser(prog="robot-offrl")
     sub = parser.add_subparsers(dest="command")
@@ -99,7 +99,7 @@ def _fallback_main(argv: list[str]) -> int:
 
 def _entry() -> Callable[[list[str]], int]:
     try:
-        from robot_offrl.cli.main import build_parser, main
+        from robot_offrl_cli.main import build_parser, main
 
         build_parser()
         return main

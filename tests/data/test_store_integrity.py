@@ -185,7 +185,7 @@ def test_killed_merge_leaves_no_store_at_the_output(tmp_path: Path, cli: Cli) ->
     staged = tmp_path / f".out.zarr{STAGING_SUFFIX}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
     child = subprocess.Popen(
-        [sys.executable, "-m", "robot_offrl.cli.main", "data", "merge", str(out), *[source.url] * 6], env=env,
+        [sys.executable, "-m", "robot_offrl_cli.main", "data", "merge", str(out), *[source.url] * 6], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -337,7 +337,7 @@ def test_killed_build_dataset_leaves_no_store_at_the_output(tmp_path: Path, cli:
     staged = tmp_path / f".built.zarr{STAGING_SUFFIX}"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
     child = subprocess.Popen(
-        [sys.executable, "-m", "robot_offrl.cli.main", "sim", "build-dataset", str(recipe), "--quiet",
+        [sys.executable, "-m", "robot_offrl_cli.main", "sim", "build-dataset", str(recipe), "--quiet",
          "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_offrl.cli.main import main
+from robot_offrl_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)

@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILES = (DOCKER / "train.Dockerfile", DOCKER / "robot.Dockerfile")
-PYTHONPATH = os.pathsep.join(str(REPO / p) for p in (".", "sim", "hardware"))
+PYTHONPATH = os.pathsep.join(str(REPO / p) for p in (".", "sim", "hardware", "cli"))
 
 # Importable names a machine without ROS 2 lacks: rclpy and the message packages the nodes use.
 ROS_MODULES = (
@@ -159,7 +159,7 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | None
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = PYTHONPATH if pythonpath_prefix is None else pythonpath_prefix + os.pathsep + PYTHONPATH
     return subprocess.run(
-        [sys.executable, "-m", "robot_offrl.cli.main", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "robot_offrl_cli.main", *args], capture_output=True, text=True,
         env=full_env, cwd=cwd or REPO, timeout=timeout,
     )
 
@@ -215,7 +215,7 @@ def robot_offrl_argvs(markdown: Path) -> list[list[str]]:
                 previous = words[i - 1] if i else ""
                 is_image = (word.split(":")[0] == "robot-offrl-train" and previous not in ("-t", "--tag")
                             and "--entrypoint" not in words)
-                if word == "robot-offrl" or is_image or (word == "robot_offrl.cli.main" and previous == "-m"):
+                if word == "robot-offrl" or is_image or (word == "robot_offrl_cli.main" and previous == "-m"):
                     argvs.append(words[i + 1 :])
                     break
     return argvs

@@ -11,11 +11,11 @@ from safetensors.torch import load_file, save_file
 from train_support import rehash_checkpoint, small_overrides, write_store
 
 from robot_offrl.checkpoint import load_checkpoint
-from robot_offrl.cli.main import main
 from robot_offrl.config import compose
 from robot_offrl.errors import ObservationError
 from robot_offrl.runtime import Camera, PolicyRuntime
 from robot_offrl.train.loop import TrainingDiverged, train
+from robot_offrl_cli.main import main
 
 
 def _first_obs(store_path):

@@ -12,10 +12,10 @@ import os
 import sys
 from typing import Any
 
-from robot_offrl.cli.data_cmd import add_wait_option
-from robot_offrl.cli.options import csv_list
 from robot_offrl.data import SOURCES
 from robot_offrl.errors import ConfigError
+from robot_offrl_cli.data_cmd import add_wait_option
+from robot_offrl_cli.options import csv_list
 
 EPILOG = """\
 Examples:

@@ -10,9 +10,9 @@ import argparse
 import json
 from typing import Any
 
-from robot_offrl.cli.data_cmd import add_wait_option
-from robot_offrl.cli.options import csv_list
 from robot_offrl.errors import ConfigError
+from robot_offrl_cli.data_cmd import add_wait_option
+from robot_offrl_cli.options import csv_list
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
