@@ -43,7 +43,7 @@ COPY configs ./configs
 COPY datasets ./datasets
 # Editable on purpose: robot_offrl and robot_offrl_sim find configs/ and datasets/ beside their source
 # (robot_offrl.config.config_dir), which a wheel would leave behind.
-RUN pip install -e . \
+RUN pip install -e ".[sim]" \
     && python -c "import robot_offrl_cli.main, robot_offrl_sim, torch; print('torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------------------------------

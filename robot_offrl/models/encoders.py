@@ -23,9 +23,21 @@ from robot_offrl.models.obs_info import ObsInfo
 
 
 def _robomimic_nets() -> Any:
-    """robomimic's base_nets, imported lazily and without its "no private macro file" banner."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        from robomimic.models import base_nets
+    """robomimic's base_nets, imported lazily and without its "no private macro file" banner.
+
+    robomimic is in the ``sim`` extra: low-dim policies, the runtime and the ROS node load without
+    it, and only a camera encoder needs it.
+    """
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from robomimic.models import base_nets
+    except ModuleNotFoundError as err:
+        if err.name is None or not err.name.startswith("robomimic"):
+            raise
+        raise ConfigError(
+            "camera observations need robomimic's encoder networks, which are not installed; "
+            "pip install 'robot-offrl[sim]' (or robomimic==0.3.0)"
+        ) from err
     return base_nets
 
 

@@ -164,10 +164,19 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | None
     )
 
 
+# The [sim] extra's modules: a robot computer without the simulator lacks them.
+SIM_MODULES = ("robosuite", "mujoco", "robomimic")
+
+
 def hide_ros(folder: Path) -> Path:
     """A folder that, put first on PYTHONPATH, makes every ROS 2 module fail to import as on a machine
     without ROS (the ROS wheels stay installed for the other test folders)."""
-    for name in ROS_MODULES:
+    return hide_modules(folder, ROS_MODULES)
+
+
+def hide_modules(folder: Path, names: tuple[str, ...]) -> Path:
+    """A folder that, put first on PYTHONPATH, makes each of ``names`` fail to import as if not installed."""
+    for name in names:
         package = folder / name
         package.mkdir(parents=True, exist_ok=True)
         (package / "__init__.py").write_text(
