@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch/torchvision are pinned first so pip takes the locally cached wheels where they exist.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= dev,ros,sim
+EXTRAS ?= dev,ros,sim,lerobot,viewer
+# The lerobot extra's own packages, installed without their declared dependencies (see pyproject.toml's
+# `lerobot` extra: their pins would replace numpy and fsspec); the extra lists what they really need.
+LEROBOT_NODEPS ?= lerobot==0.3.2 datasets==3.6.0
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= $(MUJOCO_GL)
@@ -18,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@if [[ ",$(EXTRAS)," == *",lerobot,"* ]]; then $(PY) -m pip install -q --no-deps $(LEROBOT_NODEPS); fi
 	@touch $(STAMP)
 
 venv: $(STAMP)

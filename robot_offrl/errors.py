@@ -23,3 +23,7 @@ class NonFiniteActionError(UserError):
     Weights and statistics are checked at load, so this means the computation itself overflowed;
     a caller driving hardware must hold, not retry with the same inputs.
     """
+
+
+class MissingExtraError(UserError, ImportError):
+    """A command needs an optional extra (lerobot, viewer, ...) that is not installed."""

@@ -164,6 +164,33 @@ def _cmd_import_robomimic(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_lerobot(args: argparse.Namespace) -> int:
+    from robot_offrl.data.lerobot_io import import_lerobot
+
+    with import_lerobot(args.src, args.store, expert_episodes=args.expert_episodes,
+                        non_expert_episodes=args.non_expert_episodes, flag_column=args.flag_column) as store:
+        pass
+    expert = sum(m.expert for m in store.episodes)
+    print(f"{args.store}: imported {store.num_episodes} episodes ({expert} expert), {store.num_steps} steps")
+    return 0
+
+
+def _cmd_export_lerobot(args: argparse.Namespace) -> int:
+    from robot_offrl.data.lerobot_io import export_lerobot
+
+    print(f"wrote {export_lerobot(args.store, args.out, video=args.video, repo_id=args.repo_id)}")
+    return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from robot_offrl.data.rerun_view import log_episode
+
+    path = log_episode(_store(args.store), args.episode, save=args.save, connect=args.connect,
+                       spawn=args.spawn, overwrite=args.overwrite)
+    print(f"wrote {path}; open it with `rerun {path}`" if path else f"sent episode {args.episode} to the viewer")
+    return 0
+
+
 def _source(text: str) -> str:
     from robot_offrl.data.schema import SOURCES
 
@@ -283,3 +310,32 @@ def register(subparsers: Any) -> None:
     p.add_argument("file")
     p.add_argument("store")
     p.add_argument("--expert-mask", nargs="+", action="extend", metavar="KEY", help="filter keys whose demos are expert")
+
+    p = add("import-lerobot", "convert a local LeRobot v2.1 dataset folder (all expert unless told otherwise)",
+            "robot-offrl data import-lerobot ~/lerobot/pusht data/pusht.zarr --non-expert-episodes 10-19",
+            _cmd_import_lerobot, writes=True)
+    p.add_argument("src", metavar="DATASET_DIR", help="root of a local LeRobot dataset (nothing is downloaded)")
+    p.add_argument("store")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--expert-episodes", metavar="RANGES", help="only these episodes are expert, e.g. 0-9")
+    group.add_argument("--non-expert-episodes", metavar="RANGES", help="these episodes are not expert")
+    p.add_argument("--flag-column", metavar="FEATURE",
+                   help="per-frame feature holding the expert flag (default: 'expert' when present)")
+
+    p = add("export-lerobot", "write a store as a LeRobot v2.1 dataset folder (flags and labels in meta/robot_offrl.json)",
+            "robot-offrl data export-lerobot data/lift.zarr out/lift_lerobot", _cmd_export_lerobot)
+    p.add_argument("store")
+    p.add_argument("out", metavar="OUT_DIR")
+    p.add_argument("--video", action="store_true",
+                   help="encode cameras as lerobot's AV1 videos (small, lossy) instead of PNG frames (lossless)")
+    p.add_argument("--repo-id", default=None, help="repo id written into the dataset (default robot_offrl/<OUT_DIR name>)")
+
+    p = add("view", "log one episode to Rerun (saved as .rrd unless --connect/--spawn)",
+            "robot-offrl data view data/lift.zarr --episode 3 --save ep3.rrd", _cmd_view)
+    p.add_argument("store")
+    p.add_argument("--episode", type=int, required=True)
+    p.add_argument("--save", metavar="FILE.rrd", default=None, help="default ./episode_N.rrd")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --save file")
+    view_target = p.add_mutually_exclusive_group()
+    view_target.add_argument("--connect", metavar="URL", default=None, help="stream to a running Rerun viewer")
+    view_target.add_argument("--spawn", action="store_true", help="start a Rerun viewer and stream to it")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from robot_offrl.errors import ConfigError, ObservationError
+from robot_offrl.extras import require
 from robot_offrl.models.obs_info import ObsInfo
 
 
@@ -26,19 +27,10 @@ def _robomimic_nets() -> Any:
     """robomimic's base_nets, imported lazily and without its "no private macro file" banner.
 
     robomimic is in the ``sim`` extra: low-dim policies, the runtime and the ROS node load without
-    it, and only a camera encoder needs it.
+    it, and only a camera encoder needs it (a missing extra is a one-line error naming it).
     """
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            from robomimic.models import base_nets
-    except ModuleNotFoundError as err:
-        if err.name is None or not err.name.startswith("robomimic"):
-            raise
-        raise ConfigError(
-            "camera observations need robomimic's encoder networks, which are not installed; "
-            "pip install 'robot-offrl[sim]' (or robomimic==0.3.0)"
-        ) from err
-    return base_nets
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return require("robomimic.models.base_nets", "sim", "camera observations (robomimic's encoder networks)")
 
 
 def replace_batchnorm_with_groupnorm(module: nn.Module, channels_per_group: int = 16) -> nn.Module:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,22 @@ class SweepSet:
 
 
 @dataclass(frozen=True)
+class RolloutStage:
+    """Cheap data a lab gets for free: an earlier policy's attempts, added before any row trains.
+
+    The policy is one of the experiment's own training rows (normally ``bc_expert``) trained on the
+    recipe's store, so the rollouts come from a policy that learnt from the same expert demos every row
+    sees. Its episodes run from ``region`` with their own seeds (never the sweeps'), flagged non-expert
+    with source ``policy_rollout``, success or not: the labels carry no hint from the evaluation.
+    """
+
+    method: str
+    episodes: int
+    seed: int = 0
+    region: str = "wide"
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     task: str
@@ -70,14 +87,51 @@ class Experiment:
     video: int = 0
     notes: str = ""
     source: str = ""
+    rollouts: RolloutStage | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_experiment_file(path: Path, chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The file's mapping, on top of the file it ``extends`` (relative to its own folder).
+
+    A variant of a benchmark (the same rows plus a stage, a few more rows) names its base instead of
+    repeating it, so the two cannot drift: the variant's keys replace the base's, and its
+    ``extra_methods`` are appended to the base's rows.
+    """
+    if not path.is_file():
+        raise ConfigError(f"experiment file '{path}' does not exist (see configs/experiment/)")
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: `extends` loops back to a file that extends it")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: an experiment file is a mapping, got {type(data).__name__}")
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        if "extra_methods" in data:
+            raise ConfigError(f"{path}: `extra_methods` adds rows to the file named by `extends`; use `methods`")
+        return data
+    base = read_experiment_file(path.parent / str(base_name), (*chain, path.resolve()))
+    extra = data.pop("extra_methods", None) or []
+    merged = {**base, **data}
+    merged["methods"] = [*merged.get("methods", []), *extra]
+    return merged
+
+
+def _rollout_stage(raw: Any, path: Path) -> RolloutStage | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) - {"method", "episodes", "seed", "region"} or "method" not in raw:
+        raise ConfigError(f"{path}: rollouts needs `method` and `episodes` (optional `seed`, `region`), got {raw!r}")
+    stage = RolloutStage(str(raw["method"]), int(raw.get("episodes", 0)), int(raw.get("seed", 0)),
+                         str(raw.get("region", "wide")))
+    if stage.episodes < 1:
+        raise ConfigError(f"{path}: rollouts.episodes must be >= 1, got {stage.episodes}")
+    return stage
 
 
 def load_experiment(path: str | Path) -> Experiment:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"experiment file '{path}' does not exist (see configs/experiment/)")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_experiment_file(path)
     try:
         methods = tuple(
             Method(m["name"], tuple(m.get("overrides", [])),
@@ -95,13 +149,14 @@ def load_experiment(path: str | Path) -> Experiment:
             name=str(data["name"]), task=str(data["task"]), recipe=str(data["recipe"]), methods=methods,
             seeds=tuple(int(s) for s in data.get("seeds", [0])), train_overrides=tuple(data.get("train_overrides", [])),
             sweeps=sweeps, workers=int(data.get("workers", 1)), video=int(data.get("video", 0)),
-            notes=str(data.get("notes", "")), source=str(path),
+            notes=str(data.get("notes", "")), source=str(path), rollouts=_rollout_stage(data.get("rollouts"), path),
         )
     except (KeyError, TypeError) as err:
         raise ConfigError(f"{path}: malformed experiment file ({err!r}); see configs/experiment/demo.yaml") from err
     if not experiment.methods or not experiment.seeds:
         raise ConfigError(f"{path}: needs at least one method and one seed")
     _check_methods(experiment, path)
+    _check_rollouts(experiment, path)
     for s in experiment.sweeps:
         for p in s.perturb:
             parse_perturbation(p)
@@ -133,6 +188,15 @@ def _check_methods(exp: Experiment, path: Path) -> None:
             if missing:
                 raise ConfigError(f"{where}: seeds {sorted(missing)} are not trained by {source.name!r}")
         seen[method.name] = method
+
+
+def _check_rollouts(exp: Experiment, path: Path) -> None:
+    stage = exp.rollouts
+    if stage is None:
+        return
+    method = next((m for m in exp.methods if m.name == stage.method), None)
+    if method is None or method.policy_from is not None:
+        raise ConfigError(f"{path}: rollouts.method must name a row that trains its own runs, got {stage.method!r}")
 
 
 def _seeds(method: Method, exp: Experiment) -> tuple[int, ...]:
@@ -209,16 +273,21 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     repo = Path(__file__).resolve().parents[2]
+    recipe = _resolve(exp.recipe, repo)
     data = out / "data" / f"{Path(exp.recipe).stem}.zarr"
     t0 = time.monotonic()
+    results: dict[str, Any] = {"experiment": exp.name, "task": exp.task, "methods": {}}
     if data.exists():
         log(f"[1/3] dataset: reuse {data}")
-    else:
+    elif exp.rollouts is None:
         log(f"[1/3] dataset: building {data} from {exp.recipe}")
-        build_dataset(_resolve(exp.recipe, repo), str(data))
+        build_dataset(recipe, str(data))
+    else:
+        _build_with_rollouts(exp, recipe, data, out, log)
+    if exp.rollouts is not None:
+        results["rollouts"] = rollout_summary(exp.rollouts, data)
     timings["dataset_s"] = round(time.monotonic() - t0, 1)
 
-    results: dict[str, Any] = {"experiment": exp.name, "task": exp.task, "methods": {}}
     timings.update(train_s=0.0, sweep_s=0.0)
     for seed, method in run_order(exp):  # the report is rewritten after every run: see run_order
         entry = results["methods"].setdefault(method.name, {"seeds": {}})
@@ -246,6 +315,56 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
         timings["sweep_s"] = round(timings["sweep_s"] + time.monotonic() - t0, 1)
         write_results(exp, results, timings, out)
     return results
+
+
+def rollout_policy_dir(stage: RolloutStage, out: Path) -> Path:
+    return out / "runs" / f"rollout_policy_{stage.method}_s{stage.seed}"
+
+
+def _build_with_rollouts(exp: Experiment, recipe: Path, data: Path, out: Path, log: Any) -> None:
+    """Recipe store -> the rollout policy trained on it -> its rollouts appended, renamed into place whole.
+
+    The recipe's store is kept beside (``<name>_before_rollouts.zarr``) and the policy under
+    ``runs/rollout_policy_<method>_s<seed>``, so a rerun reuses both; the final store appears only once
+    every rollout is in (staging.build_beside), so an interrupted stage is never trained on.
+    """
+    from robot_offrl.data.ops import copy_store
+    from robot_offrl.data.staging import build_beside
+    from robot_offrl_sim.collect import collect
+    from robot_offrl_sim.recipes import build_dataset, load_recipe
+
+    stage = exp.rollouts
+    assert stage is not None
+    base = data.with_name(f"{data.stem}_before_rollouts.zarr")
+    if base.exists():
+        log(f"[1/3] dataset: reuse {base}")
+    else:
+        log(f"[1/3] dataset: building {base} from {exp.recipe}")
+        build_dataset(recipe, str(base))
+    method = next(m for m in exp.methods if m.name == stage.method)
+    policy_dir = rollout_policy_dir(stage, out)
+    log(f"[1/3] rollouts: train {method.name} seed {stage.seed} on the recipe's store -> {policy_dir}")
+    _train(exp, method, stage.seed, base, policy_dir, log)
+    plan = load_recipe(recipe)
+    log(f"[1/3] rollouts: {stage.episodes} episodes of {policy_dir.name} from region {stage.region} -> {data}")
+    with build_beside(str(data), "experiment rollouts") as staged:
+        copy_store(str(base), staged).close()
+        collect(plan.task, "policy_rollout", stage.episodes, staged, region=stage.region, cameras=plan.cameras,
+                seed=zlib.crc32(f"{plan.seed}/rollouts/{stage.method}/{stage.seed}".encode()),
+                horizon=plan.horizon, checkpoint=str(policy_dir),
+                extra_attrs={"recipe": plan.name, "recipe_seed": plan.seed})
+
+
+def rollout_summary(stage: RolloutStage, data: Path) -> dict[str, Any]:
+    """How the rollout policy did on its own episodes: the report states what kind of data it added."""
+    from robot_offrl.data import EpisodeStore
+
+    store = EpisodeStore.open(str(data), mode="r")
+    episodes = [m for m in store.episodes if m.source == "policy_rollout"]
+    steps = sum(m.length for m in episodes)
+    return {"method": stage.method, "seed": stage.seed, "region": stage.region, "episodes": len(episodes),
+            "successes": sum(bool(m.success) for m in episodes), "steps": steps,
+            "share_of_steps": round(steps / max(store.num_steps, 1), 3)}
 
 
 def run_order(exp: Experiment) -> list[tuple[int, Method]]:
@@ -360,6 +479,11 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
         lines.append(f"| {method.name} | {seeds} | " + " | ".join(cells) + " |")
     lines += ["", "![heatmaps](heatmaps.png)", "", "## What was run", ""]
     lines.append(f"- experiment file: `{exp.source}`; dataset recipe: `{exp.recipe}`")
+    rollouts = results.get("rollouts")
+    if rollouts is not None:
+        lines.append(f"- policy rollouts added to the recipe's store: {rollouts['episodes']} episodes of "
+                     f"`{rollouts['method']}` seed {rollouts['seed']} from region {rollouts['region']}, "
+                     f"{rollouts['successes']} successful, {rollouts['share_of_steps']:.0%} of all steps")
     lines.append(f"- training overrides (all methods): `{' '.join(exp.train_overrides)}`")
     for method in exp.methods:
         if method.name not in results["methods"]:

@@ -135,7 +135,7 @@ import numpy as np
 import robot_offrl, robot_offrl.train.loop, robot_offrl.record.session, robot_offrl_ros.policy_node
 import robot_offrl_ros.recorder
 from robot_offrl_cli.main import build_parser
-from robot_offrl.errors import ConfigError
+from robot_offrl.errors import MissingExtraError
 from robot_offrl.models.encoders import CameraEncoder
 from robot_offrl.runtime import PolicyRuntime
 build_parser()
@@ -144,7 +144,7 @@ policy = PolicyRuntime.load({str(fixture)!r}, device="cpu")
 policy.plan({{k: np.asarray(v, dtype=np.float32) for k, v in expected["obs"].items()}})
 try:
     CameraEncoder((32, 32, 3))
-except ConfigError as err:
+except MissingExtraError as err:
     print("camera:", err)
 loaded = [m for m in sys.modules if m.split(".")[0] in {SIM_MODULES!r}]
 assert not loaded, loaded
@@ -153,4 +153,5 @@ assert not loaded, loaded
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": hidden + os.pathsep + PYTHONPATH})
     assert proc.returncode == 0, proc.stderr
-    assert "camera: camera observations need robomimic" in proc.stdout and "robot-offrl[sim]" in proc.stdout
+    assert "camera: camera observations (robomimic's encoder networks) needs the optional 'sim' extra" in proc.stdout
+    assert "robot-offrl[sim]" in proc.stdout

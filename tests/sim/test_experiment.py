@@ -272,3 +272,49 @@ def test_benchmark_files_run_end_to_end_on_a_tiny_budget(tmp_path, name, rows):
     store = EpisodeStore.open(str(tmp_path / "out" / "data" / "tiny_recipe.zarr"))
     assert {e.source for e in store.episodes} >= {"scripted", "play", "partial"}
     assert store.schema.key("object").shape == (7,)  # pose only: no gripper-to-object vector
+
+
+def test_rollout_stage_adds_an_earlier_policys_attempts_before_the_rows_train(tmp_path):
+    """Issue #14's free cheap data: bc_expert trained on the recipe's store, run from the wide region,
+    its episodes appended (non-expert, source policy_rollout) before any row trains; reused on rerun."""
+    base = yaml.safe_load(_write(tmp_path).read_text())
+    variant = {"extends": "exp.yaml", "name": "tiny_rollouts",
+               "rollouts": {"method": "bc_expert", "episodes": 2, "seed": 0},
+               "extra_methods": [{"name": "rise_rollouts_only", "seeds": [0],
+                                  "overrides": ["algo=rise", "algo.selection.num_candidates=4",
+                                                "algo.data_filter=sources",
+                                                "algo.sources=[scripted,policy_rollout]"]}]}
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(variant))
+    exp = load_experiment(path)
+    assert [m.name for m in exp.methods] == [*(m["name"] for m in base["methods"]), "rise_rollouts_only"]
+    assert exp.sweeps == load_experiment(tmp_path / "exp.yaml").sweeps  # everything else from the base
+    out = tmp_path / "out"
+    results = run_experiment(exp, out, log=lambda _: None)
+    store = EpisodeStore.open(str(out / "data" / "tiny_recipe.zarr"))
+    before = EpisodeStore.open(str(out / "data" / "tiny_recipe_before_rollouts.zarr"))
+    rollouts = [m for m in store.episodes if m.source == "policy_rollout"]
+    assert len(rollouts) == 2 and not any(m.expert for m in rollouts)
+    assert store.num_episodes == before.num_episodes + 2
+    assert all(m.attrs["generator_details"]["checkpoint"].endswith("rollout_policy_bc_expert_s0") for m in rollouts)
+    assert results["rollouts"]["episodes"] == 2 and 0 <= results["rollouts"]["successes"] <= 2
+    assert "policy rollouts added to the recipe's store: 2 episodes of `bc_expert`" in (out / "results.md").read_text()
+    assert "rise_rollouts_only" in results["methods"]
+    again: list[str] = []
+    run_experiment(exp, out, log=again.append)
+    assert not any("rollouts:" in m for m in again), again  # the final store is reused as it stands
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ({"extends": "missing.yaml"}, "does not exist"),
+    ({"extends": "loop.yaml"}, "loops back"),
+    ({"extends": "exp.yaml", "rollouts": {"method": "nobody", "episodes": 2}}, "rollouts.method must name"),
+    ({"extends": "exp.yaml", "rollouts": {"method": "rise_k1", "episodes": 2}}, "rollouts.method must name"),
+    ({"extends": "exp.yaml", "rollouts": {"method": "bc_expert", "episodes": 0}}, "rollouts.episodes must be"),
+    ({"extends": "exp.yaml", "rollouts": {"method": "bc_expert", "episodes": 2, "bogus": 1}}, "rollouts needs"),
+])
+def test_bad_variants_and_rollout_stages_are_refused(tmp_path, content, needle):
+    _write(tmp_path)
+    (tmp_path / "loop.yaml").write_text(yaml.safe_dump(content))
+    with pytest.raises(ConfigError, match=needle):
+        load_experiment(tmp_path / "loop.yaml")
