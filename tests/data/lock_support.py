@@ -48,7 +48,7 @@ print(appended)
 
 def child_env() -> dict[str, str]:
     """This worktree's code and the test helpers on the child's path, whatever the parent's cwd."""
-    parts = [str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(HERE)]
+    parts = [str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(REPO / "cli"), str(HERE)]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(parts)}
 
 

@@ -324,7 +324,7 @@ def test_missing_extra_is_a_one_line_error(lerobot_dir, tmp_path):
         "from robot_offrl.cli.main import main\n"
         f"sys.exit(main(['data', 'import-lerobot', {str(lerobot_dir[0])!r}, {str(tmp_path / 'm.zarr')!r}]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware"), str(ROOT / "cli")])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -101,7 +101,7 @@ def test_missing_viewer_extra_is_a_one_line_error(store_path, tmp_path):
         "from robot_offrl.cli.main import main\n"
         f"sys.exit(main(['data', 'view', {str(store_path)!r}, '--episode', '0', '--save', {str(tmp_path / 'x.rrd')!r}]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware"), str(ROOT / "cli")])}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_sigint_mid_episode_keeps_saved_episodes(tmp_path: Path) -> None:
     store_path, actions_path = tmp_path / "rec.zarr", tmp_path / "actions.npz"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "sim"),
-                                                         str(ROOT / "hardware")]),
+                                                         str(ROOT / "hardware"), str(ROOT / "cli")]),
            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     proc = subprocess.Popen([sys.executable, str(HERE / "record_child.py"), str(store_path), str(actions_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
