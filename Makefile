@@ -5,9 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch/torchvision are pinned first so pip takes the locally cached wheels where they exist.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-# The optional extras the tests exercise (bags: data import-bag, ray: sweep --backend ray,
+# The optional extras the tests exercise (sim: robosuite/mujoco/robomimic, bags: data import-bag, ray: sweep --backend ray,
 # lerobot: import/export-lerobot, viewer: data view).
-EXTRAS ?= dev,ros,lerobot,viewer,bags,ray
+EXTRAS ?= dev,ros,sim,lerobot,viewer,bags,ray
 # The lerobot extra's own packages, installed without their declared dependencies (see pyproject.toml's
 # `lerobot` extra: their pins would replace numpy and fsspec); the extra lists what they really need.
 LEROBOT_NODEPS ?= lerobot==0.3.2 datasets==3.6.0

@@ -2,7 +2,7 @@
 
 Direct: robot_offrl_sim.sweep runs each episode in robosuite in this process (PolicyRuntime.act per
 control step). ROS: the same jobs through policy_node and the sim arm as separate processes over DDS
-(robot_offrl_ros.sweep_backend), on the sim arm's /clock at --real-time-factor. Prints success side by
+(robot_offrl_ros.sim_sweep_backend), on the sim arm's /clock at --real-time-factor. Prints success side by
 side (per cell and overall, with a Fisher exact test of the difference), the ROS command stream
 (trajectory messages and executed actions per sim second, obs->command latency in sim and wall time)
 and the wall time of each, and writes OUT/bench.json.
@@ -67,7 +67,7 @@ def fisher_p(a_succ: int, a_n: int, b_succ: int, b_n: int) -> float:
 
 
 def main() -> None:
-    from robot_offrl_ros.sweep_backend import ros_sweep
+    from robot_offrl_ros.sim_sweep_backend import ros_sweep
     from robot_offrl_sim.regions import parse_grid
     from robot_offrl_sim.sweep import SweepConfig, run_sweep
 

@@ -43,10 +43,13 @@ COPY pyproject.toml README.md ./
 COPY robot_offrl ./robot_offrl
 COPY sim ./sim
 COPY hardware ./hardware
+COPY cli ./cli
 COPY configs ./configs
-# Editable, as in the training image: configs/ stays found beside the source. sim/ comes along because
-# `robot-offrl record --ros` uses its record session.
-RUN pip install -e .
+# Editable, as in the training image: configs/ stays found beside the source. sim/ is only source
+# (setuptools finds packages there): without the [sim] extra there is no simulator (robosuite, mujoco)
+# in this image; the record loop `robot-offrl record --ros` runs is the library's (robot_offrl.record).
+# robomimic (no simulator; its egl_probe dependency is what cmake above is for) runs camera policies.
+RUN pip install -e . "robomimic==0.3.0"
 
 # The colcon workspace links the package source; colcon runs under the venv's Python so the installed
 # policy_node / camera_node scripts start with it and can import torch and robot_offrl.

@@ -38,12 +38,13 @@ COPY pyproject.toml README.md ./
 COPY robot_offrl ./robot_offrl
 COPY sim ./sim
 COPY hardware ./hardware
+COPY cli ./cli
 COPY configs ./configs
 COPY datasets ./datasets
 # Editable on purpose: robot_offrl and robot_offrl_sim find configs/ and datasets/ beside their source
 # (robot_offrl.config.config_dir), which a wheel would leave behind.
-RUN pip install -e . \
-    && python -c "import robot_offrl.cli.main, robot_offrl_sim, torch; print('torch', torch.__version__)"
+RUN pip install -e ".[sim]" \
+    && python -c "import robot_offrl_cli.main, robot_offrl_sim, torch; print('torch', torch.__version__)"
 
 # ---------------------------------------------------------------------------------------------------
 FROM ${CUDA_IMAGE}

@@ -1,6 +1,6 @@
 """What a controller receives from policy_node, in numbers: messages/s, executed actions/s, gaps, latency.
 
-Shared by bench/bench_ros_latency.py (an in-process rig) and the ROS sweep back end (sweep_backend),
+Shared by bench/bench_ros_latency.py (an in-process rig) and the ROS sweep back end (sim_sweep_backend),
 so "command rate" and "obs->command latency" mean the same thing in every row of docs/benchmarks.md.
 Plain functions over received messages: no node, no clock of their own.
 """

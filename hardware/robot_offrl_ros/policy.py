@@ -1,4 +1,4 @@
-"""How the node gets its policy: any object with PolicyRuntime's interface, through a factory.
+"""How the node gets its policy: any ``PlanningPolicy`` (robot_offrl.runtime), through a factory.
 
 The node never constructs a model itself; ``configure`` calls a factory (by default
 ``PolicyRuntime.load`` on the ``checkpoint`` parameter), so tests and bring-up can hand in any
@@ -7,33 +7,20 @@ object with the same interface and everything else in the node is exercised unch
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from robot_offrl.errors import ConfigError
+from robot_offrl.runtime.protocol import PlanningPolicy
 
 from .params import NodeConfig
 
-
-class PolicyLike(Protocol):
-    """The part of ``robot_offrl.runtime.PolicyRuntime`` the node relies on."""
-
-    obs_schema: Sequence[Any]  # robot_offrl.data.KeySpec: .name .dtype .shape .kind
-    action_space: Any  # ActionSpace-like: .names .units .mode .low .high
-    obs_horizon: int
-    control_rate_hz: float
-
-    def reset(self) -> None: ...
-
-    def plan(self, obs: Mapping[str, np.ndarray]) -> np.ndarray: ...
+PolicyFactory = Callable[[NodeConfig], PlanningPolicy]
 
 
-PolicyFactory = Callable[[NodeConfig], PolicyLike]
-
-
-def load_runtime(cfg: NodeConfig) -> PolicyLike:
+def load_runtime(cfg: NodeConfig) -> PlanningPolicy:
     """Default factory: load the checkpoint with the project's one policy runtime (lazily imported)."""
     if not cfg.checkpoint:
         raise ConfigError("parameter checkpoint is empty; pass checkpoint:=/path/to/run/or/checkpoint")
@@ -49,7 +36,7 @@ def load_runtime(cfg: NodeConfig) -> PolicyLike:
     )
 
 
-def check_replanning(policy: PolicyLike) -> None:
+def check_replanning(policy: PlanningPolicy) -> None:
     """Refuse a policy whose chunk choice depends on more actions than this node is sure to run.
 
     The node replans every control period and each new chunk replaces the last, so only a chunk's
@@ -67,7 +54,7 @@ def check_replanning(policy: PolicyLike) -> None:
         )
 
 
-def chunk_length_limit(policy: PolicyLike, cfg: NodeConfig) -> int:
+def chunk_length_limit(policy: PlanningPolicy, cfg: NodeConfig) -> int:
     """Most actions a chunk may hold: the parameter, or (0) what the loaded policy executes per plan."""
     return cfg.n_action_steps or int(getattr(policy, "n_action_steps", 0)) or 1
 

@@ -35,12 +35,13 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_offrl.errors import ConfigError, NonFiniteActionError, UserError
+from robot_offrl.runtime.protocol import PlanningPolicy
 
 from .inference_worker import InferenceWorker
 from .observations import JOINT_INPUT, POSE_INPUT, ObservationAssembler
 from .outputs import ActionLayout, ForwardOutput, Output, ServoOutput, TrajectoryOutput, action_chunk_msg
 from .params import EEF_QUAT_KEY, JOINT_POS_KEY, PARAMS, NodeConfig, declare_params, parse_config
-from .policy import PolicyFactory, PolicyLike, check_chunk, check_replanning, chunk_length_limit, load_runtime
+from .policy import PolicyFactory, check_chunk, check_replanning, chunk_length_limit, load_runtime
 from .qos import camera_qos
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
 from .scheduling import LatencyEstimate, message_time_s, plan_due, schedule_chunk, splice
@@ -101,7 +102,7 @@ class PolicyNode(LifecycleNode):
         self._run_token: object | None = None
         self._stats = _Stats()
         self._cfg: NodeConfig | None = None
-        self._policy: PolicyLike | None = None
+        self._policy: PlanningPolicy | None = None
         self._assembler: ObservationAssembler | None = None
         self._watchdog: Watchdog | None = None
         self._output: Output | None = None
@@ -245,7 +246,7 @@ class PolicyNode(LifecycleNode):
         self._publish_status()
         return TransitionCallbackReturn.FAILURE
 
-    def _warm_up(self, policy: PolicyLike, limits: JointLimits, cfg: NodeConfig) -> None:
+    def _warm_up(self, policy: PlanningPolicy, limits: JointLimits, cfg: NodeConfig) -> None:
         """One inference on a synthetic observation, so the first real step is not the slow one."""
         obs: dict[str, np.ndarray] = {}
         for spec in policy.obs_schema:
@@ -261,7 +262,7 @@ class PolicyNode(LifecycleNode):
         policy.reset()
 
     def _make_output(self, cfg: NodeConfig, layout: ActionLayout, joint_filter: JointCommandFilter,
-                     box: WorkspaceBox, policy: PolicyLike) -> Output:
+                     box: WorkspaceBox, policy: PlanningPolicy) -> Output:
         if cfg.output_mode == "trajectory":
             return TrajectoryOutput(self, cfg, layout, COMMAND_QOS, joint_filter, box)
         if cfg.output_mode == "forward":

@@ -10,7 +10,8 @@ stale action teaches the policy something the operator never did. Observation ke
 What happens to a message once it arrives (value, stamp, alignment, step) lives in
 ``record_inputs.py``, without rclpy, so that ``bag_import.py`` replays recorded bags through the same code.
 
-The episode controls are those of the sim recorder (``robot_offrl_sim.teleop.session``): a second
+The record loop and its episode controls are the library's (``robot_offrl.record``), the same the sim
+recorder drives; this module is a ``RecordBackend`` plus a second
 node only exposes them as std_srvs services and forwards calls to a handler the session installs.
 Each service call waits for the record loop to answer, so the services spin in a thread apart from
 the subscriptions: a slow ``~/save`` never delays an input message.
@@ -32,7 +33,7 @@ from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from robot_offrl.data import StoreSchema
-from robot_offrl_sim.teleop.session import Refused, Step
+from robot_offrl.record.backend import RecordBackend, Refused, Step
 
 from .qos import camera_qos
 from .record_inputs import (  # noqa: F401  (re-exported: the recorder's public names live here too)
@@ -134,8 +135,10 @@ class RecorderServices(Node):
         return callback
 
 
-class RosBackend:
-    """``RecordBackend`` for the record loop: the inputs node and the services node, each on its own spin thread."""
+class RosBackend(RecordBackend):
+    """The record loop's back end on a ROS 2 arm: the inputs node and the services node, each on its own spin
+    thread. The operator resets the scene by hand and decides success at save time, so the base class's
+    no-op ``new_scene``, ``replay_scene``, ``idle`` and ``detected_success`` (None) are what a real arm needs."""
 
     def __init__(self, cfg: RecorderConfig, context: Any = None) -> None:
         self.cfg = cfg
@@ -157,12 +160,6 @@ class RosBackend:
 
     def schema(self) -> StoreSchema:
         return store_schema(self.cfg)
-
-    def new_scene(self) -> None:
-        """On a real arm the operator resets the scene by hand; nothing to do."""
-
-    def replay_scene(self) -> None:
-        """The operator puts the objects back; nothing to do."""
 
     def _tick_time(self) -> float:
         """When this step is built for: now - delay, or, on sim time, one period after the last step.
@@ -197,9 +194,6 @@ class RosBackend:
             return Refused(result.message)
         return Step(obs=result[0], action=result[1])
 
-    def detected_success(self) -> bool | None:
-        return None  # a real arm has no success oracle: the operator decides at save time
-
     def episode_attrs(self) -> dict[str, Any]:
         cfg = self.cfg
         return {
@@ -210,9 +204,6 @@ class RosBackend:
             "refused_by_topic": dict(self._refused_by_topic),
             "last_refusal": self._last_refusal,
         }
-
-    def idle(self) -> None:
-        return None
 
     def close(self) -> None:
         for spinner in self._spinners:

@@ -19,6 +19,9 @@ Reads are vectorised per batch (``__getitems__``): low-dim keys and actions alwa
 the store per batch, each chunk decoded once. Every read goes through the store's checked readers, so
 a lost or garbage chunk stops training with an error naming the episode and key instead of feeding it
 zeros. The store is reopened lazily in each DataLoader worker process.
+
+Everything here takes plain values (keys, horizons, an ``EpisodeSelection``); reading them from a
+training config is the trainer's job (``robot_offrl.train.windows.build_window_dataset``).
 """
 
 from __future__ import annotations
@@ -31,54 +34,24 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robot_offrl.algos.config import AgentConfig
 from robot_offrl.data.errors import SchemaError
-from robot_offrl.data.neighbors import (
-    NeighborIndex,
-    NeighborSettings,
-    default_feature_keys,
-    load_or_build_neighbor_index,
-    resolve_gripper_mode,
-)
+from robot_offrl.data.neighbors import NeighborIndex
 from robot_offrl.data.schema import StoreSchema
-from robot_offrl.data.selection import EpisodeSelection
+from robot_offrl.data.selection import EpisodeSelection, select_episodes
 from robot_offrl.data.stats import ACTIONS_KEY, NormStats
 from robot_offrl.data.store import EpisodeStore
 from robot_offrl.errors import ConfigError
 from robot_offrl.models.obs_info import ObsInfo
-from robot_offrl.typed_config import section
 
 # "auto" keeps images in RAM when they need less than this.
 AUTO_IMAGE_CACHE_BYTES = 2 << 30
 Item = dict[str, Any]
-
-
-def select_episodes(
-    store: EpisodeStore,
-    selection: EpisodeSelection = EpisodeSelection(),
-    episodes: Sequence[int] | None = None,
-    split: str | None = None,
-) -> list[int]:
-    """Episode indices a selection keeps (data/selection.py), optionally within a split or a given list."""
-    if selection.data_filter == "expert":
-        chosen = store.select_episodes(expert=True)
-    elif selection.data_filter == "all":
-        chosen = store.select_episodes()
-    else:
-        chosen = store.select_episodes(sources=selection.sources)
-    if split is not None:
-        in_split = set(store.split_indices(split))  # type: ignore[arg-type]
-        chosen = [i for i in chosen if i in in_split]
-    if episodes is not None:
-        wanted = {store.episode(int(i)).index for i in episodes}
-        chosen = [i for i in chosen if i in wanted]
-    if not chosen:
-        raise ConfigError(
-            f"{store.url}: no episodes match {selection.describe()}" + (f" in split '{split}'" if split else "")
-            + f" ({store.num_episodes} episodes in the store); flag some episodes as expert "
-            "(`robot-offrl data flag`) or use algo.data_filter=all"
-        )
-    return chosen
+# The batch dict of docs/contracts.md, stated once: groups keyed by observation key, then flat
+# per-window values with the dtype they are handed to the algorithms in.
+OBS_GROUPS = ("obs", "next_obs")
+FLAT_KEYS: dict[str, type] = {
+    "actions": np.float32, "reward": np.float32, "reward_steps": np.float32, "done": np.float32, "augmented": np.bool_,
+}
 
 
 def check_obs_keys(store: EpisodeStore, obs_keys: Sequence[str] | None) -> list[str]:
@@ -128,7 +101,7 @@ class WindowDataset(Dataset[Item]):
         obs_horizon: int = 2,
         pred_horizon: int = 16,
         episodes: Sequence[int] | None = None,
-        selection: EpisodeSelection = EpisodeSelection(),
+        selection: EpisodeSelection | None = None,
         split: str | None = None,
         terminal: str = "absorbing",
         td_steps: int = 1,
@@ -162,7 +135,7 @@ class WindowDataset(Dataset[Item]):
         self.obs_keys = check_obs_keys(store, obs_keys)
         self.lowdim_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "lowdim"]
         self.rgb_keys = [k for k in self.obs_keys if self.schema.key(k).kind == "rgb"]
-        self.episodes = select_episodes(store, selection, episodes, split)
+        self.episodes = select_episodes(store, selection or EpisodeSelection(), episodes, split)
         self.norm_stats = norm_stats if norm_stats is not None else store.norm_stats()
         self._index_steps(store)
         self._load_ram(store, cache_in_ram)
@@ -324,32 +297,18 @@ class WindowDataset(Dataset[Item]):
 
 
 def _split(batch: Mapping[str, Any], n: int) -> list[Item]:
-    out = []
-    for j in range(n):
-        out.append(
-            {
-                "obs": {k: v[j] for k, v in batch["obs"].items()},
-                "actions": batch["actions"][j],
-                "reward": batch["reward"][j],
-                "reward_steps": batch["reward_steps"][j],
-                "next_obs": {k: v[j] for k, v in batch["next_obs"].items()},
-                "done": batch["done"][j],
-                "augmented": batch["augmented"][j],
-            }
-        )
-    return out
+    return [
+        {**{g: {k: v[j] for k, v in batch[g].items()} for g in OBS_GROUPS}, **{k: batch[k][j] for k in FLAT_KEYS}}
+        for j in range(n)
+    ]
 
 
 def _as_tensors(batch: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "obs": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch["obs"].items()},
-        "actions": torch.from_numpy(np.ascontiguousarray(batch["actions"], dtype=np.float32)),
-        "reward": torch.from_numpy(np.asarray(batch["reward"], dtype=np.float32)),
-        "reward_steps": torch.from_numpy(np.asarray(batch["reward_steps"], dtype=np.float32)),
-        "next_obs": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch["next_obs"].items()},
-        "done": torch.from_numpy(np.asarray(batch["done"], dtype=np.float32)),
-        "augmented": torch.from_numpy(np.asarray(batch["augmented"], dtype=bool)),
+    out: dict[str, Any] = {
+        g: {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch[g].items()} for g in OBS_GROUPS
     }
+    out.update({k: torch.from_numpy(np.ascontiguousarray(batch[k], dtype=dtype)) for k, dtype in FLAT_KEYS.items()})
+    return out
 
 
 def collate_windows(items: Sequence[Item]) -> dict[str, Any]:
@@ -357,15 +316,8 @@ def collate_windows(items: Sequence[Item]) -> dict[str, Any]:
     if not items:
         raise ValueError("cannot collate an empty batch")
     keys = list(items[0]["obs"])
-    stacked = {
-        "obs": {k: np.stack([it["obs"][k] for it in items]) for k in keys},
-        "actions": np.stack([it["actions"] for it in items]),
-        "reward": np.array([it["reward"] for it in items], dtype=np.float32),
-        "reward_steps": np.array([it["reward_steps"] for it in items], dtype=np.float32),
-        "next_obs": {k: np.stack([it["next_obs"][k] for it in items]) for k in keys},
-        "done": np.array([it["done"] for it in items], dtype=np.float32),
-        "augmented": np.array([it["augmented"] for it in items], dtype=bool),
-    }
+    stacked: dict[str, Any] = {g: {k: np.stack([it[g][k] for it in items]) for k in keys} for g in OBS_GROUPS}
+    stacked.update({k: np.stack([np.asarray(it[k], dtype=dtype) for it in items]) for k, dtype in FLAT_KEYS.items()})
     return _as_tensors(stacked)
 
 
@@ -375,87 +327,3 @@ def to_device(batch: Mapping[str, Any], device: torch.device | str) -> dict[str,
         k: to_device(v, device) if isinstance(v, Mapping) else v.to(device, non_blocking=True)
         for k, v in batch.items()
     }
-
-
-def build_window_dataset(
-    store: EpisodeStore | str,
-    cfg: Any,
-    *,
-    split: str | None = None,
-    episodes: Sequence[int] | None = None,
-    norm_stats: NormStats | None = None,
-    augment: bool = True,
-    write_neighbor_cache: bool = True,
-) -> WindowDataset:
-    """The training windows a whole config asks for (parsed here; the trainer calls ``build_windows``).
-
-    Reads task.lowdim_keys / task.image_keys (empty: every key of the store), trainer.cache_in_ram,
-    seed and the typed algo / policy / critic sections.
-    """
-    task = section(cfg, "task")
-    return build_windows(
-        store,
-        AgentConfig.from_cfg(cfg),
-        obs_keys=[*(task.get("lowdim_keys") or []), *(task.get("image_keys") or [])],
-        cache_in_ram=section(cfg, "trainer").get("cache_in_ram", "auto"),
-        seed=int(cfg.get("seed", 0) if hasattr(cfg, "get") else 0),
-        split=split, episodes=episodes, norm_stats=norm_stats, augment=augment,
-        write_neighbor_cache=write_neighbor_cache,
-    )
-
-
-def build_windows(
-    store: EpisodeStore | str,
-    agent: AgentConfig,
-    *,
-    obs_keys: Sequence[str] = (),
-    cache_in_ram: bool | str = "auto",
-    seed: int = 0,
-    split: str | None = None,
-    episodes: Sequence[int] | None = None,
-    norm_stats: NormStats | None = None,
-    augment: bool = True,
-    write_neighbor_cache: bool = True,
-) -> WindowDataset:
-    """The training windows of an already-parsed agent config, with the RISE neighbour pairs when enabled.
-
-    Uses policy.obs_horizon / pred_horizon, the algorithm's episode selection (``algo.episodes``),
-    algo.nn_augment.*, critic.terminal and critic.action_steps. ``obs_keys`` empty: every key of the
-    store. ``augment=False`` leaves the neighbour pairs out even when algo.nn_augment.enabled (e.g. for a
-    validation set, whose loss should measure real windows only).
-    """
-    if not isinstance(store, EpisodeStore):
-        store = EpisodeStore.open(store, mode="r")
-    algo, policy, critic = agent.algo, agent.policy, agent.critic
-    stats = norm_stats if norm_stats is not None else store.norm_stats()
-    chosen = select_episodes(store, algo.episodes, episodes, split)
-    keys = check_obs_keys(store, list(obs_keys) or None)
-    neighbors = None
-    aug = algo.nn_augment
-    if aug.enabled and augment:
-        settings = NeighborSettings(
-            k=aug.k,
-            threshold=aug.threshold,
-            skip_first=aug.skip_first,
-            feature_keys=tuple(sorted(aug.feature_keys)) if aug.feature_keys else default_feature_keys(store, keys),
-            gripper=resolve_gripper_mode(store, aug.gripper),
-            neighbors_from=aug.neighbors_from,
-            search=aug.search,
-            skip_first_expert=aug.skip_first_expert,
-        )
-        neighbors, _ = load_or_build_neighbor_index(store, chosen, settings, stats, write_cache=write_neighbor_cache)
-    return WindowDataset(
-        store,
-        obs_keys=keys,
-        obs_horizon=policy.obs_horizon,
-        pred_horizon=policy.pred_horizon,
-        episodes=chosen,
-        split=None,
-        terminal=critic.terminal,
-        td_steps=critic.action_steps if algo.use_critic else 1,  # BC has no TD target to shape
-        norm_stats=stats,
-        cache_in_ram=cache_in_ram,
-        neighbors=neighbors,
-        max_augmented_fraction=aug.max_fraction,
-        seed=int(seed),
-    )

@@ -20,15 +20,19 @@ import torch
 from torch import nn
 
 from robot_offrl.errors import ConfigError, ObservationError
+from robot_offrl.extras import require
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.typed_config import TypedConfig, setting
 
 
 def _robomimic_nets() -> Any:
-    """robomimic's base_nets, imported lazily and without its "no private macro file" banner."""
+    """robomimic's base_nets, imported lazily and without its "no private macro file" banner.
+
+    robomimic is in the ``sim`` extra: low-dim policies, the runtime and the ROS node load without
+    it, and only a camera encoder needs it (a missing extra is a one-line error naming it).
+    """
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        from robomimic.models import base_nets
-    return base_nets
+        return require("robomimic.models.base_nets", "sim", "camera observations (robomimic's encoder networks)")
 
 
 def replace_batchnorm_with_groupnorm(module: nn.Module, channels_per_group: int = 16) -> nn.Module:

@@ -19,13 +19,14 @@ import torch
 from robot_offrl.algos import Agent, build_agent
 from robot_offrl.algos.diffusion import SCHEDULER_KINDS
 from robot_offrl.algos.selection import SELECTION_MODES
+from robot_offrl.checkpoint import CheckpointError, load_checkpoint
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
+from robot_offrl.device import autocast, autocast_dtype, select_device
 from robot_offrl.errors import ConfigError, NonFiniteActionError
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
-from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint
-from robot_offrl.train.device import autocast, autocast_dtype, select_device
+from robot_offrl.runtime.protocol import Camera, cameras_of
 
 # Test-time options a checkpoint can be run with (PolicyRuntime's keywords besides seed), so one
 # trained critic can be evaluated at another K, replanning interval or selection rule.
@@ -185,6 +186,11 @@ class PolicyRuntime:
     @property
     def action_space(self) -> ActionSpace:
         return self.schema.action
+
+    @property
+    def cameras(self) -> tuple[Camera, ...]:
+        """The cameras this checkpoint reads (its rgb observation keys)."""
+        return cameras_of(self.obs_schema)
 
     @property
     def obs_horizon(self) -> int:

@@ -1,1 +1,2 @@
-"""The trainer: devices, AMP, checkpoints, resume, logging and DDP around one Agent."""
+"""The trainer: AMP, resume, logging and DDP around one Agent (checkpoint format and device choice
+sit one floor down, in robot_offrl.checkpoint and robot_offrl.device, shared with the runtime)."""

@@ -43,8 +43,8 @@ class TrainerConfig(TypedConfig):
     grad_clip: float = setting(1.0)  # <= 0 clips nothing
     grad_clip_mode: str = setting(LEGACY_GRAD_CLIP_MODE, choices=GRAD_CLIP_MODES)  # trainer/default.yaml: per_group
     ema: EmaConfig = group(EmaConfig, flatten=True)
-    device: str = setting("auto")  # auto | cpu | cuda | cuda:N | mps (train/device.py checks it)
-    amp: str = setting("auto")  # auto (bf16 autocast on CUDA) | bf16 | off (train/device.py checks it)
+    device: str = setting("auto")  # auto | cpu | cuda | cuda:N | mps (robot_offrl/device.py checks it)
+    amp: str = setting("auto")  # auto (bf16 autocast on CUDA) | bf16 | off (robot_offrl/device.py checks it)
     compile: bool = setting(False)  # torch.compile the loss computation (worth it on CUDA)
     compile_backend: str = setting("inductor")
     optimizer_impl: str = setting("auto", choices=OPTIMIZER_IMPLS)  # auto | fused | foreach | plain

@@ -27,18 +27,19 @@ from torch.utils.data import DataLoader
 from robot_offrl.algos import Agent, build_agent
 from robot_offrl.algos.config import AgentConfig
 from robot_offrl.algos.schedule import ScheduledBatchSampler, UpdateSchedule
+from robot_offrl.checkpoint import latest_checkpoint, save_checkpoint
 from robot_offrl.data import EpisodeStore, NormStats
-from robot_offrl.data.sampler import WindowDataset, build_windows, collate_windows, to_device
+from robot_offrl.data.sampler import WindowDataset, collate_windows, to_device
+from robot_offrl.device import autocast, autocast_dtype, maybe_compile, select_device
 from robot_offrl.errors import ConfigError, UserError
 from robot_offrl.train import distributed
 from robot_offrl.train.batching import StepBatchSampler, surface_worker_errors
-from robot_offrl.train.checkpoint import latest_checkpoint, save_checkpoint
 from robot_offrl.train.config import RunConfig, TrainerConfig
-from robot_offrl.train.device import autocast, autocast_dtype, maybe_compile, select_device
 from robot_offrl.train.gradients import clip_gradients
 from robot_offrl.train.logging import RunLogger
 from robot_offrl.train.resume import prepare_resume, resume
 from robot_offrl.train.store_checks import check_store_fits
+from robot_offrl.train.windows import build_windows
 
 
 class TrainingDiverged(UserError):

@@ -5,7 +5,7 @@ resume start again at step 0 (and then overwrite the good ones); a resume with o
 raised a shape traceback or kept the checkpoint's optimiser learning rate while the run's config.yaml
 recorded the new one. Now:
 
-- the checkpoint ``latest`` names is verified (SHA-256, see checkpoint.py); a damaged or missing one
+- the checkpoint ``latest`` names is verified (SHA-256, see robot_offrl/checkpoint.py); a damaged or missing one
   is an error, unless ``trainer.resume_fallback=true`` asks to continue from the newest good older
   one, which is then said out loud;
 - the settings that decide what is trained are compared with the checkpoint's; any difference is
@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from robot_offrl.errors import ConfigError
-from robot_offrl.train.checkpoint import (
+from robot_offrl.checkpoint import (
     CHECKPOINT_DIR,
     LATEST_FILE,
     Checkpoint,
@@ -34,20 +33,10 @@ from robot_offrl.train.checkpoint import (
     load_checkpoint,
     unflatten_optimizer_state,
 )
+from robot_offrl.errors import ConfigError
 from robot_offrl.train.config import TrainerConfig, legacy_values
+from robot_offrl.train.settings import RESUME_IGNORED
 
-# Where a run and its data live and how it is executed or reported (device, logging, checkpoint
-# cadence, resume options): never what it trains. A copied run folder or a GPU run continued on a CPU
-# is the same run.
-RUN_PLACE_KEYS = frozenset({
-    "out", "data", "resume", "trainer.device", "trainer.amp", "trainer.compile",
-    "trainer.compile_backend", "trainer.num_workers", "trainer.cache_in_ram", "trainer.log_every",
-    "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every", "trainer.keep_checkpoints",
-    "trainer.progress", "trainer.resume_fallback", "trainer.resume_changes",
-})
-# On resume trainer.steps may differ too: it is how a run is extended (the cosine schedule is then
-# stretched over the new length).
-RESUME_IGNORED = RUN_PLACE_KEYS | {"trainer.steps"}
 # Acting defaults stored with a run (K, argmax/softmax): they change no weights.
 ACTING_PREFIX = "algo.selection."
 # Settings that can be applied to a restored optimiser without rebuilding anything, mapped to the

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from robot_offrl.algos.config import AlgoConfig
 from robot_offrl.config import config_dir
 from robot_offrl.data import EpisodeStore
-from robot_offrl.data.sampler import select_episodes
+from robot_offrl.data.selection import select_episodes
 from robot_offrl.errors import ConfigError
 
 

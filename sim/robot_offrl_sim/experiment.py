@@ -23,7 +23,8 @@ import yaml
 from omegaconf import OmegaConf
 
 from robot_offrl.errors import ConfigError
-from robot_offrl.train.resume import RUN_PLACE_KEYS, config_differences
+from robot_offrl.train.resume import config_differences
+from robot_offrl.train.settings import RUN_PLACE_KEYS
 from robot_offrl_sim.perturbations import parse_perturbation
 from robot_offrl_sim.regions import parse_grid
 from robot_offrl_sim.sweep import SweepConfig, run_sweep
@@ -208,8 +209,8 @@ def _resolve(path: str, base: Path) -> Path:
 
 
 def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path, log: Any) -> dict[str, Any]:
+    from robot_offrl.checkpoint import latest_checkpoint, load_checkpoint
     from robot_offrl.config import compose
-    from robot_offrl.train.checkpoint import latest_checkpoint, load_checkpoint
     from robot_offrl.train.loop import train
 
     overrides = [f"task={exp.task}", f"data={data}", f"out={run_dir}", f"seed={seed}",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.errors import ConfigError
+from robot_offrl.runtime.protocol import Policy
 from robot_offrl_sim.attempts import (
     EARLY_CLOSE_HEIGHT,
     FUMBLES,
@@ -28,7 +29,6 @@ from robot_offrl_sim.attempts import (
 from robot_offrl_sim.experts import make_expert
 from robot_offrl_sim.experts.base import CLOSE, OPEN, Obs, ScriptedExpert, servo
 from robot_offrl_sim.reset_play import ResetPlayPolicy
-from robot_offrl_sim.rollout import Policy
 from robot_offrl_sim.spec import TaskSpec
 
 KINDS = ("expert", "play", "failed", "partial", "suboptimal", "reset_play", "failed_smooth", "policy_rollout")

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from robot_offrl.errors import ConfigError
+from robot_offrl.runtime.protocol import Policy
 from robot_offrl_sim.initial_conditions import InitialCondition
 from robot_offrl_sim.perturbations import ArmPush, Perturbation
 from robot_offrl_sim.tasks import Obs, SimEnv
-
-
-class Policy(Protocol):
-    def reset(self) -> None: ...
-
-    def act(self, obs: Obs) -> np.ndarray: ...
 
 
 @dataclass

@@ -108,7 +108,7 @@ def check_checkpoint_task(path: str, task: str) -> None:
 
     Reads only the checkpoint's config.yaml, so the refusal comes before any worker or simulator starts.
     """
-    from robot_offrl.train.checkpoint import read_checkpoint_config, resolve_checkpoint
+    from robot_offrl.checkpoint import read_checkpoint_config, resolve_checkpoint
 
     folder = resolve_checkpoint(path)
     trained = read_checkpoint_config(folder).get("task", {})
@@ -177,19 +177,11 @@ def load_policy(text: str, task: str, **kwargs: Any) -> Any:
 
 
 def policy_cameras(policy: Any) -> tuple[list[str], int | None]:
-    """Cameras (and image size) a learned policy's observation schema asks for; none for scripted."""
-    schema = getattr(policy, "obs_schema", None)
-    if schema is None:
-        return [], None
-    keys = getattr(schema, "obs", schema)
-    cams, size = [], None
-    for k in keys:
-        name = getattr(k, "name", str(k))
-        if name.endswith("_image"):
-            cams.append(name[: -len("_image")])
-            shape = getattr(k, "shape", None)
-            size = int(shape[0]) if shape else size
-    return cams, size
+    """Cameras (and image size) a learned policy reads; none for a scripted one, which states no inputs."""
+    from robot_offrl.runtime.protocol import PlanningPolicy
+
+    cameras = policy.cameras if isinstance(policy, PlanningPolicy) else ()
+    return [c.name for c in cameras], (cameras[-1].height if cameras else None)
 
 
 _WORKER: dict[str, Any] = {}
@@ -250,7 +242,7 @@ class SweepStopped(UserError):
 
 
 class EpisodeRunner(Protocol):
-    """Runs a sweep's jobs somewhere else than this module's workers (robot_offrl_ros.sweep_backend).
+    """Runs a sweep's jobs somewhere else than this module's workers (robot_offrl_ros.sim_sweep_backend).
 
     ``run`` returns one output per job as ``run_job`` does ({"cell", "episode", "result"}) or raises
     SweepStopped with those it finished; ``details`` goes into timing.json (rates, latencies, logs).

@@ -21,7 +21,7 @@ Backend = Callable[[list[dict[str, Any]], Any, bool], list[dict[str, Any]]]
 BACKENDS: dict[str, str] = {
     "local": "robot_offrl_sim.sweep:run_local",  # this machine: --workers processes
     "ray": "robot_offrl_sim.sweep_ray:run_ray",  # Ray tasks on a cluster (--address) or a local instance
-    "ros": "robot_offrl_ros.sweep_backend:run_ros",  # policy_node + the sim arm over ROS 2 (docs/deploy.md)
+    "ros": "robot_offrl_ros.sim_sweep_backend:run_ros",  # policy_node + the sim arm over ROS 2 (docs/deploy.md)
 }
 
 

@@ -48,7 +48,7 @@ print(appended)
 
 def child_env() -> dict[str, str]:
     """This worktree's code and the test helpers on the child's path, whatever the parent's cwd."""
-    parts = [str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(HERE)]
+    parts = [str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(REPO / "cli"), str(HERE)]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(parts)}
 
 
@@ -77,7 +77,7 @@ def finish_holder(proc: subprocess.Popen[str], release: Path) -> int:
 def run_cli(*argv: object) -> subprocess.CompletedProcess[str]:
     """The real command line in its own process."""
     return subprocess.run(
-        [sys.executable, "-m", "robot_offrl.cli.main", *[str(a) for a in argv]],
+        [sys.executable, "-m", "robot_offrl_cli.main", *[str(a) for a in argv]],
         env=child_env(), capture_output=True, text=True, timeout=120,
     )
 

@@ -82,7 +82,7 @@ def small_store(tmp_path: Path) -> EpisodeStore:
 
 
 def _parser_with_data_only() -> argparse.ArgumentParser:
-    from robot_offrl.cli import data_cmd
+    from robot_offrl_cli import data_cmd
 
     parser = argparse.ArgumentParser(prog="robot-offrl")
     sub = parser.add_subparsers(dest="command")
@@ -102,7 +102,7 @@ def _fallback_main(argv: list[str]) -> int:
 
 def _entry() -> Callable[[list[str]], int]:
     try:
-        from robot_offrl.cli.main import build_parser, main
+        from robot_offrl_cli.main import build_parser, main
 
         build_parser()
         return main
@@ -142,8 +142,8 @@ def run_cli_without(module: str, argv: list[str]) -> subprocess.CompletedProcess
     """``robot-offrl ARGV`` in a real process where ``module`` cannot be imported (a base install's view)."""
     code = (
         f"import sys; sys.modules[{module!r}] = None\n"
-        "from robot_offrl.cli.main import main\n"
+        "from robot_offrl_cli.main import main\n"
         f"sys.exit(main({[str(a) for a in argv]!r}))\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware"), str(ROOT / "cli")])}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)

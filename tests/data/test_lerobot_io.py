@@ -119,7 +119,7 @@ def test_a_lerobot_written_dataset_imports_and_trains(lerobot_dir, tmp_path, cli
     from learn_support import optimise, tiny_cfg
 
     from robot_offrl.algos import build_agent
-    from robot_offrl.data.sampler import build_window_dataset
+    from robot_offrl.train.windows import build_window_dataset
 
     torch.manual_seed(0)
     cfg = tiny_cfg("rise")

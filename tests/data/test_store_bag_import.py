@@ -12,7 +12,7 @@ pytest.importorskip("rosbags")
 from bag_support import T0, BagSpec, expected_joint, write_bag  # noqa: E402
 from store_support import tree_digest  # noqa: E402
 
-from robot_offrl.cli.main import main  # noqa: E402
+from robot_offrl_cli.main import main  # noqa: E402
 from robot_offrl.data import EpisodeStore  # noqa: E402
 from robot_offrl.data.validate import find_problems  # noqa: E402
 from robot_offrl_ros.record_inputs import load_recorder_yaml  # noqa: E402

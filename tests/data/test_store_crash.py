@@ -52,7 +52,7 @@ def _image_array_len(root: Path) -> int:
 
 
 def _start_writer(root: Path, flag: Path, length: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(REPO / "cli")])}
     return subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(flag), str(length)], env=env)
 
 
@@ -188,7 +188,7 @@ def test_sigkill_at_arbitrary_points_of_a_recording_loop(tmp_path: Path, delay: 
 
     root = tmp_path / "loop.zarr"
     EpisodeStore.create(str(root), make_schema())
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(REPO / "cli")])}
     child = subprocess.Popen([sys.executable, "-c", LOOP_WRITER, str(root), str(Path(__file__).parent)], env=env)
     try:
         deadline = time.monotonic() + 60

@@ -183,9 +183,9 @@ def test_killed_merge_leaves_no_store_at_the_output(tmp_path: Path, cli: Cli) ->
     want = episode_hashes(source)
     out = tmp_path / "out.zarr"
     staged = tmp_path / f".out.zarr{STAGING_SUFFIX}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(REPO / "cli")])}
     child = subprocess.Popen(
-        [sys.executable, "-m", "robot_offrl.cli.main", "data", "merge", str(out), *[source.url] * 6], env=env,
+        [sys.executable, "-m", "robot_offrl_cli.main", "data", "merge", str(out), *[source.url] * 6], env=env,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -335,9 +335,9 @@ def test_killed_build_dataset_leaves_no_store_at_the_output(tmp_path: Path, cli:
     recipe.write_text("name: r\ntask: lift\nseed: 0\nhorizon: 20\nparts:\n  - {kind: play, episodes: 50}\n")
     out = tmp_path / "built.zarr"
     staged = tmp_path / f".built.zarr{STAGING_SUFFIX}"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "sim"), str(REPO / "hardware"), str(REPO / "cli")])}
     child = subprocess.Popen(
-        [sys.executable, "-m", "robot_offrl.cli.main", "sim", "build-dataset", str(recipe), "--quiet",
+        [sys.executable, "-m", "robot_offrl_cli.main", "sim", "build-dataset", str(recipe), "--quiet",
          "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

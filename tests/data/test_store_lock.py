@@ -297,7 +297,7 @@ def test_a_forked_child_neither_keeps_nor_uses_the_parents_lock(tmp_path: Path) 
                                      ("data", "delete"), ("data", "stats"), ("data", "import-robomimic"),
                                      ("sim", "collect"), ("sweep",), ("record",)])
 def test_every_write_command_offers_wait(command: tuple[str, ...]) -> None:
-    from robot_offrl.cli.main import build_parser
+    from robot_offrl_cli.main import build_parser
 
     parser = build_parser()
     sub = parser

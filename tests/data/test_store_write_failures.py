@@ -22,7 +22,7 @@ import contextlib, errno, io, json, os, subprocess, sys, traceback
 from pathlib import Path
 from lock_support import committed_hashes
 from store_support import fill_store, make_episode
-from robot_offrl.cli.main import main
+from robot_offrl_cli.main import main
 from robot_offrl.data import EpisodeStore, StoreError
 from robot_offrl.data.validate import find_problems
 

@@ -10,8 +10,8 @@ from learn_support import make_schema, optimise, tiny_cfg, write_store
 from safetensors.torch import load_file, save_file
 
 from robot_offrl.algos import build_agent
-from robot_offrl.data.sampler import build_window_dataset
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.windows import build_window_dataset
 
 
 def _random_episodes(rng, n_episodes, length, rgb=None):

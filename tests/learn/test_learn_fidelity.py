@@ -16,13 +16,13 @@ from learn_support import make_schema, tiny_cfg, write_store
 from robot_offrl.algos import build_agent
 from robot_offrl.algos.config import AgentConfig
 from robot_offrl.algos.schedule import ScheduledBatchSampler, UpdateSchedule
+from robot_offrl.checkpoint import CONFIG_FILE, save_checkpoint
 from robot_offrl.config import compose
 from robot_offrl.data.neighbors import NeighborSettings, load_or_build_neighbor_index
-from robot_offrl.data.sampler import build_window_dataset
 from robot_offrl.models.lipschitz import LipschitzHead, SpectralMLPHead
 from robot_offrl.runtime.policy import PolicyRuntime
-from robot_offrl.train.checkpoint import CONFIG_FILE, save_checkpoint
 from robot_offrl.train.loop import checkpoint_schema, clip_gradients, train
+from robot_offrl.train.windows import build_window_dataset
 
 LENGTH = 8
 

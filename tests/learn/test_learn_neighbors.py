@@ -16,8 +16,8 @@ from robot_offrl.data.neighbors import (
     load_or_build_neighbor_index,
     resolve_gripper_mode,
 )
-from robot_offrl.data.sampler import build_window_dataset
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.windows import build_window_dataset
 
 # global step offsets of the episodes written below
 E0, E1, N2, N3 = 0, 11, 14, 20

@@ -9,9 +9,10 @@ from learn_support import counting_episode, make_schema, tiny_cfg, write_store
 from torch.utils.data import DataLoader
 
 from robot_offrl.data import EpisodeStore
-from robot_offrl.data.sampler import WindowDataset, build_window_dataset, collate_windows
+from robot_offrl.data.sampler import WindowDataset, collate_windows
 from robot_offrl.data.selection import EpisodeSelection
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.windows import build_window_dataset
 
 LENGTHS = (5, 3, 7)
 EXPERT = (True, False, True)

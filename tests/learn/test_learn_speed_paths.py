@@ -11,8 +11,8 @@ from learn_support import make_schema, tiny_cfg, write_store
 from robot_offrl.algos import build_agent
 from robot_offrl.algos.averaging import soft_update
 from robot_offrl.algos.diffusion import SCHEDULER_KINDS as SCHEDULERS
-from robot_offrl.data.sampler import build_window_dataset
 from robot_offrl.errors import ConfigError
+from robot_offrl.train.windows import build_window_dataset
 
 
 @pytest.fixture(scope="module")

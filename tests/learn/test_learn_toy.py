@@ -17,7 +17,7 @@ import torch
 from learn_support import make_schema, optimise, tiny_cfg, write_store
 
 from robot_offrl.algos import build_agent
-from robot_offrl.data.sampler import build_window_dataset
+from robot_offrl.train.windows import build_window_dataset
 
 GOAL = np.array([0.8, 0.0])
 E_CENTRE = np.array([0.15, 0.0])

@@ -17,10 +17,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 from record_support import ENTER, WaitSteps, wiggle  # noqa: E402
 
 from robot_offrl.data import EpisodeStore  # noqa: E402
+from robot_offrl.record.controls import ScriptedKeys  # noqa: E402
+from robot_offrl.record.session import RecordSession, SessionConfig  # noqa: E402
 from robot_offrl_sim.tasks import make_env  # noqa: E402
-from robot_offrl_sim.teleop.controls import ScriptedKeys  # noqa: E402
 from robot_offrl_sim.teleop.devices import ScriptedDevice  # noqa: E402
-from robot_offrl_sim.teleop.session import RecordSession, SessionConfig  # noqa: E402
 from robot_offrl_sim.teleop.sim_backend import SimBackend  # noqa: E402
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.data import EpisodeStore
-from robot_offrl_sim.teleop.controls import ScriptedKeys, WaitSteps
+from robot_offrl.record.controls import ScriptedKeys, WaitSteps
+from robot_offrl.record.session import RecordSession, SessionConfig
 from robot_offrl_sim.teleop.devices import ScriptedDevice
-from robot_offrl_sim.teleop.session import RecordSession, SessionConfig
 from robot_offrl_sim.teleop.sim_backend import SimBackend
 
 ENTER = "\n"

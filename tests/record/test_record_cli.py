@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_offrl.cli.main import main
+from robot_offrl_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
@@ -103,7 +103,7 @@ def test_keyboard_adapter_turns_robosuite_key_events_into_the_7d_action() -> Non
         # (no dev.close(): pynput's dummy backend cannot stop a listener it never really started)
     """)
     env = {**os.environ, "PYNPUT_BACKEND": "dummy", "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware")])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "sim"), str(ROOT / "hardware"), str(ROOT / "cli")])}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=100)
     assert proc.returncode == 0, proc.stderr
     lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if line[:2] in ("A0", "A1", "A2", "A3", "DT"))

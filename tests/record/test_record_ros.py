@@ -18,10 +18,13 @@ pytest.importorskip("rclpy")
 from record_support import JitterPublisher, rgb_to_stamp  # noqa: E402
 from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
-from robot_offrl.cli.main import main  # noqa: E402
 from robot_offrl.data import EpisodeStore  # noqa: E402
 from robot_offrl.data.validate import find_problems  # noqa: E402
 from robot_offrl.errors import ConfigError  # noqa: E402
+from robot_offrl.record.backend import Refused, Step  # noqa: E402
+from robot_offrl.record.controls import CommandQueue  # noqa: E402
+from robot_offrl.record.session import RecordSession, SessionConfig, service_handler  # noqa: E402
+from robot_offrl_cli.main import main  # noqa: E402
 from robot_offrl_ros.recorder import (  # noqa: E402
     RECORDER_PARAM_NAMES,
     RosBackend,
@@ -30,8 +33,6 @@ from robot_offrl_ros.recorder import (  # noqa: E402
     parse_recorder_config,
     store_schema,
 )
-from robot_offrl_sim.teleop.controls import CommandQueue  # noqa: E402
-from robot_offrl_sim.teleop.session import RecordSession, Refused, SessionConfig, Step, service_handler  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(120)]
 ROOT = Path(__file__).resolve().parents[2]

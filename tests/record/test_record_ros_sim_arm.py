@@ -37,8 +37,8 @@ from std_srvs.srv import SetBool, Trigger  # noqa: E402
 from robot_offrl.data import EpisodeStore  # noqa: E402
 from robot_offrl.data.validate import find_problems  # noqa: E402
 from robot_offrl_ros.sim_arm_node import LATCHED_QOS  # noqa: E402
+from robot_offrl_ros.sim_sweep_backend import child_env  # noqa: E402
 from robot_offrl_ros.spinning import SpinThread  # noqa: E402
-from robot_offrl_ros.sweep_backend import child_env  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.render, pytest.mark.timeout(1800)]  # four processes; a starved CPU
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,7 +135,7 @@ def test_record_ros_on_the_sim_arm_with_a_scripted_leader_gives_a_store_that_tra
         end = time.monotonic() + WALL_LIMIT_S
         wait_until(lambda: op.clock_s > 0, procs, "the sim arm's /clock", end)
         recorder = subprocess.Popen(
-            [sys.executable, "-m", "robot_offrl.cli.main", "record", "--ros", "--config",
+            [sys.executable, "-m", "robot_offrl_cli.main", "record", "--ros", "--config",
              str(recorder_yaml(tmp_path / "record.yaml")), "--out", str(store_path), "--source", "teleop"],
             stdin=subprocess.DEVNULL, **spawn)
         procs.append(recorder)

@@ -12,11 +12,11 @@ from record_support import ENTER, WaitSteps, sim_session, wiggle
 from robot_offrl.data import EpisodeStore
 from robot_offrl.data.validate import find_problems
 from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.record.controls import Command, ScriptExhaustedError, WaitFor, help_text
+from robot_offrl.record.session import SessionConfig, State, Status, format_status
 from robot_offrl_sim.collect import collect
 from robot_offrl_sim.experts import make_expert
-from robot_offrl_sim.teleop.controls import Command, ScriptExhaustedError, WaitFor, help_text
 from robot_offrl_sim.teleop.devices import DeviceError, ScriptedDevice
-from robot_offrl_sim.teleop.session import SessionConfig, State, Status, format_status
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -164,7 +164,7 @@ def test_session_config_and_status_line() -> None:
     text = help_text()
     for key in ("n", "k", "x", "z", "g", "Q", "Enter"):
         assert f"  {key}" in text
-    from robot_offrl_sim.teleop.controls import BINDINGS, ROBOSUITE_KEYS
+    from robot_offrl.record.controls import BINDINGS, ROBOSUITE_KEYS
 
     assert not {b.key for b in BINDINGS} & ROBOSUITE_KEYS
     assert {b.command for b in BINDINGS} >= {Command.START, Command.SAVE, Command.DISCARD, Command.QUIT}

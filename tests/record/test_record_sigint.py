@@ -24,7 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_sigint_mid_episode_keeps_saved_episodes(tmp_path: Path) -> None:
     store_path, actions_path = tmp_path / "rec.zarr", tmp_path / "actions.npz"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT), str(ROOT / "sim"),
-                                                         str(ROOT / "hardware")]),
+                                                         str(ROOT / "hardware"), str(ROOT / "cli")]),
            "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl")}
     proc = subprocess.Popen([sys.executable, str(HERE / "record_child.py"), str(store_path), str(actions_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -63,7 +63,7 @@ def terminal_ctrl_c() -> Iterator[None]:
 def test_ctrl_c_is_held_until_the_recorder_asks_and_an_ignored_sigint_stays_ignored(terminal_ctrl_c: None) -> None:
     """A Ctrl-C inside a simulator step (numba, MuJoCo callbacks) must not surface there as a
     SystemError: CtrlC turns it into a flag that the record loop raises between ticks."""
-    from robot_offrl_sim.teleop.session import CtrlC, sigint_deferred
+    from robot_offrl.record.session import CtrlC, sigint_deferred
 
     before = signal.getsignal(signal.SIGINT)
     with CtrlC() as ctrl_c:

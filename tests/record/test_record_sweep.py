@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from robot_offrl.cli.main import main
 from robot_offrl.data import EpisodeStore
 from robot_offrl.data.validate import find_problems
+from robot_offrl_cli.main import main
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from robot_offrl.data import ActionSpace, KeySpec
 from robot_offrl.errors import NonFiniteActionError
+from robot_offrl.runtime.protocol import Camera, cameras_of
 
 PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
 PANDA_UPPER = [2.8973, 1.7628, 2.8973, -0.0698, 2.8973, 3.7525, 2.8973]
@@ -44,6 +45,10 @@ class ScriptedPolicy:
         specs = [KeySpec("joint_pos", "float32", (len(self.joint_names),), "lowdim")]
         specs += [KeySpec(k, "uint8", tuple(s), "rgb") for k, s in self.image_keys.items()]
         return specs
+
+    @property
+    def cameras(self) -> tuple[Camera, ...]:
+        return cameras_of(self.obs_schema)
 
     @property
     def action_space(self) -> ActionSpace:
@@ -92,6 +97,10 @@ class ScriptedDeltaPolicy:
     def obs_schema(self) -> list[KeySpec]:
         return [KeySpec("robot0_eef_pos", "float32", (3,), "lowdim"),
                 KeySpec("agentview_image", "uint8", (84, 84, 3), "rgb")]
+
+    @property
+    def cameras(self) -> tuple[Camera, ...]:
+        return cameras_of(self.obs_schema)
 
     @property
     def action_space(self) -> ActionSpace:

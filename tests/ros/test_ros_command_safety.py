@@ -146,7 +146,7 @@ def test_measured_joints_outside_the_limits_hold_clipped_into_them(rig_factory: 
 # ---------------------------------------------------------------- shutdown of a real process
 def child_env() -> dict[str, str]:
     root = Path(__file__).resolve().parents[2]
-    paths = [str(root), str(root / "sim"), str(root / "hardware"), os.environ.get("PYTHONPATH", "")]
+    paths = [str(root), str(root / "sim"), str(root / "hardware"), str(root / "cli"), os.environ.get("PYTHONPATH", "")]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p), "PYTHONUNBUFFERED": "1"}
 
 

@@ -21,9 +21,9 @@ pytest.importorskip("rclpy")
 
 from deployable_checkpoint import TASK, train_tiny_deployable_checkpoint  # noqa: E402
 
-from robot_offrl.cli.main import main  # noqa: E402
 from robot_offrl.errors import ConfigError  # noqa: E402
-from robot_offrl_ros.sweep_backend import RosSweepOptions, RosSweepRunner, ros_sweep  # noqa: E402
+from robot_offrl_cli.main import main  # noqa: E402
+from robot_offrl_ros.sim_sweep_backend import RosSweepOptions, RosSweepRunner, ros_sweep  # noqa: E402
 from robot_offrl_sim.perturbations import parse_perturbation  # noqa: E402
 from robot_offrl_sim.sweep import SweepConfig, SweepStopped, run_sweep  # noqa: E402
 

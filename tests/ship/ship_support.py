@@ -24,7 +24,7 @@ except ModuleNotFoundError:  # Python 3.10
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILES = (DOCKER / "train.Dockerfile", DOCKER / "robot.Dockerfile")
-PYTHONPATH = os.pathsep.join(str(REPO / p) for p in (".", "sim", "hardware"))
+PYTHONPATH = os.pathsep.join(str(REPO / p) for p in (".", "sim", "hardware", "cli"))
 
 # Importable names a machine without ROS 2 lacks: rclpy and the message packages the nodes use.
 ROS_MODULES = (
@@ -159,15 +159,24 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, cwd: Path | None
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = PYTHONPATH if pythonpath_prefix is None else pythonpath_prefix + os.pathsep + PYTHONPATH
     return subprocess.run(
-        [sys.executable, "-m", "robot_offrl.cli.main", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "robot_offrl_cli.main", *args], capture_output=True, text=True,
         env=full_env, cwd=cwd or REPO, timeout=timeout,
     )
+
+
+# The [sim] extra's modules: a robot computer without the simulator lacks them.
+SIM_MODULES = ("robosuite", "mujoco", "robomimic")
 
 
 def hide_ros(folder: Path) -> Path:
     """A folder that, put first on PYTHONPATH, makes every ROS 2 module fail to import as on a machine
     without ROS (the ROS wheels stay installed for the other test folders)."""
-    for name in ROS_MODULES:
+    return hide_modules(folder, ROS_MODULES)
+
+
+def hide_modules(folder: Path, names: tuple[str, ...]) -> Path:
+    """A folder that, put first on PYTHONPATH, makes each of ``names`` fail to import as if not installed."""
+    for name in names:
         package = folder / name
         package.mkdir(parents=True, exist_ok=True)
         (package / "__init__.py").write_text(
@@ -215,7 +224,7 @@ def robot_offrl_argvs(markdown: Path) -> list[list[str]]:
                 previous = words[i - 1] if i else ""
                 is_image = (word.split(":")[0] == "robot-offrl-train" and previous not in ("-t", "--tag")
                             and "--entrypoint" not in words)
-                if word == "robot-offrl" or is_image or (word == "robot_offrl.cli.main" and previous == "-m"):
+                if word == "robot-offrl" or is_image or (word == "robot_offrl_cli.main" and previous == "-m"):
                     argvs.append(words[i + 1 :])
                     break
     return argvs

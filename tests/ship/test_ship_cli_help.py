@@ -7,7 +7,7 @@ import argparse
 import pytest
 from ship_support import run_cli
 
-from robot_offrl.cli.main import build_parser
+from robot_offrl_cli.main import build_parser
 
 
 def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:

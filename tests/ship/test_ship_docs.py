@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from ship_support import REPO, fenced_shell_lines, robot_offrl_argvs
 
-from robot_offrl.cli.main import build_parser, main
 from robot_offrl.config import compose
+from robot_offrl_cli.main import build_parser, main
 
 DOCS = {name: REPO / "docs" / name for name in ("newcomer.md", "docker.md", "scaling.md")}
 NEWCOMER = DOCS["newcomer.md"]
@@ -57,7 +57,7 @@ def test_torchrun_lines_use_the_cli_module():
     for doc in DOCS.values():
         for line in fenced_shell_lines(doc):
             if "torchrun" in line and "--help" not in line:
-                assert "-m robot_offrl.cli.main train" in line, f"{doc.name}: {line}"
+                assert "-m robot_offrl_cli.main train" in line, f"{doc.name}: {line}"
 
 
 PATH_PREFIXES = ("docs/", "docker/", "hardware/", "configs/", "datasets/", "tests/", "bench/", "sim/", "robot_offrl/")

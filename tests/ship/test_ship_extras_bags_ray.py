@@ -30,7 +30,7 @@ def test_without_the_extras_the_commands_name_what_to_install(
     """A base install (package import blocked here) gets one line naming the extra, not a traceback."""
     import sys
 
-    from robot_offrl.cli.main import main
+    from robot_offrl_cli.main import main
 
     monkeypatch.setitem(sys.modules, "rosbags", None)  # `import rosbags...` now raises ImportError
     monkeypatch.setitem(sys.modules, "rosbags.highlevel", None)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from ship_support import PYTHONPATH, REPO, ROS_MODULES, hide_ros, make_lift_store, run_cli
 
-from robot_offrl.cli.main import main
+from robot_offrl_cli.main import main
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -74,7 +74,7 @@ def test_train_on_cuda_without_a_gpu(lift_store, tmp_path, capsys):
 def test_the_library_and_cli_never_import_ros():
     code = (
         "import sys\n"
-        "from robot_offrl.cli.main import build_parser\n"
+        "from robot_offrl_cli.main import build_parser\n"
         "build_parser()\n"
         "import robot_offrl.data, robot_offrl.train.loop, robot_offrl.runtime, robot_offrl_sim.sweep\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {ROS_MODULES!r}))\n"
@@ -131,12 +131,10 @@ def test_node_entry_points_without_ros_print_one_line(node, tmp_path):
 
 # --------------------------------------------------------------------------- no display
 def test_keyboard_recorder_without_a_display(tmp_path):
-    if not (REPO / "robot_offrl" / "cli" / "record_cmd.py").is_file():
-        pytest.skip("record_cmd.py is not there yet")
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     out = tmp_path / "teleop.zarr"
     proc = subprocess.run(
-        [sys.executable, "-m", "robot_offrl.cli.main", "record", "--task", "lift", "--device", "keyboard",
+        [sys.executable, "-m", "robot_offrl_cli.main", "record", "--task", "lift", "--device", "keyboard",
          "--out", str(out)], capture_output=True, text=True, timeout=120, cwd=REPO,
         env={**env, "PYTHONPATH": PYTHONPATH})
     _one_line_error(proc, "no display", "DISPLAY")

@@ -123,7 +123,7 @@ def test_joint_controller_takes_joint_targets_and_names_a_wrong_action(joint_env
 
 def test_recipe_builds_a_deployable_store_with_non_expert_kinds(tmp_path: Path) -> None:
     """Scripted non-expert kinds read the cube pose privately; the store still never holds it."""
-    from robot_offrl.cli import sim_cmd
+    from robot_offrl_cli import sim_cmd
 
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(f"name: tiny\ntask: {TASK}\nseed: 1\nhorizon: 30\ncameras: [agentview]\nparts:\n"

@@ -96,7 +96,7 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     assert np.isfinite(flow["v_expert_mean"]) and set(flow["v_steps_before_first_contact"]) == {"0", "5", "10", "20", "40"}
 
     # A trained critic can be swept at another K / replanning interval than it was trained with.
-    from robot_offrl.cli.main import main
+    from robot_offrl_cli.main import main
 
     sweep_out = tmp_path / "k2"
     argv = ["sweep", "--checkpoint", str(out / "runs" / "rise_s0"), "--task", "lift", "--grid", "1x1",
@@ -196,7 +196,7 @@ def test_shipped_experiment_files_load():
 
 
 def test_experiment_cli_prints_the_table(tmp_path, capsys):
-    from robot_offrl.cli.main import main
+    from robot_offrl_cli.main import main
 
     out = tmp_path / "cli_out"
     assert main(["experiment", "--experiment", str(_write(tmp_path)), "--out", str(out)]) == 0

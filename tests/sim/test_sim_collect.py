@@ -16,7 +16,7 @@ from robot_offrl_sim.sweep import SweepConfig, run_sweep
 
 def _cli(argv: list[str]) -> int:
     """The same dispatch as robot-offrl's root command, over the sim module's parsers only."""
-    from robot_offrl.cli import sim_cmd
+    from robot_offrl_cli import sim_cmd
 
     parser = argparse.ArgumentParser(prog="robot-offrl")
     sim_cmd.register(parser.add_subparsers(dest="command"))

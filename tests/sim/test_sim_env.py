@@ -115,8 +115,8 @@ def test_region_draws_are_seeded_and_inside(lift_env) -> None:
 
 def test_importing_the_library_does_not_import_robosuite() -> None:
     code = (
-        "import sys, robot_offrl, robot_offrl.cli.sim_cmd, robot_offrl_sim.spec, robot_offrl_sim.regions;"
+        "import sys, robot_offrl, robot_offrl_cli.sim_cmd, robot_offrl_sim.spec, robot_offrl_sim.regions;"
         "assert 'robosuite' not in sys.modules and 'rclpy' not in sys.modules"
     )
-    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'sim'}", "PATH": "/usr/bin:/bin"}
+    env = {"PYTHONPATH": f"{ROOT}:{ROOT / 'sim'}:{ROOT / 'cli'}", "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)

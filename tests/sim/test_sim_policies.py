@@ -85,3 +85,13 @@ def test_other_tasks_smoke(task: str) -> None:
         assert env.spec.narrow.contains(res.initial_condition["x"], res.initial_condition["y"])
     finally:
         env.close()
+
+
+def test_scripted_policies_read_no_cameras() -> None:
+    """The sweep asks a policy's typed ``cameras``; a scripted expert states no inputs, so none."""
+    from robot_offrl.runtime import PlanningPolicy, Policy
+    from robot_offrl_sim.sweep import policy_cameras
+
+    expert = make_expert("lift")
+    assert isinstance(expert, Policy) and not isinstance(expert, PlanningPolicy)
+    assert policy_cameras(expert) == ([], None)

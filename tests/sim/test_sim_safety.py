@@ -1,6 +1,6 @@
 """Sim commands refuse nonsense in one line before any episode runs (issue #15).
 
-Real CLI calls (`robot_offrl.cli.main.main`, or a subprocess where a regression could exhaust the
+Real CLI calls (`robot_offrl_cli.main.main`, or a subprocess where a regression could exhaust the
 machine's memory), a real store collected in robosuite and a real (tiny) trained checkpoint.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_offrl.cli.main import main
+from robot_offrl_cli.main import main
 
 
 def _cli_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
@@ -61,7 +61,7 @@ def _limit_memory() -> None:
 
 def test_sweep_grid_is_bounded_before_anything_is_allocated(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "robot_offrl.cli.main", "sweep", "--policy", "scripted:lift", "--task", "lift",
+        [sys.executable, "-m", "robot_offrl_cli.main", "sweep", "--policy", "scripted:lift", "--task", "lift",
          "--grid", "100000x100000", "--out", str(tmp_path / "sweep"), "--quiet"],
         capture_output=True, text=True, timeout=120, preexec_fn=_limit_memory,
     )

@@ -11,8 +11,8 @@ import pytest
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # Ray start-up plus a simulator per Ray worker: ~80 s on a loaded 2-core CPU
 
-from robot_offrl.cli.main import main  # noqa: E402
 from robot_offrl.errors import ConfigError  # noqa: E402
+from robot_offrl_cli.main import main  # noqa: E402
 from robot_offrl_sim.sweep import SweepConfig, run_sweep  # noqa: E402
 
 BASE = dict(task="lift", policy="scripted:lift", region="wide", grid=(1, 2), episodes_per_cell=1, horizon=25,

@@ -17,7 +17,7 @@ def run() -> None:
     cfg = compose("train", overrides)
     trainer_device = "cpu"
     cfg.trainer.device = trainer_device
-    from robot_offrl.train.device import select_device
+    from robot_offrl.device import select_device
 
     distributed.init_process_group(info, select_device(trainer_device))
     try:

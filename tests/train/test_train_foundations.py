@@ -9,17 +9,17 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from robot_offrl.config import compose, require
-from robot_offrl.errors import ConfigError
-from robot_offrl.train.batching import StepBatchSampler
-from robot_offrl.train.checkpoint import (
+from robot_offrl.checkpoint import (
     CheckpointError,
     load_checkpoint,
     resolve_checkpoint,
     save_checkpoint,
     unflatten_optimizer_state,
 )
-from robot_offrl.train.device import autocast_dtype, maybe_compile, select_device
+from robot_offrl.config import compose, require
+from robot_offrl.device import autocast_dtype, maybe_compile, select_device
+from robot_offrl.errors import ConfigError
+from robot_offrl.train.batching import StepBatchSampler
 
 
 def _save(tmp_path, step=10, keep=3, optimizer=None):
@@ -127,3 +127,16 @@ def test_config_composition_and_errors():
         require(compose("train", []), "data")
     with pytest.raises(ConfigError, match="bad config override"):
         compose("train", ["algo=does_not_exist"])
+
+
+def test_every_trainer_key_says_whether_it_changes_results():
+    """A new trainer key must be classified in train/settings.py, or resume and reuse would guess."""
+    from robot_offrl.train.settings import RESUME_IGNORED, RUN_PLACE_KEYS, TRAINED_KEYS
+
+    cfg = compose("train", ["data=/tmp/x.zarr"])
+    keys = {f"trainer.{k}" for k in cfg.trainer} | {k for k in cfg if k not in ("task", "algo", "policy",
+                                                                           "critic", "encoder", "trainer")}
+    unclassified = keys - RUN_PLACE_KEYS - TRAINED_KEYS - {"seed"}
+    assert not unclassified, f"classify {sorted(unclassified)} in robot_offrl/train/settings.py"
+    assert not RUN_PLACE_KEYS & TRAINED_KEYS
+    assert "trainer.steps" in RESUME_IGNORED and "trainer.lr" not in RESUME_IGNORED

@@ -1,7 +1,7 @@
 """Checkpoints and resume under damage and misuse, on real runs and real files (issue #15).
 
 Every run here is a real (tiny) training run; damage is done to the files on disk; CLI checks go
-through `robot_offrl.cli.main.main` and assert one "error:" line, no traceback, and that the good
+through `robot_offrl_cli.main.main` and assert one "error:" line, no traceback, and that the good
 checkpoints are still there afterwards.
 """
 
@@ -20,13 +20,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from train_support import rehash_checkpoint, small_overrides, write_store
 
-from robot_offrl.cli.main import main
+from robot_offrl.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from robot_offrl.config import compose
 from robot_offrl.data import EpisodeStore
 from robot_offrl.errors import ConfigError
 from robot_offrl.runtime.policy import NonFiniteActionError, PolicyRuntime
-from robot_offrl.train.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from robot_offrl.train.loop import train
+from robot_offrl_cli.main import main
 
 STEP2, STEP4 = "step_0000002", "step_0000004"
 
@@ -148,7 +148,7 @@ def test_saving_a_step_again_replaces_it_whole(tmp_path):
 WRITER = """
 import sys, torch
 from omegaconf import OmegaConf
-from robot_offrl.train.checkpoint import save_checkpoint
+from robot_offrl.checkpoint import save_checkpoint
 cfg = OmegaConf.create({"algo": {"name": "bc"}})
 for i in range(int(sys.argv[2])):
     save_checkpoint(sys.argv[1], 5, {"policy.w": torch.full((64, 64), float(i))}, cfg, {}, {})

@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from train_support import rehash_checkpoint, small_overrides, write_store
 
-from robot_offrl.cli.main import main
+from robot_offrl.checkpoint import load_checkpoint
 from robot_offrl.config import compose
 from robot_offrl.errors import ObservationError
-from robot_offrl.runtime import PolicyRuntime
-from robot_offrl.train.checkpoint import load_checkpoint
+from robot_offrl.runtime import Camera, PolicyRuntime
 from robot_offrl.train.loop import TrainingDiverged, train
+from robot_offrl_cli.main import main
 
 
 def _first_obs(store_path):
@@ -124,6 +124,10 @@ def test_image_observations_train_through_the_trainer(tmp_path):
     assert result.step == 2
     policy = PolicyRuntime.load(tmp_path / "run")
     assert "agentview_image" in [s.name for s in policy.obs_schema]
+    assert policy.cameras == (Camera("agentview", 32, 32),)
+    from robot_offrl_sim.sweep import policy_cameras  # what a sweep builds its simulator's cameras from
+
+    assert policy_cameras(policy) == (["agentview"], 32)
     obs = _first_obs(store)
     assert policy.plan(obs).shape == (4, 7)
 

@@ -20,13 +20,13 @@ from robot_offrl.algos.config import (
     PolicyConfig,
     SelectionConfig,
 )
-from robot_offrl.cli.main import main
+from robot_offrl.checkpoint import load_checkpoint
 from robot_offrl.config import compose, config_dir
 from robot_offrl.data.selection import EpisodeSelection
 from robot_offrl.errors import ConfigError, UserError
 from robot_offrl.models.encoders import EncoderConfig
-from robot_offrl.train.checkpoint import load_checkpoint
 from robot_offrl.train.config import GROUPS, TrainerConfig
+from robot_offrl_cli.main import main
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def rehash_checkpoint(folder: Path) -> None:
     Simulates a checkpoint that was *written* with these contents (e.g. weights that went NaN in
     training), as opposed to one damaged on disk afterwards, which load_checkpoint refuses.
     """
-    from robot_offrl.train.checkpoint import META_FILE, file_digest
+    from robot_offrl.checkpoint import META_FILE, file_digest
 
     meta = json.loads((folder / META_FILE).read_text())
     meta["sha256"] = {name: file_digest(folder / name) for name in meta["sha256"]}

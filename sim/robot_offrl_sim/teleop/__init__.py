@@ -1,5 +1,6 @@
-"""Teleoperation recording: input devices, key bindings and the record loop (docs/recording.md).
+"""Teleoperation recording in robosuite: input devices and the robosuite back end (docs/recording.md).
 
-``controls`` and ``session`` import neither robosuite nor rclpy (the ROS 2 recorder reuses them);
-``sim_backend`` is the robosuite side and ``devices`` loads robosuite's drivers only when opened.
+The record loop and its episode controls live in the library (``robot_offrl.record``), shared with
+the ROS 2 recorder; ``sim_backend`` is the robosuite side and ``devices`` loads robosuite's drivers
+only when opened.
 """

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 
 from robot_offrl.data import StoreSchema
+from robot_offrl.record.backend import DeviceReset, RecordBackend, Step, StepOutcome
 from robot_offrl_sim.collect import collect_seed
 from robot_offrl_sim.rollout import EpisodeResult, episode_attrs
 from robot_offrl_sim.tasks import Obs, SimEnv
 from robot_offrl_sim.teleop.devices import TeleopDevice
-from robot_offrl_sim.teleop.session import DeviceReset, Step, StepOutcome
 
 
 class Viewer:
@@ -40,7 +40,7 @@ class Viewer:
         self._cv2.destroyWindow(self._title)
 
 
-class SimBackend:
+class SimBackend(RecordBackend):
     """``RecordBackend`` over a SimEnv; scene k uses ``collect_seed(seed, source, k)`` in ``region``."""
 
     def __init__(

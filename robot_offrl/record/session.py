@@ -1,10 +1,14 @@
 """The record loop: one state machine for every recorder (robosuite teleop and a ROS 2 arm).
 
+It lives in the library, below both: sim provides a ``RecordBackend`` over robosuite
+(``robot_offrl_sim.teleop.sim_backend``), ROS 2 one over a real arm's topics
+(``robot_offrl_ros.recorder``); neither imports the other.
+
 A back end produces steps (observation, commanded action) at the control rate; the session decides
 which of them become episodes. Steps live in an ``EpisodeBuffer`` until the operator saves, and a save
 is one ``EpisodeBuffer.commit`` (the store's atomic append), so a crash or Ctrl-C at any moment keeps
 every episode saved before it and never leaves half of the current one behind. This module imports
-neither robosuite nor rclpy, so the ROS recorder uses exactly the same controls.
+neither robosuite nor rclpy, so both recorders use exactly the same controls.
 """
 
 from __future__ import annotations
@@ -14,19 +18,18 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
-import numpy as np
-
-from robot_offrl.data import EpisodeBuffer, EpisodeStore, StoreSchema
+from robot_offrl.data import EpisodeBuffer, EpisodeStore
 from robot_offrl.data.schema import check_source
 from robot_offrl.errors import ConfigError, UserError
-from robot_offrl_sim.teleop.controls import (
+from robot_offrl.record.backend import RecordBackend, Refused, Step
+from robot_offrl.record.controls import (
     Command,
     CommandQueue,
     KeySource,
@@ -36,54 +39,6 @@ from robot_offrl_sim.teleop.controls import (
 )
 
 SUCCESS_CHOICES = ("auto", "true", "false", "unknown")
-
-
-@dataclass(frozen=True)
-class Step:
-    """One recorded time step: the observation before the action, and the action commanded."""
-
-    obs: Mapping[str, np.ndarray]
-    action: np.ndarray
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A tick with no usable step (e.g. a topic's newest message is older than one control period)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class DeviceReset:
-    """The input device asked for a reset (robosuite keyboard ``q``, SpaceMouse right button)."""
-
-
-StepOutcome = Step | Refused | DeviceReset
-
-
-class RecordBackend(Protocol):
-    """What the loop needs from a simulator or a robot."""
-
-    control_rate_hz: float
-    max_steps: int | None  # an episode stops (save prompt opens) at this length; None: no limit
-
-    def schema(self) -> StoreSchema: ...
-
-    def new_scene(self) -> None: ...  # next initial condition (sim); a no-op on a real arm
-
-    def replay_scene(self) -> None: ...  # same initial condition again, for re-recording
-
-    def begin_episode(self) -> None: ...
-
-    def step(self) -> StepOutcome: ...
-
-    def detected_success(self) -> bool | None: ...
-
-    def episode_attrs(self) -> dict[str, Any]: ...
-
-    def idle(self) -> None: ...  # called while not recording (viewer refresh, keep topics fresh)
-
-    def close(self) -> None: ...
 
 
 class State(Enum):

@@ -10,7 +10,7 @@ EPILOG = """\
 examples:
   robot-offrl train task=lift algo=rise data=data/lift_rise.zarr out=runs/lift_rise
   robot-offrl train algo=bc data=data/lift_rise.zarr trainer=small trainer.steps=2000
-  torchrun --nproc_per_node=4 -m robot_offrl.cli.main train algo=rise data=... out=...
+  torchrun --nproc_per_node=4 -m robot_offrl_cli.main train algo=rise data=... out=...
 algos: bc (Diffusion Policy, expert episodes), bc_all, idql, rise.  Show the composed config: --cfg
 """
 

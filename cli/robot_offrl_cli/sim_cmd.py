@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from robot_offrl.cli.data_cmd import add_wait_option
-from robot_offrl.cli.options import csv_list
 from robot_offrl.errors import ConfigError
+from robot_offrl_cli.data_cmd import add_wait_option
+from robot_offrl_cli.options import csv_list
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
@@ -56,7 +56,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
     runner = None
     if args.backend == "ros":  # the same grid and seeds, each episode through policy_node + the sim arm
-        from robot_offrl_ros.sweep_backend import ros_sweep
+        from robot_offrl_ros.sim_sweep_backend import ros_sweep
 
         config, runner = ros_sweep(config, args.real_time_factor, log_dir=Path(args.out) / "ros_logs")
     elif args.real_time_factor is not None:

@@ -12,10 +12,10 @@ import os
 import sys
 from typing import Any
 
-from robot_offrl.cli.data_cmd import add_wait_option
-from robot_offrl.cli.options import csv_list
 from robot_offrl.data import SOURCES
 from robot_offrl.errors import ConfigError
+from robot_offrl_cli.data_cmd import add_wait_option
+from robot_offrl_cli.options import csv_list
 
 EPILOG = """\
 Examples:
@@ -31,7 +31,7 @@ See docs/recording.md."""
 
 
 def _session_config(args: argparse.Namespace, operator: str = "") -> Any:
-    from robot_offrl_sim.teleop.session import SessionConfig
+    from robot_offrl.record.session import SessionConfig
 
     expert = args.source == "teleop" if args.expert is None else args.expert
     return SessionConfig(
@@ -44,10 +44,10 @@ def _record_sim(args: argparse.Namespace) -> int:
     if not args.task:
         raise ConfigError("--task is required in sim (e.g. --task lift); use --ros for a real arm")
     from robot_offrl.data import EpisodeStore
+    from robot_offrl.record.controls import ListenerKeys
+    from robot_offrl.record.session import RecordSession, summarize_saved
     from robot_offrl_sim.tasks import make_env
-    from robot_offrl_sim.teleop.controls import ListenerKeys
     from robot_offrl_sim.teleop.devices import check_device_available, make_device
-    from robot_offrl_sim.teleop.session import RecordSession, summarize_saved
     from robot_offrl_sim.teleop.sim_backend import SimBackend, Viewer
 
     config = _session_config(args)
@@ -91,8 +91,8 @@ def _record_ros(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ros needs rclpy and the ROS 2 message packages ({err}); install the ros extra "
                           "or source your ROS 2 workspace") from err
     from robot_offrl.data import EpisodeStore
-    from robot_offrl_sim.teleop.controls import CommandQueue, open_terminal_keys
-    from robot_offrl_sim.teleop.session import RecordSession, service_handler, summarize_saved
+    from robot_offrl.record.controls import CommandQueue, open_terminal_keys
+    from robot_offrl.record.session import RecordSession, service_handler, summarize_saved
 
     cfg = load_recorder_yaml(args.config)
     config = _session_config(args, operator=cfg.operator)

@@ -118,8 +118,8 @@ def check_ros_sweep(config: SweepConfig, options: RosSweepOptions) -> None:
 
 def checkpoint_cameras(checkpoint: str) -> tuple[list[str], int | None]:
     """Cameras and image size the checkpoint observes, from its schema.json (no torch, no model)."""
+    from robot_offrl.checkpoint import SCHEMA_FILE, resolve_checkpoint
     from robot_offrl.data.schema import StoreSchema
-    from robot_offrl.train.checkpoint import SCHEMA_FILE, resolve_checkpoint
 
     saved = json.loads((resolve_checkpoint(checkpoint) / SCHEMA_FILE).read_text())
     store = StoreSchema.from_dict(saved["store"])

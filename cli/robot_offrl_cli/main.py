@@ -14,7 +14,7 @@ import sys
 from robot_offrl import __version__
 from robot_offrl.errors import UserError
 
-# Module names under robot_offrl.cli, in the order the workflow reads.
+# Module names under robot_offrl_cli, in the order the workflow reads.
 COMMAND_MODULES = ("record_cmd", "data_cmd", "sim_cmd", "train_cmd", "demo_cmd")
 
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"robot-offrl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        module = importlib.import_module(f"robot_offrl.cli.{name}")
+        module = importlib.import_module(f"robot_offrl_cli.{name}")
         module.register(subparsers)
     return parser
 

@@ -1,1 +1,0 @@
-"""The ``robot-offrl`` command line."""
