@@ -13,6 +13,9 @@ from typing import Any
 import numpy as np
 
 
+TIME_EPS_S = 1e-6  # well below any control period, above float error of seconds + nanoseconds
+
+
 def stamp_s(msg: Any) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
@@ -26,15 +29,20 @@ def executed_stream(trajs: Sequence[tuple[float, Any]]) -> tuple[np.ndarray, lis
     """Times of the actions a trajectory controller executes, and the jump (rad, max over joints)
     where each message takes over from the previous one while that one still had points left.
 
-    Each trajectory replaces the previous one on arrival, so the actions executed per message are
-    its points due before the next message's stamp.
+    ``trajs`` are (arrival time, message), arrival on the clock of the stamps. A controller drops the
+    points already past when a trajectory arrives and follows the rest until the next one arrives
+    (sim_arm_controller.py, as joint_trajectory_controller does), so the actions executed per message
+    are its points due in [its arrival, the next arrival). Cutting at the next message's *stamp*
+    instead, as this did before 2026-12-02, undercounts whenever commands arrive after their stamp:
+    a node planning every period with one period of latency then "executed" 12 actions/s of 20.
     """
     times: list[float] = []
     jumps: list[float] = []
-    for i, (_, msg) in enumerate(trajs):
+    for i, (arrived, msg) in enumerate(trajs):
         t = point_times(msg)
-        until = stamp_s(trajs[i + 1][1]) if i + 1 < len(trajs) else np.inf
-        times.extend(t[t < until].tolist())
+        until = trajs[i + 1][0] if i + 1 < len(trajs) else np.inf
+        # Stamps travel as integer nanoseconds: a point due at an arrival instant counts for that arrival.
+        times.extend(t[(t >= arrived - TIME_EPS_S) & (t < until - TIME_EPS_S)].tolist())
         if i > 0:
             prev = trajs[i - 1][1]
             pt = point_times(prev)

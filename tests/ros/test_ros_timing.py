@@ -81,3 +81,32 @@ def test_timeline_interpolates_and_steps() -> None:
     np.testing.assert_allclose(tl.step(1.5, 0.1), [0.0])
     np.testing.assert_allclose(tl.step(2.05, 0.1), [10.0])
     assert tl.step(2.2, 0.1) is None
+
+
+def _stamped_trajectory(stamp_s: float, first_s: float, n: int, period_s: float):
+    from builtin_interfaces.msg import Duration, Time
+    from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+    msg = JointTrajectory()
+    msg.header.stamp = Time(sec=int(stamp_s), nanosec=int(round((stamp_s % 1) * 1e9)))
+    for k in range(n):
+        offset = first_s + k * period_s
+        msg.points.append(JointTrajectoryPoint(
+            positions=[float(k)], time_from_start=Duration(sec=int(offset), nanosec=int(round((offset % 1) * 1e9)))))
+    return msg
+
+
+def test_executed_actions_follow_arrivals_not_stamps() -> None:
+    """A node replanning every 50 ms period whose commands arrive one period after their stamp: the
+    controller executes one point per message (20 actions/s), as sim_arm_controller.py follows them."""
+    from robot_offrl_ros.command_stats import executed_stream
+
+    period = 0.05
+    trajs = [(100.0 + (i + 1) * period, _stamped_trajectory(100.0 + i * period, period, 8, period)) for i in range(20)]
+    executed, _ = executed_stream(trajs)
+    # Each message: points from its arrival (stamp + 50 ms) until the next arrival; the last runs out its chunk.
+    assert executed.size == 19 + 8
+    np.testing.assert_allclose(np.diff(executed), period, atol=1e-6)
+    # A message that arrives after all of its points are due executes nothing (the controller refuses it).
+    late = [(200.0, _stamped_trajectory(100.0, period, 8, period))]
+    assert executed_stream(late)[0].size == 0
