@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 
-
 TIME_EPS_S = 1e-6  # well below any control period, above float error of seconds + nanoseconds
 
 
