@@ -46,7 +46,8 @@ DOWN_DIMS = (256, 512, 1024)
 def our_cfg(algo: str, cond_dim: int, optimizer_impl: str = "auto", critic_features: str = "own") -> Any:
     """The project's config at the issue's shapes; cond_dim = encoder width, as LeRobot's FiLM input."""
     return OmegaConf.create({
-        "algo": {"name": algo, "nn_augment": {"enabled": False}},
+        # No neighbour pairs: the step is timed on given batches (pairs only change which windows are drawn).
+        "algo": {"name": algo, "use_critic": algo in ("idql", "rise"), "nn_augment": {"enabled": False}},
         "policy": {"denoiser": "unet", "obs_horizon": 2, "pred_horizon": 16, "n_action_steps": 8,
                    "down_dims": list(DOWN_DIMS), "kernel_size": 5, "n_groups": 8, "timestep_embed_dim": 128,
                    "cond_dim": cond_dim, "num_inference_steps": 10, "scheduler": "ddim"},
