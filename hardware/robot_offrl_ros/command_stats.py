@@ -28,20 +28,21 @@ def executed_stream(trajs: Sequence[tuple[float, Any]]) -> tuple[np.ndarray, lis
     """Times of the actions a trajectory controller executes, and the jump (rad, max over joints)
     where each message takes over from the previous one while that one still had points left.
 
-    ``trajs`` are (arrival time, message), arrival on the clock of the stamps. A controller drops the
-    points already past when a trajectory arrives and follows the rest until the next one arrives
+    ``trajs`` are (arrival time, message), arrival on the clock of the stamps. A controller keeps the
+    points due after a trajectory's arrival and moves towards them until the next one arrives
     (sim_arm_controller.py, as joint_trajectory_controller does), so the actions executed per message
-    are its points due in [its arrival, the next arrival). Cutting at the next message's *stamp*
-    instead, as this did before 2026-12-02, undercounts whenever commands arrive after their stamp:
-    a node planning every period with one period of latency then "executed" 12 actions/s of 20.
+    are its points due in (its arrival, the next arrival]: a point due at the next arrival has just
+    been reached when it is replaced. Cutting at the next message's *stamp* instead, as this did
+    before 2026-12-02, miscounts whenever commands arrive after their stamp or on a clock that
+    advances in control periods (sim time): a 20 Hz stream was counted as 12 actions/s.
     """
     times: list[float] = []
     jumps: list[float] = []
     for i, (arrived, msg) in enumerate(trajs):
         t = point_times(msg)
         until = trajs[i + 1][0] if i + 1 < len(trajs) else np.inf
-        # Stamps travel as integer nanoseconds: a point due at an arrival instant counts for that arrival.
-        times.extend(t[(t >= arrived - TIME_EPS_S) & (t < until - TIME_EPS_S)].tolist())
+        # Stamps travel as integer nanoseconds: compare with a tolerance far below a control period.
+        times.extend(t[(t > arrived + TIME_EPS_S) & (t <= until + TIME_EPS_S)].tolist())
         if i > 0:
             prev = trajs[i - 1][1]
             pt = point_times(prev)

@@ -98,14 +98,15 @@ def _stamped_trajectory(stamp_s: float, first_s: float, n: int, period_s: float)
 
 def test_executed_actions_follow_arrivals_not_stamps() -> None:
     """A node replanning every 50 ms period whose commands arrive one period after their stamp: the
-    controller executes one point per message (20 actions/s), as sim_arm_controller.py follows them."""
+    first point is due on arrival (dropped, as sim_arm_controller.py drops it), the second is reached
+    just as the next message arrives, so each message executes one point: 20 actions/s."""
     from robot_offrl_ros.command_stats import executed_stream
 
     period = 0.05
     trajs = [(100.0 + (i + 1) * period, _stamped_trajectory(100.0 + i * period, period, 8, period)) for i in range(20)]
     executed, _ = executed_stream(trajs)
-    # Each message: points from its arrival (stamp + 50 ms) until the next arrival; the last runs out its chunk.
-    assert executed.size == 19 + 8
+    # Each message: the point due at the next arrival; the last one runs out its chunk (7 points after arrival).
+    assert executed.size == 19 + 7
     np.testing.assert_allclose(np.diff(executed), period, atol=1e-6)
     # A message that arrives after all of its points are due executes nothing (the controller refuses it).
     late = [(200.0, _stamped_trajectory(100.0, period, 8, period))]
