@@ -35,7 +35,7 @@ def cfg(name: str, denoiser: str) -> dict:
     if denoiser == "unet":
         policy.update(down_dims=[128, 256, 512], kernel_size=5, n_groups=8, timestep_embed_dim=128)
     return {
-        "algo": {"name": name, "nn_augment": {"enabled": False}},
+        "algo": {"name": name, "use_critic": name in ("idql", "rise"), "nn_augment": {"enabled": False}},
         "policy": policy,
         "critic": {"hidden_dim": 256, "num_layers": 3},
         "encoder": {"crop": 76, "num_keypoints": 32, "feature_dim": 64},
@@ -74,7 +74,8 @@ def timeit(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def train_step_ms(ds: WindowDataset, name: str, denoiser: str, batch: int, repeats: int) -> float:
+def train_step_ms(ds: WindowDataset, name: str, denoiser: str, batch: int, repeats: int, bf16: bool = False) -> float:
+    """One optimiser step; ``bf16`` runs the forward under CPU bf16 autocast, as trainer.amp=bf16 does."""
     torch.manual_seed(0)
     agent = build_agent(cfg(name, denoiser), ds.obs_info, ds.action_dim)
     opt = torch.optim.AdamW([{"params": p} for p in agent.param_groups().values()], lr=1e-4)
@@ -83,7 +84,8 @@ def train_step_ms(ds: WindowDataset, name: str, denoiser: str, batch: int, repea
 
     def once() -> None:
         b = ds.get_batch(rng.choice(len(ds), batch))
-        loss = agent.compute_losses(b, step[0])["loss"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = agent.compute_losses(b, step[0])["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -103,6 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller data")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--amp-only", action="store_true", help="only the train-step rows, fp32 and bf16")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,10 +118,18 @@ def main() -> None:
         low_ds = WindowDataset(low, obs_horizon=2, pred_horizon=16)
         img_ds = WindowDataset(img, obs_horizon=2, pred_horizon=16, cache_in_ram=True)
         img_zarr = WindowDataset(img, obs_horizon=2, pred_horizon=16, cache_in_ram=False)
-        for name in ("bc", "idql", "rise"):
-            rows.append((f"train step, low-dim, MLP-ResNet, {name}, batch 256", f"{train_step_ms(low_ds, name, 'mlp', 256, repeats):.1f} ms"))
-        rows.append(("train step, low-dim, U-Net, rise, batch 256", f"{train_step_ms(low_ds, 'rise', 'unet', 256, repeats):.1f} ms"))
-        rows.append(("train step, 84x84 image + low-dim, U-Net, rise, batch 16", f"{train_step_ms(img_ds, 'rise', 'unet', 16, max(2, repeats // 3)):.0f} ms"))
+        few = max(2, repeats // 3)
+        cases = [(f"low-dim, MLP-ResNet, {name}, batch 256", low_ds, name, "mlp", 256, repeats) for name in ("bc", "idql", "rise")]
+        cases += [("low-dim, U-Net, rise, batch 256", low_ds, "rise", "unet", 256, repeats),
+                  ("84x84 image + low-dim, MLP-ResNet, rise, batch 64", img_ds, "rise", "mlp", 64, few),
+                  ("84x84 image + low-dim, U-Net, rise, batch 16", img_ds, "rise", "unet", 16, few)]
+        for label, ds, name, denoiser, batch, n in cases:  # fp32 and bf16 of one case back to back
+            fp32 = train_step_ms(ds, name, denoiser, batch, n)
+            bf16 = train_step_ms(ds, name, denoiser, batch, n, bf16=True)
+            rows.append((f"train step, {label}, fp32 / bf16 autocast", f"{fp32:.1f} / {bf16:.1f} ms ({bf16 / fp32:.2f}x)"))
+        if args.amp_only:
+            print_rows(rows)
+            return
         for denoiser in ("mlp", "unet"):
             for k in (1, 32):
                 rows.append((f"select, low-dim, {denoiser}, K={k}, 10 DDIM steps, B=1", f"{select_ms(low_ds, 'idql', denoiser, k, repeats):.1f} ms"))
@@ -133,6 +144,10 @@ def main() -> None:
         t = time.perf_counter()
         index = build_neighbor_index(low, range(low.num_episodes), settings, stats)
         rows.append((f"neighbour index build, {low.num_steps} steps", f"{time.perf_counter() - t:.2f} s ({len(index)} pairs)"))
+    print_rows(rows)
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| case | time |\n|---|---|")
     for case, value in rows:

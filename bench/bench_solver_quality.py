@@ -1,8 +1,9 @@
 """Does a faster sampler keep the policy's success? One checkpoint, the same sweep, each sampler in turn.
 
-Every setting runs the same sweep (same seed, so the same initial states episode for episode); the
+With several checkpoints (the same training in fp32 and in bf16, say) each one runs each setting. Every
+run runs the same sweep (same seed, so the same initial states episode for episode); the
 output is each setting's success with a 95% Wilson interval, and the paired count of episodes where the
-setting and the first (reference) setting disagree. Quality is judged by success, not by loss.
+run and the first (reference) run disagree. Quality is judged by success, not by loss.
 
     PYTHONPATH=.:sim .venv/bin/python bench/bench_solver_quality.py --checkpoint RUN --task lift_pose \\
         --grid 4x4 --episodes-per-cell 2 --settings ddim:10 dpmsolver:4 unipc:4 dpmsolver:3
@@ -36,7 +37,8 @@ def main() -> None:
     from robot_offrl_sim.sweep import SweepConfig, run_sweep
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", required=True, nargs="+",
+                        help="one or more runs (e.g. trained in fp32 and in bf16); the first is the reference")
     parser.add_argument("--task", default="lift_pose")
     parser.add_argument("--region", default="wide")
     parser.add_argument("--grid", default="4x4")
@@ -48,13 +50,14 @@ def main() -> None:
     args = parser.parse_args()
     reference: list[bool] | None = None
     with tempfile.TemporaryDirectory() as tmp:
-        for i, setting in enumerate(args.settings):
+        runs = [(checkpoint, setting) for checkpoint in args.checkpoint for setting in args.settings]
+        for i, (checkpoint, setting) in enumerate(runs):
             scheduler, steps, *rest = setting.split(":")
             acting: dict = {"scheduler": scheduler, "num_inference_steps": int(steps)}
             for kv in rest[0].split(",") if rest else []:
                 key, value = kv.split("=")
                 acting[key] = int(value) if value.isdigit() else value
-            config = SweepConfig(task=args.task, policy=f"checkpoint:{args.checkpoint}", region=args.region,
+            config = SweepConfig(task=args.task, policy=f"checkpoint:{checkpoint}", region=args.region,
                                  grid=parse_grid(args.grid), episodes_per_cell=args.episodes_per_cell,
                                  seed=args.seed, horizon=args.horizon, policy_kwargs=acting)
             t = time.perf_counter()
@@ -62,7 +65,7 @@ def main() -> None:
             got = outcomes(summary)
             reference = got if reference is None else reference
             lo, hi = wilson(sum(got), len(got))
-            print(json.dumps({"setting": setting, "successes": sum(got), "episodes": len(got),
+            print(json.dumps({"checkpoint": checkpoint, "setting": setting, "successes": sum(got), "episodes": len(got),
                               "rate": round(sum(got) / len(got), 3), "wilson95": [round(lo, 3), round(hi, 3)],
                               "disagree_with_reference": sum(a != b for a, b in zip(got, reference, strict=True)),
                               "elapsed_s": round(time.perf_counter() - t, 1)}), flush=True)

@@ -34,6 +34,7 @@ from bench_learn import make_store  # noqa: E402
 
 from robot_offrl.algos import build_agent  # noqa: E402
 from robot_offrl.data.sampler import WindowDataset  # noqa: E402
+from robot_offrl.train.config import RunConfig  # noqa: E402
 from robot_offrl.train.loop import clip_gradients, make_optimizer  # noqa: E402
 
 STATE = {"robot0_eef_pos": 3, "robot0_eef_quat": 4, "robot0_gripper_qpos": 2}
@@ -54,6 +55,7 @@ def our_cfg(algo: str, cond_dim: int, optimizer_impl: str = "auto", critic_featu
         "critic": {"hidden_dim": 256, "num_layers": 3, "lr": 3e-4, "features": critic_features},
         "encoder": {"crop": 76, "num_keypoints": 32, "feature_dim": 64},
         "trainer": {"lr": 1e-4, "weight_decay": 1e-6, "betas": [0.95, 0.999], "optimizer_impl": optimizer_impl},
+        "data": "unused", "out": tempfile.gettempdir(),  # RunConfig requires them; nothing is read or written
     })
 
 
@@ -68,7 +70,7 @@ def ours(
     torch.manual_seed(0)
     cfg = our_cfg(algo, cond_width(ds), optimizer_impl, critic_features)
     agent = build_agent(cfg, ds.obs_info, ds.action_dim)
-    return agent, make_optimizer(agent, cfg)
+    return agent, make_optimizer(agent, RunConfig.from_cfg(cfg))
 
 
 def optimiser_variants(ds: WindowDataset) -> dict[str, Callable[[], object]]:
@@ -81,7 +83,8 @@ def optimiser_variants(ds: WindowDataset) -> dict[str, Callable[[], object]]:
                 t.lerp_(s.detach(), rate)
 
     variants: dict[str, Callable[[], object]] = {}
-    for impl, ema in (("auto", per_tensor_ema), ("auto", soft_update), ("fused", soft_update),
+    # plain = torch's own CPU choice (one tensor at a time); auto now means fused (train/loop.py).
+    for impl, ema in (("plain", per_tensor_ema), ("plain", soft_update), ("fused", soft_update),
                       ("foreach", soft_update)):
         agent, opt = ours(ds, "bc", impl)
         for p in agent.policy.parameters():
@@ -226,6 +229,25 @@ def compile_case(agent: Any, select: Callable[..., Callable[[], object]], repeat
            "eager")
 
 
+def compiled_train_case(ds: WindowDataset, batches: list[dict], repeats: int) -> None:
+    """Eager against an inductor-compiled denoiser (forward and backward) in our bc training step, in
+    fp32 and under bf16 autocast (one compiled copy per precision: autocast state is part of the graph)."""
+    fns: dict[str, Callable[[], object]] = {}
+    for bf16 in (False, True):
+        precision = "bf16" if bf16 else "fp32"
+        eager, eager_opt = ours(ds, "bc")
+        compiled, compiled_opt = ours(ds, "bc")
+        compiled.policy.denoiser.compile(dynamic=False)
+        first = our_train_step(compiled, compiled_opt, batches, bf16)
+        t = time.perf_counter()
+        first()
+        print(f"\ncompile for training, {precision} (inductor, first step incl. compile): "
+              f"{time.perf_counter() - t:.1f} s", flush=True)
+        fns[f"eager {precision}"] = our_train_step(eager, eager_opt, batches, bf16)
+        fns[f"compiled {precision}"] = first
+    report("train step, bc, eager vs compiled denoiser", alternate(fns, repeats, warmup=0), "eager fp32")
+
+
 # -- timing ----------------------------------------------------------------------------------------
 def alternate(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
     """Median seconds per call; one call of each variant per round, so drifting load hits all alike."""
@@ -256,7 +278,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cases", default="train,latency,select", help="comma list of train, latency, select, prune, optim, compile")
+    parser.add_argument("--cases", default="train,latency,select", help="comma list of train, train_compile, latency, select, prune, optim, compile")
     parser.add_argument("--modalities", default="lowdim,image")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -281,18 +303,25 @@ def main() -> None:
                   f"({policy_params / count(theirs):.3f}x); ours rise critic {count(rise.critic):,}", flush=True)
             if "optim" in cases:
                 report(f"optimiser step + EMA only, {modality} bc policy ({policy_params:,} params)",
-                       alternate(optimiser_variants(ds), args.repeats * 3), "AdamW auto, EMA per-tensor")
+                       alternate(optimiser_variants(ds), args.repeats * 3), "AdamW plain, EMA per-tensor")
             if "train" in cases:
+                plain, plain_opt = ours(ds, "bc", "plain")  # torch's own choice on CPU: the per-tensor loop
+                # "ours" runs AdamW as trainer.optimizer_impl=auto does (fused on CPU); bf16 is trainer.amp=auto
+                # on a CPU with native bf16 (robot_offrl/device.py).
                 fns: dict[str, Callable[[], object]] = {
                     "lerobot": lerobot_train_step(theirs, their_batches),
-                    "ours bc": our_train_step(bc, bc_opt, batches, False),
+                    "ours bc fp32, AdamW per-tensor": our_train_step(plain, plain_opt, batches, False),
+                    "ours bc fp32": our_train_step(bc, bc_opt, batches, False),
                     "ours bc bf16": our_train_step(bc, bc_opt, batches, True),
-                    "ours rise": our_train_step(rise, rise_opt, batches, False),
+                    "ours rise fp32": our_train_step(rise, rise_opt, batches, False),
+                    "ours rise bf16": our_train_step(rise, rise_opt, batches, True),
                 }
                 if shared is not None:
-                    fns["ours rise, critic on policy features"] = our_train_step(shared, shared_opt, batches, False)
+                    fns["ours rise bf16, critic on policy features"] = our_train_step(shared, shared_opt, batches, True)
                 # No warm-up call: a step takes seconds, so first-call costs are lost in it.
                 report(f"train step, {modality}, batch {bsz}", alternate(fns, args.repeats, warmup=0), "lerobot")
+            if "train_compile" in cases:
+                compiled_train_case(ds, batches, args.repeats)
             obs = {k: v[:1] for k, v in batches[0]["obs"].items()}
             for agent in (bc, rise, shared):
                 if agent is not None:
