@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,16 +66,26 @@ def checkpoint_schema(store: EpisodeStore, dataset: WindowDataset) -> dict[str, 
     }
 
 
+FUSED_ADAMW_DEVICES = ("cpu", "cuda")  # where auto picks the fused kernel (trainer.optimizer_impl in train/config.py)
+
+
+def adamw_impl_flags(impl: str, params: Iterable[torch.nn.Parameter]) -> dict[str, bool]:
+    """AdamW's implementation flags for ``trainer.optimizer_impl``; auto resolves by parameter device."""
+    if impl == "auto":
+        on_fused_device = all(p.device.type in FUSED_ADAMW_DEVICES for p in params)
+        return {"fused": True} if on_fused_device else {}
+    return {"foreach": False} if impl == "plain" else {impl: True}
+
+
 def make_optimizer(agent: Agent, run: RunConfig) -> torch.optim.Optimizer:
     groups = agent.param_groups()
     t = run.trainer
     param_groups = [{"params": groups["policy"], "lr": t.lr, "name": "policy"}]
     if "critic" in groups:
         param_groups.append({"params": groups["critic"], "lr": run.agent.critic.lr, "name": "critic"})
-    impl = t.optimizer_impl  # auto: torch's choice | plain: foreach=False | fused / foreach: that flag
     return torch.optim.AdamW(
         param_groups, weight_decay=t.weight_decay, betas=(t.betas[0], t.betas[1]),
-        **({} if impl == "auto" else {"foreach": False} if impl == "plain" else {impl: True}),
+        **adamw_impl_flags(t.optimizer_impl, agent.parameters()),
     )
 
 

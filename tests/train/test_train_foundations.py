@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 
@@ -104,7 +105,11 @@ def test_device_and_precision_choices():
             select_device("cuda")
     with pytest.raises(ConfigError, match="unknown device"):
         select_device("tpu9")
-    assert autocast_dtype("auto", torch.device("cpu")) is None
+    from robot_offrl.device import cpu_has_native_bf16
+
+    assert autocast_dtype("auto", torch.device("cpu")) is (torch.bfloat16 if cpu_has_native_bf16() else None)
+    assert autocast_dtype("off", torch.device("cpu")) is None
+    assert autocast_dtype("auto", torch.device("mps")) is None
     assert autocast_dtype("auto", torch.device("cuda")) is torch.bfloat16
     assert autocast_dtype("bf16", torch.device("cpu")) is torch.bfloat16
     with pytest.raises(ConfigError):
@@ -117,6 +122,31 @@ def test_compile_path_runs_on_cpu():
     x = torch.randn(4, 3)
     assert torch.allclose(compiled(x), module(x))
     assert maybe_compile(module, enabled=False) is module
+
+
+def test_every_adamw_implementation_makes_the_same_update():
+    """trainer.optimizer_impl changes how AdamW runs, never what it does; auto is the fused kernel on CPU."""
+    from robot_offrl.train.config import OPTIMIZER_IMPLS
+    from robot_offrl.train.loop import adamw_impl_flags
+
+    assert adamw_impl_flags("auto", torch.nn.Linear(2, 2).parameters()) == {"fused": True}
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Mish(), torch.nn.Linear(7, 3))
+    grads = [torch.randn_like(p) for p in reference.parameters()]
+    results = {}
+    for impl in OPTIMIZER_IMPLS:
+        model = copy.deepcopy(reference)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-2, **adamw_impl_flags(impl, model.parameters()))
+        for _ in range(3):
+            for p, g in zip(model.parameters(), grads, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        results[impl] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert opt.defaults["foreach"] is False  # the last one, plain
+    for impl, params in results.items():
+        assert torch.isfinite(params).all()
+        assert torch.allclose(params, results["plain"], atol=1e-6), impl
+    assert not torch.allclose(results["plain"], torch.cat([p.detach().flatten() for p in reference.parameters()]))
 
 
 def test_config_composition_and_errors():
