@@ -18,7 +18,7 @@ from robot_offrl.errors import ConfigError
 
 OUTPUT_MODES = ("trajectory", "forward", "servo")
 CAMERA_RELIABILITY = ("reliable", "best_effort")
-PLAN_AHEAD_MODES = ("auto", "off")
+PLAN_AHEAD_MODES = ("auto", "off", "chunk")
 PARAM_KINDS = ("bool", "int", "double", "string", "string[]", "double[]")
 
 # The Franka Emika Panda as shipped by franka_ros2: a sensible, documented default arm.
@@ -157,11 +157,14 @@ class NodeConfig:
     min_lead_time_s: float = param(0.0, "double", "drop actions due sooner than this after inference")
     plan_ahead: str = param(
         "auto", "string",
-        "auto: when inference is slower than a period, time each plan so its chunk arrives before the " "current one ends and splice it on without a jump; off: replan every period, chunks replace",
+        "auto: when inference is slower than a period, time each plan so its chunk arrives before the "
+        "current one ends and splice it on without a jump; off: replan every period, chunks replace; chunk: "
+        "plan-ahead timing and splicing whatever the inference speed, so each chunk runs to near its end as "
+        "PolicyRuntime.act runs n_action_steps (what a direct sweep evaluates)",
     )
     plan_ahead_margin_s: float = param(
         0.1, "double",
-        "plan_ahead auto: the next chunk is due this long before the current chunk's last action",
+        "plan_ahead auto/chunk: the next chunk is due this long before the current chunk's last action",
     )
     hold_time_s: float = param(0.1, "double", "time_from_start of the single point of a hold trajectory")
     diagnostics_rate_hz: float = param(1.0, "double", "/diagnostics and ~/status publication rate")

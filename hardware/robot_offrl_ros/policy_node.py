@@ -44,7 +44,14 @@ from .params import EEF_QUAT_KEY, JOINT_POS_KEY, PARAMS, NodeConfig, declare_par
 from .policy import PolicyFactory, check_chunk, check_replanning, chunk_length_limit, load_runtime
 from .qos import camera_qos
 from .safety import JointCommandFilter, JointLimits, UnsafeCommandError, WorkspaceBox, require_finite
-from .scheduling import LatencyEstimate, message_time_s, plan_due, schedule_chunk, splice
+from .scheduling import (
+    LatencyEstimate,
+    first_action_time,
+    message_time_s,
+    plan_due,
+    schedule_chunk,
+    splice,
+)
 from .spinning import StopSignals, run_node
 from .watchdog import Watchdog
 
@@ -411,17 +418,18 @@ class PolicyNode(LifecycleNode):
         self._state, self._reason, self._fault = "running", "", False
 
     def _plan_due(self, token: object, cfg: NodeConfig) -> bool:
-        """plan_ahead auto: whether this control period must plan (see scheduling.plan_due).
+        """plan_ahead auto/chunk: whether this control period must plan (see scheduling.plan_due).
 
         Decided when the step starts, not when the tick asked: a tick that arrived during the
         previous plan saw the chunk before the one that plan just sent.
         """
-        if cfg.plan_ahead != "auto":
+        if cfg.plan_ahead == "off":
             return True
         with self._lock:
             last = self._last_sent
             chunk_end = float(last[1][-1]) if last is not None and last[0] is token else None
-        return plan_due(self._now(), self._dt, chunk_end, self._plan_latency.value(), cfg.plan_ahead_margin_s)
+        return plan_due(self._now(), self._dt, chunk_end, self._plan_latency.value(), cfg.plan_ahead_margin_s,
+                        replan_when_fast=cfg.plan_ahead == "auto")
 
     def _control_step(self) -> None:
         """One control period, on the inference thread: plan from the newest observations, send.
@@ -461,7 +469,8 @@ class PolicyNode(LifecycleNode):
                 chunk_pub.publish(action_chunk_msg(self._action_names, chunk, self._dt, seconds_to_msg(obs_stamp)))
                 require_finite(chunk, "policy action chunk")
                 now = self._now()
-                sched = schedule_chunk(chunk, obs_stamp, now, self._dt, cfg.min_lead_time_s)
+                first = first_action_time(obs_stamp, self._dt, cfg.output_mode)
+                sched = schedule_chunk(chunk, first, now, self._dt, cfg.min_lead_time_s)
                 stats = self._stats
                 stats.latencies_s.append(latency)
                 stats.plans += 1
@@ -475,7 +484,8 @@ class PolicyNode(LifecycleNode):
                 last = self._last_sent
                 # Spliced only while plans are timed ahead: a policy that replans every period runs just
                 # the first action of each chunk, which must be its own.
-                if cfg.plan_ahead == "auto" and not fast and last is not None and last[0] is token:
+                timed = cfg.plan_ahead == "chunk" or (cfg.plan_ahead == "auto" and not fast)
+                if timed and last is not None and last[0] is token:
                     sched = splice(last[1], last[2], sched, now)
                 report = output.send(sched, assembler.joint_positions(), assembler.ee_position(), now,
                                      seconds_to_msg(now))

@@ -1,7 +1,9 @@
 """Latency-aware timing of an action chunk, as in Diffusion Policy's real-robot deployment.
 
 A chunk is predicted from an observation taken at ``obs_stamp``; its k-th action belongs to
-``obs_stamp + k * dt``. By the time inference finishes some of those instants are gone, and
+``first + k * dt``, where ``first`` is ``obs_stamp + dt`` for joint-position targets (the position
+to reach at the end of the action's period) and ``obs_stamp`` for servo actions (first_action_time).
+By the time inference finishes some of those instants are gone, and
 executing them late would replay the past, so they are dropped and the rest keep their times.
 
 Plan-ahead (``plan_ahead: auto``) decides *when* to plan when inference is slower than a control
@@ -62,6 +64,24 @@ def schedule_chunk(
     )
 
 
+# Output modes whose actions are positions to reach (joint targets), not per-period commands.
+POSITION_TARGET_MODES = ("trajectory", "forward")
+
+
+def first_action_time(obs_stamp_s: float, dt: float, output_mode: str) -> float:
+    """When a chunk planned from an observation at ``obs_stamp_s`` wants its first action.
+
+    A position action is the joint target of one control period: the store records the joints the
+    step *reached* (robot_offrl_sim.tasks: ``last_action``), and a direct rollout holds action k as
+    the setpoint during [obs + k*dt, obs + (k+1)*dt]. As a trajectory point (a position at a time) it
+    therefore belongs at the *end* of its period, ``obs + (k+1)*dt``; placing it at ``obs + k*dt``
+    drives the arm one period ahead of the plan and drops a still-useful first action (measured on
+    lift_joint: 4/8 against 8/8 successes with the direct sweep's replanning).
+    A servo action is a velocity held over its period, so it starts at ``obs + k*dt``.
+    """
+    return obs_stamp_s + (dt if output_mode in POSITION_TARGET_MODES else 0.0)
+
+
 class LatencyEstimate:
     """A high percentile of the recent plan times (observation to send), for plan-ahead.
 
@@ -93,15 +113,18 @@ class LatencyEstimate:
 
 
 def plan_due(now_s: float, period_s: float, chunk_end_s: float | None, latency_s: float | None,
-             margin_s: float) -> bool:
+             margin_s: float, replan_when_fast: bool = True) -> bool:
     """Whether a control tick at ``now_s`` must start the next plan (plan-ahead).
 
     True when there is nothing to plan ahead of (no chunk pending, or no latency measured yet),
-    when inference fits in one period (then the node replans every period, as with plan-ahead
-    off), or when waiting one more period would make the next chunk arrive less than
-    ``margin_s`` before ``chunk_end_s``, the time of the current chunk's last action.
+    when inference fits in one period and ``replan_when_fast`` (then the node replans every period,
+    as with plan-ahead off), or when waiting one more period would make the next chunk arrive less
+    than ``margin_s`` before ``chunk_end_s``, the time of the current chunk's last action.
+    ``replan_when_fast=False`` (plan_ahead: chunk) keeps chunks running whatever the inference speed:
+    a diffusion policy sampled afresh every period switches between modes of its action distribution
+    (a lift_joint checkpoint lifted in 0-1 of 8 episodes that way, 8 of 8 with 8-action chunks).
     """
-    if chunk_end_s is None or latency_s is None or latency_s < period_s:
+    if chunk_end_s is None or latency_s is None or (replan_when_fast and latency_s < period_s):
         return True
     return now_s + period_s + latency_s + margin_s > chunk_end_s
 
