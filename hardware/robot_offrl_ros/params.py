@@ -156,11 +156,11 @@ class NodeConfig:
     workspace_max: tuple[float, ...] = param((0.8, 0.5, 0.7), "double[]", "end-effector box upper corner, m")
     min_lead_time_s: float = param(0.0, "double", "drop actions due sooner than this after inference")
     plan_ahead: str = param(
-        "auto", "string",
-        "auto: when inference is slower than a period, time each plan so its chunk arrives before the "
-        "current one ends and splice it on without a jump; off: replan every period, chunks replace; chunk: "
-        "plan-ahead timing and splicing whatever the inference speed, so each chunk runs to near its end as "
-        "PolicyRuntime.act runs n_action_steps (what a direct sweep evaluates)",
+        "chunk", "string",
+        "chunk: time each plan so its chunk arrives before the current one ends and splice it on without a "
+        "jump, whatever the inference speed, so each chunk runs to near its end as PolicyRuntime.act runs "
+        "n_action_steps (what a direct sweep evaluates); auto: the same timing only when inference is slower "
+        "than a period, else replan every period; off: replan every period, chunks replace",
     )
     plan_ahead_margin_s: float = param(
         0.1, "double",

@@ -55,7 +55,7 @@ POLICY_NODE = [
     ('workspace_min', 'double[]', [0.2, -0.5, 0.0]),
     ('workspace_max', 'double[]', [0.8, 0.5, 0.7]),
     ('min_lead_time_s', 'double', 0.0),
-    ('plan_ahead', 'string', 'auto'),
+    ('plan_ahead', 'string', 'chunk'),
     ('plan_ahead_margin_s', 'double', 0.1),
     ('hold_time_s', 'double', 0.1),
     ('diagnostics_rate_hz', 'double', 1.0),

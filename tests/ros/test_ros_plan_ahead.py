@@ -80,7 +80,7 @@ def test_splice_starts_on_the_previous_chunk_and_hands_over_across_the_overlap()
 
 
 def test_plan_ahead_parameters_are_checked() -> None:
-    assert parse_config({}).plan_ahead == "auto"
+    assert parse_config({}).plan_ahead == "chunk"
     with pytest.raises(ConfigError, match="plan_ahead must be one of"):
         parse_config({"plan_ahead": "always"})
     with pytest.raises(ConfigError, match="plan_ahead_margin_s must be >= 0"):
