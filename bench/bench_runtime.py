@@ -3,8 +3,10 @@
 Trains a short low-dim RISE checkpoint on a synthetic Lift-shaped store (so the critic exists),
 then times ``PolicyRuntime.plan`` — what the sweep and the ROS node call at every replanning step —
 for K = 1, 32, 128 with 10 DDIM steps and with 100 DDPM steps. Reports CUDA too when present.
+With ``--amp off,bf16`` each case runs once per acting precision, the calls alternating, and the
+table gives each one's p50 against the first's.
 
-    PYTHONPATH=.:sim .venv/bin/python bench/bench_runtime.py [--repeats 30] [--device auto]
+    PYTHONPATH=.:sim .venv/bin/python bench/bench_runtime.py [--repeats 30] [--device auto] [--amp off,bf16]
 """
 
 from __future__ import annotations
@@ -46,32 +48,48 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--amp", default="off", help="comma list of the runtime's acting amp values to alternate")
+    parser.add_argument("--samplers", default="ddim:10,ddpm:100")
+    parser.add_argument("--candidates", default="1,32,128")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--overrides", nargs="*", default=[], help="extra training overrides, e.g. policy.denoiser=unet")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp())
     store = synthetic_store(tmp / "lift.zarr")
     cfg = compose("train", [f"data={store}", f"out={tmp / 'run'}", "algo=rise", "trainer=small",
                             f"trainer.steps={args.train_steps}", "trainer.batch_size=256", "trainer.progress=false",
-                            "trainer.val_fraction=0", f"trainer.device={args.device}"])
+                            "trainer.val_fraction=0", f"trainer.device={args.device}", *args.overrides])
     t0 = time.perf_counter()
     train(cfg)
     train_rate = args.train_steps / (time.perf_counter() - t0)
     obs = {k: np.zeros(d, np.float32) for k, d in LOWDIM.items()}
     rows = []
-    for scheduler, steps in (("ddim", 10), ("ddpm", 100)):
-        for k in (1, 32, 128):
-            policy = PolicyRuntime.load(tmp / "run", device=args.device, num_candidates=k,
-                                        num_inference_steps=steps, scheduler=scheduler)
-            policy.plan(obs)  # warm-up
-            times = []
+    amps = args.amp.split(",")
+    for sampler in args.samplers.split(","):
+        scheduler, steps = sampler.split(":")
+        for k in (int(c) for c in args.candidates.split(",")):
+            runtimes = {amp: PolicyRuntime.load(tmp / "run", device=args.device, num_candidates=k,
+                                                num_inference_steps=int(steps), scheduler=scheduler, amp=amp)
+                        for amp in amps}
+            times: dict[str, list[float]] = {amp: [] for amp in amps}
+            for policy in runtimes.values():
+                policy.plan(obs)  # warm-up
             for _ in range(args.repeats):
-                t = time.perf_counter()
-                policy.plan(obs)
-                if policy.device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append((time.perf_counter() - t) * 1000)
-            rows.append({"sampler": f"{scheduler}-{steps}", "K": k, "p50_ms": round(float(np.percentile(times, 50)), 1),
-                         "p99_ms": round(float(np.percentile(times, 99)), 1), "device": str(policy.device)})
-            print(json.dumps(rows[-1]), flush=True)
+                for amp, policy in runtimes.items():  # alternate, so load drifts hit every variant alike
+                    t = time.perf_counter()
+                    policy.plan(obs)
+                    if policy.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    times[amp].append((time.perf_counter() - t) * 1000)
+            base = float(np.percentile(times[amps[0]], 50))
+            for amp, policy in runtimes.items():
+                p50 = float(np.percentile(times[amp], 50))
+                rows.append({"sampler": f"{scheduler}-{steps}", "K": k, "amp": amp, "p50_ms": round(p50, 1),
+                             "p99_ms": round(float(np.percentile(times[amp], 99)), 1),
+                             f"vs_{amps[0]}": round(p50 / base, 2), "device": str(policy.device)})
+                print(json.dumps(rows[-1]), flush=True)
     params = sum(p.numel() for p in policy.agent.policy.parameters())
     critic = sum(p.numel() for p in policy.agent.critic.parameters()) if policy.agent.critic is not None else 0
     print(json.dumps({"policy_params": params, "critic_params": critic,

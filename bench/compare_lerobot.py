@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import statistics
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from bench_learn import make_store  # noqa: E402
 
 from robot_offrl.algos import build_agent  # noqa: E402
 from robot_offrl.data.sampler import WindowDataset  # noqa: E402
+from robot_offrl.device import cast_for_autocast_inference  # noqa: E402
 from robot_offrl.train.config import RunConfig  # noqa: E402
 from robot_offrl.train.loop import clip_gradients, make_optimizer  # noqa: E402
 
@@ -217,8 +219,6 @@ def selector(obs: dict[str, torch.Tensor]) -> Callable[..., Callable[[], object]
 
 def compile_case(agent: Any, select: Callable[..., Callable[[], object]], repeats: int) -> None:
     """Eager against inductor-compiled denoiser (nn.Module.compile keeps the state-dict names), K = 1."""
-    import copy
-
     compiled = copy.deepcopy(agent)
     compiled.ema_policy.denoiser.compile(dynamic=False)
     t = time.perf_counter()
@@ -331,30 +331,32 @@ def main() -> None:
 
             if "compile" in cases:
                 compile_case(bc, select, args.repeats * 3)
+            # What the runtime acts with under amp=bf16 (and amp=auto for big enough work): the matmul weights
+            # cast to bf16 once (robot_offrl.device.cast_for_autocast_inference); "autocast" rows re-cast them
+            # at every call, as plain torch.autocast over fp32 weights does.
+            if cases & {"latency", "select"}:
+                bc16, rise16 = (cast_for_autocast_inference(copy.deepcopy(a), torch.bfloat16) for a in (bc, rise))
             if "latency" in cases:
                 fns = {
                     "lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0]),
                     "ours K=1 ddim10": select(bc, 1, 10, "ddim"),
-                    "ours K=1 ddim10 bf16": select(bc, 1, 10, "ddim", True),
+                    "ours K=1 ddim10 bf16 autocast": select(bc, 1, 10, "ddim", True),
+                    "ours K=1 ddim10 bf16 weights": select(bc16, 1, 10, "ddim", True),
                     "ours K=1 dpmsolver4": select(bc, 1, 4, "dpmsolver"),
-                    "ours K=1 unipc4": select(bc, 1, 4, "unipc"),
-                    "ours K=1 dpmsolver3": select(bc, 1, 3, "dpmsolver"),
-                    "ours K=1 dpmsolver4 bf16": select(bc, 1, 4, "dpmsolver", True),
+                    "ours K=1 dpmsolver4 bf16 weights": select(bc16, 1, 4, "dpmsolver", True),
                 }
                 report(f"chunk latency, {modality}, B=1", alternate(fns, args.repeats * 3), "lerobot K=1 ddim10")
             if "select" in cases:
                 fns = {
                     "lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0]),
                     "ours rise K=32 ddim10": select(rise, 32, 10, "ddim"),
-                    "ours rise K=32 ddim10 bf16": select(rise, 32, 10, "ddim", True),
-                    "ours rise K=32 dpmsolver4": select(rise, 32, 4, "dpmsolver"),
-                    "ours rise K=32 dpmsolver4 prune1->4": select(rise, 32, 4, "dpmsolver", prune=1, keep=4),
-                    "ours rise K=32 dpmsolver4 prune1->4 bf16": select(rise, 32, 4, "dpmsolver", True, 1, 4),
-                    "ours rise K=32 ddim10 prune2->4": select(rise, 32, 10, "ddim", prune=2, keep=4),
+                    "ours rise K=32 ddim10 bf16 autocast": select(rise, 32, 10, "ddim", True),
+                    "ours rise K=32 ddim10 bf16 weights": select(rise16, 32, 10, "ddim", True),
+                    "ours rise K=32 dpmsolver4 prune1->4 bf16 weights": select(rise16, 32, 4, "dpmsolver", True, 1, 4),
                 }
                 if shared is not None:
-                    fns["ours rise(policy features) K=32 dpmsolver4 prune1->4"] = select(
-                        shared, 32, 4, "dpmsolver", prune=1, keep=4)
+                    shared16 = cast_for_autocast_inference(copy.deepcopy(shared), torch.bfloat16)
+                    fns["ours rise(policy features) K=32 ddim10 bf16 weights"] = select(shared16, 32, 10, "ddim", True)
                 report(f"RISE selection, {modality}, B=1", alternate(fns, args.repeats * 3), "lerobot K=1 ddim10")
             if "prune" in cases:  # how far pruning can go: fewer solver steps and survivors
                 fns = {"lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0])}

@@ -78,6 +78,7 @@ def _acting_options(args: argparse.Namespace) -> dict[str, Any]:
     flags = {
         "--candidates": ("num_candidates", args.candidates), "--n-action-steps": ("n_action_steps", args.n_action_steps),
         "--selection": ("selection", args.selection), "--temperature": ("temperature", args.temperature),
+        "--amp": ("amp", args.amp),
     }
     given = {flag: kv for flag, kv in flags.items() if kv[1] is not None}
     if given and args.checkpoint is None:
@@ -174,6 +175,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--selection", default=None,  # checked against algos/selection.py's list, not a copy here
                     help="how the critic picks among candidates: argmax or softmax (default: the checkpoint's)")
     sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
+    sw.add_argument("--amp", default=None,  # checked against the runtime's list (runtime/policy.py)
+                    help="acting precision: auto, bf16 or off (default: the runtime's, auto)")
     sw.add_argument("--real-time-factor", type=float, default=None,
                     help="--backend ros: sim seconds per wall second (default 0.5)")
     sw.add_argument("--out", required=True)

@@ -33,6 +33,7 @@ def load_runtime(cfg: NodeConfig) -> PlanningPolicy:
         num_candidates=cfg.num_candidates or None,
         num_inference_steps=cfg.num_inference_steps or None,
         n_action_steps=cfg.n_action_steps or None,
+        amp=cfg.amp or None,
     )
 
 

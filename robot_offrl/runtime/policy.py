@@ -22,7 +22,7 @@ from robot_offrl.algos.selection import SELECTION_MODES
 from robot_offrl.checkpoint import CheckpointError, load_checkpoint
 from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
-from robot_offrl.device import autocast, autocast_dtype, select_device
+from robot_offrl.device import autocast, autocast_dtype, cast_for_autocast_inference, select_device
 from robot_offrl.errors import ConfigError, NonFiniteActionError
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
@@ -34,8 +34,19 @@ ACTING_OPTIONS = (
     "num_candidates", "num_inference_steps", "n_action_steps", "selection", "temperature", "scheduler",
     "prune_after", "prune_keep", "amp",
 )
-# bf16 autocast while acting: off by default (docs/benchmarks.md has the measurement behind that).
 ACTING_AMP = ("off", "bf16", "auto")
+# ``amp=auto`` acts in bf16 (where trainer.amp=auto would train in it) once a denoising step's matmul
+# work, counted as policy parameters x candidates, outweighs the activation casts autocast adds. Measured
+# on a CPU with AVX-512 BF16, DDIM 10, bf16 against fp32 (docs/benchmarks.md): 1.8 M x 1 1.26x (a loss),
+# 14.6 M x 1 0.94x, 17.6 M U-Net x 1 0.51x, 63.5 M U-Net x 1 0.37x, 1.8 M x 32 0.79x.
+BF16_ACTING_MIN_WORK = 16_000_000
+
+
+def acting_autocast_dtype(amp: str, device: torch.device, policy_params: int, num_candidates: int) -> torch.dtype | None:
+    """Autocast dtype for acting: ``auto`` as for training, but only for work large enough to gain."""
+    if amp == "auto" and policy_params * num_candidates < BF16_ACTING_MIN_WORK:
+        return None
+    return autocast_dtype(amp, device)
 
 
 def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -83,6 +94,9 @@ def check_finite_state(agent: Agent, stats: NormStats, source: str) -> None:
 
 
 class PolicyRuntime:
+    """Acts with a trained agent. It takes the agent over: switched to eval and, with bf16 ``amp``, its
+    matmul weights stored in bf16 (``cast_for_autocast_inference``), so never hand it one still training."""
+
     def __init__(
         self,
         agent: Agent,
@@ -99,7 +113,7 @@ class PolicyRuntime:
         scheduler: str | None = None,
         prune_after: int | None = None,
         prune_keep: int | None = None,
-        amp: str = "off",
+        amp: str | None = None,
         source: str = "policy",
     ) -> None:
         check_finite_state(agent, stats, source)
@@ -122,13 +136,14 @@ class PolicyRuntime:
         self.scheduler = scheduler or policy_cfg.scheduler
         self.prune_after = int(prune_after if prune_after is not None else sel.prune_after)
         self.prune_keep = int(prune_keep if prune_keep is not None else sel.prune_keep)
-        self.amp = amp
+        self.amp = amp or "auto"
         check_acting_options({
             "num_candidates": self.num_candidates, "num_inference_steps": self.num_inference_steps,
             "selection": self.selection, "temperature": self.temperature, "scheduler": self.scheduler,
             "prune_after": self.prune_after, "prune_keep": self.prune_keep, "amp": self.amp,
         })
-        self._amp_dtype = autocast_dtype(self.amp, device)
+        policy_params = sum(p.numel() for p in agent.ema_policy.parameters())
+        self._amp_dtype = acting_autocast_dtype(self.amp, device, policy_params, self.num_candidates)
         if not 1 <= self.n_action_steps <= policy_cfg.pred_horizon:
             raise ConfigError(
                 f"n_action_steps must be in [1, pred_horizon={policy_cfg.pred_horizon}], got {self.n_action_steps}"
@@ -149,6 +164,8 @@ class PolicyRuntime:
         self._queue: deque[np.ndarray] = deque()
         self._generator = torch.Generator(device=device)
         self.reset()
+        if self._amp_dtype is not None:  # last, once every check passed: the runtime owns its agent now
+            cast_for_autocast_inference(self.agent, self._amp_dtype)
 
     # -- loading ------------------------------------------------------------------------------------
     @classmethod
@@ -277,6 +294,7 @@ class PolicyRuntime:
             "prune_after": self.prune_after,
             "prune_keep": self.prune_keep,
             "amp": self.amp,
+            "acting_dtype": str(self._amp_dtype or torch.float32).removeprefix("torch."),
             "n_action_steps": self.n_action_steps,
             "selection": self.selection,
             "device": str(self.device),

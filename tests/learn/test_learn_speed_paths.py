@@ -11,6 +11,7 @@ from learn_support import make_schema, tiny_cfg, write_store
 from robot_offrl.algos import build_agent
 from robot_offrl.algos.averaging import soft_update
 from robot_offrl.algos.diffusion import SCHEDULER_KINDS as SCHEDULERS
+from robot_offrl.device import cast_for_autocast_inference
 from robot_offrl.errors import ConfigError
 from robot_offrl.train.windows import build_window_dataset
 
@@ -110,6 +111,39 @@ def test_bf16_autocast_acting_and_training_stay_finite(store, denoiser):
     assert params and all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in params)
 
 
+def _bf16_select(agent, obs):
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return agent.select(obs, 4, 3, generator=torch.Generator().manual_seed(5))
+
+
+@pytest.mark.parametrize("denoiser", ["mlp", "unet"])
+def test_weights_cast_once_act_exactly_as_autocast_casts_them(store, image_store, denoiser):
+    # The runtime stores bf16 weights to skip autocast's per-call casts: speed only, the same numbers.
+    for data in (store, image_store):
+        cfg = tiny_cfg("rise", denoiser=denoiser, **({"encoder__crop": 28} if data is image_store else {}))
+        ds = build_window_dataset(data, cfg)
+        torch.manual_seed(0)
+        agent = build_agent(cfg, ds.obs_info, ds.action_dim).eval()
+        obs = _obs(ds)
+        expected = _bf16_select(agent, obs)
+        cast_for_autocast_inference(agent, torch.bfloat16)
+        torch.testing.assert_close(_bf16_select(agent, obs), expected, rtol=0, atol=0)
+        dtypes = {type(m).__name__: m.weight.dtype for m in agent.modules() if getattr(m, "weight", None) is not None}
+        assert dtypes["Linear"] == torch.bfloat16 and dtypes["LayerNorm"] == torch.float32
+        assert data is store or (dtypes["Conv2d"] == torch.bfloat16 and dtypes["GroupNorm"] == torch.float32)
+
+
+def test_auto_acts_in_bf16_only_for_work_large_enough_to_gain():
+    from robot_offrl.device import autocast_dtype
+    from robot_offrl.runtime.policy import BF16_ACTING_MIN_WORK, acting_autocast_dtype
+
+    cpu = torch.device("cpu")
+    assert acting_autocast_dtype("auto", cpu, BF16_ACTING_MIN_WORK - 1, 1) is None
+    assert acting_autocast_dtype("auto", cpu, BF16_ACTING_MIN_WORK // 32, 32) == autocast_dtype("auto", cpu)
+    assert acting_autocast_dtype("bf16", cpu, 10, 1) == torch.bfloat16  # asked for: no threshold
+    assert acting_autocast_dtype("off", cpu, 10**9, 64) is None
+
+
 def test_runtime_acting_options_for_speed(store):
     from robot_offrl.runtime import PolicyRuntime
 
@@ -118,10 +152,12 @@ def test_runtime_acting_options_for_speed(store):
     step = {"pos": np.zeros(2, np.float32)}
     for options in ({"amp": "bf16", "scheduler": "unipc", "num_inference_steps": 3},
                     {"prune_after": 1, "prune_keep": 2, "scheduler": "dpmsolver", "num_inference_steps": 4}):
-        runtime = PolicyRuntime(*args, num_candidates=4, **options)
+        runtime = PolicyRuntime(_agent(store)[0], *args[1:], num_candidates=4, **options)  # a runtime owns its agent
         actions = runtime.plan(step)
         assert actions.shape == (2, 2) and np.isfinite(actions).all()
         assert {k: runtime.describe()[k] for k in options} == options
+        linear = next(m for m in runtime.agent.modules() if isinstance(m, torch.nn.Linear))
+        assert linear.weight.dtype == (torch.bfloat16 if options.get("amp") == "bf16" else torch.float32)
     with pytest.raises(ConfigError, match="amp must be one of"):
         PolicyRuntime(*args, amp="fp16")
     with pytest.raises(ConfigError, match="prune_after must be an integer >= 0"):

@@ -149,6 +149,9 @@ def test_unknown_or_mistyped_parameters_are_config_errors() -> None:
         parse_config({"image_timeout_s": 0.0})
     with pytest.raises(ConfigError, match="gripper_joint_names is empty"):
         parse_config({"gripper_topic": "/g", "gripper_joint_names": []})
+    with pytest.raises(ConfigError, match="parameter amp must be one of"):
+        parse_config({"amp": "fp16"})
+    assert parse_config({"amp": "bf16"}).amp == "bf16"
 
 
 def test_launch_description_builds_when_launch_ros_is_installed() -> None:

@@ -20,6 +20,7 @@ POLICY_NODE = [
     ('num_candidates', 'int', 0),
     ('num_inference_steps', 'int', 0),
     ('n_action_steps', 'int', 0),
+    ('amp', 'string', ''),  # added after the snapshot: acting precision (issue #19)
     ('control_rate_hz', 'double', 0.0),
     ('autostart', 'bool', False),
     ('enable_control', 'bool', False),
