@@ -36,6 +36,7 @@ from bench_learn import make_store  # noqa: E402
 from robot_offrl.algos import build_agent  # noqa: E402
 from robot_offrl.data.sampler import WindowDataset  # noqa: E402
 from robot_offrl.device import cast_for_autocast_inference  # noqa: E402
+from robot_offrl.models.conv1d import set_conv_weight_grad  # noqa: E402
 from robot_offrl.train.config import RunConfig  # noqa: E402
 from robot_offrl.train.loop import clip_gradients, make_optimizer  # noqa: E402
 
@@ -67,11 +68,13 @@ def cond_width(ds: WindowDataset) -> int:
 
 
 def ours(
-    ds: WindowDataset, algo: str, optimizer_impl: str = "auto", critic_features: str = "own"
+    ds: WindowDataset, algo: str, optimizer_impl: str = "auto", critic_features: str = "own",
+    conv_weight_grad: str = "auto",
 ) -> tuple[Any, torch.optim.Optimizer]:
     torch.manual_seed(0)
     cfg = our_cfg(algo, cond_width(ds), optimizer_impl, critic_features)
     agent = build_agent(cfg, ds.obs_info, ds.action_dim)
+    set_conv_weight_grad(agent, conv_weight_grad)  # what the trainer does with trainer.conv_weight_grad
     return agent, make_optimizer(agent, RunConfig.from_cfg(cfg))
 
 
@@ -305,12 +308,15 @@ def main() -> None:
                 report(f"optimiser step + EMA only, {modality} bc policy ({policy_params:,} params)",
                        alternate(optimiser_variants(ds), args.repeats * 3), "AdamW plain, EMA per-tensor")
             if "train" in cases:
-                plain, plain_opt = ours(ds, "bc", "plain")  # torch's own choice on CPU: the per-tensor loop
-                # "ours" runs AdamW as trainer.optimizer_impl=auto does (fused on CPU); bf16 is trainer.amp=auto
-                # on a CPU with native bf16 (robot_offrl/device.py).
+                plain, plain_opt = ours(ds, "bc", "plain", conv_weight_grad="native")  # before issue #19's work
+                native, native_opt = ours(ds, "bc", conv_weight_grad="native")
+                # "ours" runs AdamW as trainer.optimizer_impl=auto does (fused on CPU), conv1d weight gradients
+                # as trainer.conv_weight_grad=auto does; bf16 is trainer.amp=auto on a CPU with native bf16.
                 fns: dict[str, Callable[[], object]] = {
                     "lerobot": lerobot_train_step(theirs, their_batches),
-                    "ours bc fp32, AdamW per-tensor": our_train_step(plain, plain_opt, batches, False),
+                    "ours bc fp32, AdamW per-tensor, native conv grads": our_train_step(plain, plain_opt, batches, False),
+                    "ours bc fp32, native conv grads": our_train_step(native, native_opt, batches, False),
+                    "ours bc bf16, native conv grads": our_train_step(native, native_opt, batches, True),
                     "ours bc fp32": our_train_step(bc, bc_opt, batches, False),
                     "ours bc bf16": our_train_step(bc, bc_opt, batches, True),
                     "ours rise fp32": our_train_step(rise, rise_opt, batches, False),

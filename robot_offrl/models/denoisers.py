@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from robot_offrl.models.conv1d import Conv1d
+
 DENOISERS = ("unet", "mlp")  # policy.denoiser: ConditionalUnet1D | MLPResNetDenoiser (algos/agent.py builds one)
 
 
@@ -49,7 +51,7 @@ def _broadcast_timesteps(timesteps: torch.Tensor | int, batch: int, device: torc
 class Conv1dBlock(nn.Sequential):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, n_groups: int) -> None:
         super().__init__(
-            nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
             nn.GroupNorm(n_groups, out_channels),
             nn.Mish(),
         )
@@ -63,7 +65,7 @@ class FiLMResidualBlock1d(nn.Module):
         self.block1 = Conv1dBlock(in_channels, out_channels, kernel_size, n_groups)
         self.block2 = Conv1dBlock(out_channels, out_channels, kernel_size, n_groups)
         self.film = nn.Sequential(nn.Mish(), nn.Linear(cond_dim, out_channels * 2))
-        self.residual = nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.residual = Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.block1(x)
@@ -109,7 +111,7 @@ class ConditionalUnet1D(nn.Module):
             self.up.append(nn.ModuleList([res(d_out * 2, d_in), res(d_in, d_in), upsample]))
         self.final = nn.Sequential(
             Conv1dBlock(down_dims[0], down_dims[0], kernel_size, n_groups),
-            nn.Conv1d(down_dims[0], action_dim, 1),
+            Conv1d(down_dims[0], action_dim, 1),
         )
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor | int, cond: torch.Tensor) -> torch.Tensor:

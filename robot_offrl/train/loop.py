@@ -33,6 +33,7 @@ from robot_offrl.data import EpisodeStore, NormStats
 from robot_offrl.data.sampler import WindowDataset, collate_windows, to_device
 from robot_offrl.device import autocast, autocast_dtype, maybe_compile, select_device
 from robot_offrl.errors import ConfigError, UserError
+from robot_offrl.models.conv1d import set_conv_weight_grad
 from robot_offrl.train import distributed
 from robot_offrl.train.batching import StepBatchSampler, surface_worker_errors
 from robot_offrl.train.config import RunConfig, TrainerConfig
@@ -126,6 +127,7 @@ class Trainer:
         self.schedule = UpdateSchedule.for_training(run.agent.algo.nn_augment, self.train_set.num_augmented)
         torch.manual_seed(self.seed)
         self.agent = build_agent(run.agent, self.train_set.obs_info, self.train_set.action_dim).to(self.device)
+        set_conv_weight_grad(self.agent, t.conv_weight_grad)
         self.optimizer = make_optimizer(self.agent, run)
         self.scheduler = make_scheduler(self.optimizer, t)
         self.start_step = self._maybe_resume()

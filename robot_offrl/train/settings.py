@@ -18,6 +18,7 @@ RUN_PLACE_KEYS = frozenset({
     "trainer.val_every", "trainer.val_batches", "trainer.checkpoint_every", "trainer.keep_checkpoints",
     "trainer.progress", "trainer.resume_fallback", "trainer.resume_changes",
     "trainer.optimizer_impl",  # fused / foreach / plain AdamW: the same update, executed differently
+    "trainer.conv_weight_grad",  # how conv1d weight gradients are computed: the same gradient
 })
 # The trainer keys that do change what is trained (compared on resume and on experiment reuse).
 TRAINED_KEYS = frozenset({

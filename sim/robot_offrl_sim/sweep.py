@@ -223,6 +223,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         video_size=job["video_size"],
     )
     out = {"cell": job["cell"]["cell"], "episode": job["episode"], "result": res.to_dict()}
+    if hasattr(policy, "describe"):  # a checkpoint: how it acted here (amp=auto depends on the machine)
+        out["acting"] = policy.describe()
     if job["record"]:
         out["obs"], out["actions"] = res.obs, res.actions
     if job["video"]:
@@ -362,6 +364,9 @@ def run_sweep(config: SweepConfig, out: str | Path, progress: bool = False,
     timing = {"episodes": len(outputs), "backend": config.backend, "workers": config.workers,
               "elapsed_s": round(elapsed, 3),
               "episodes_per_min": round(len(outputs) / elapsed * 60.0, 3) if elapsed > 0 else None}
+    acting = next((o["acting"] for o in outputs if "acting" in o), None)
+    if acting is not None:
+        timing["acting"] = acting
     if runner is not None:
         timing["backend_details"] = runner.details()
     (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")

@@ -221,3 +221,51 @@ def test_bad_critic_features_are_refused(store):
     cfg["critic"]["features"] = "shared"
     with pytest.raises(ConfigError, match="critic.features"):
         build_agent(cfg, build_window_dataset(store, tiny_cfg("bc")).obs_info, 2)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+def test_unfolded_conv_weight_gradient_matches_onednns(amp, kernel):
+    # trainer.conv_weight_grad=auto changes how the weight gradient is summed, not what it is.
+    from robot_offrl.models.conv1d import Conv1d
+
+    torch.manual_seed(0)
+    fast = Conv1d(24, 16, kernel, padding=kernel // 2)
+    native = torch.nn.Conv1d(24, 16, kernel, padding=kernel // 2)
+    native.load_state_dict(fast.state_dict())
+    x, weights = torch.randn(6, 24, 4), torch.randn(6, 16, 4)
+    results = []
+    for layer in (fast, native):
+        xx = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            assert layer is native or layer._unfolds(xx)
+            y = layer(xx)
+        (y.float() * weights).sum().backward()
+        results.append((y, xx.grad, layer.weight.grad, layer.bias.grad))
+    tol = {"rtol": 2e-2, "atol": 2e-2} if amp else {"rtol": 1e-5, "atol": 1e-5}
+    assert results[0][0].dtype == results[1][0].dtype == (torch.bfloat16 if amp else torch.float32)
+    for got, want in zip(results[0], results[1], strict=True):
+        torch.testing.assert_close(got.float(), want.float(), **tol)
+    with torch.no_grad():
+        assert not fast._unfolds(x)  # acting never takes it
+    assert not fast._unfolds(torch.randn(2, 24, 16))  # long sequences: oneDNN's kernel measured faster
+
+
+def test_conv_weight_grad_modes_train_the_same_unet(store):
+    from robot_offrl.models.conv1d import set_conv_weight_grad
+
+    agent, ds = _agent(store, name="bc", denoiser="unet")
+    batch = ds.get_batch(list(range(6)))
+    grads = {}
+    for mode in ("auto", "native"):
+        set_conv_weight_grad(agent, mode)
+        agent.train()
+        agent.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        agent.compute_losses(batch, 0)["loss"].backward()
+        grads[mode] = {n: p.grad.clone() for n, p in agent.named_parameters() if p.grad is not None}
+    assert grads["auto"].keys() == grads["native"].keys()
+    for name, grad in grads["auto"].items():
+        torch.testing.assert_close(grad, grads["native"][name], rtol=1e-4, atol=1e-6, msg=name)
+    with pytest.raises(ConfigError, match="trainer.conv_weight_grad must be one of"):
+        set_conv_weight_grad(agent, "fast")

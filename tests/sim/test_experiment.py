@@ -105,6 +105,8 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     assert main(argv) == 0
     assert json.loads((sweep_out / "sweep.json").read_text())["config"]["policy_kwargs"] == {
         "n_action_steps": 4, "num_candidates": 2, "amp": "bf16"}
+    acting = json.loads((sweep_out / "timing.json").read_text())["acting"]
+    assert (acting["num_candidates"], acting["amp"], acting["acting_dtype"]) == (2, "bf16", "bfloat16")
     capsys.readouterr()
     assert main([*argv[:2], str(out / "runs" / "bc_expert_s0"), *argv[3:-1], str(tmp_path / "bc_k2")]) == 2
     assert "needs a critic" in capsys.readouterr().err
