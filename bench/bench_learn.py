@@ -101,15 +101,51 @@ def select_ms(ds: WindowDataset, name: str, denoiser: str, k: int, repeats: int)
     return 1000 * timeit(lambda: agent.select(obs, k, 10), repeats)
 
 
+# (in, out, kernel, length) of the U-Net's conv1d layers at the issue #19 shapes (down dims 256/512/1024,
+# horizon 16): what trainer.conv_weight_grad decides for.
+UNET_CONVS = [(256, 256, 5, 16), (256, 512, 5, 8), (512, 512, 5, 8), (512, 1024, 5, 4), (1024, 1024, 5, 4),
+              (2048, 512, 5, 4), (1024, 256, 5, 8), (512, 256, 5, 16), (2048, 512, 1, 4), (256, 7, 1, 16)]
+
+
+def conv_grad_rows(batch: int, repeats: int) -> list[tuple[str, str]]:
+    """Forward + backward of one Conv1d layer, oneDNN's weight gradient against the unfolded one."""
+    from robot_offrl.models.conv1d import Conv1d
+
+    rows = []
+    for c_in, c_out, kernel, length in UNET_CONVS:
+        for bf16 in (False, True):
+            layer = Conv1d(c_in, c_out, kernel, padding=kernel // 2)
+            x = torch.randn(batch, c_in, length, requires_grad=True)
+            times = {}
+            for unfold in (False, True):
+                layer.unfold_weight_grad = unfold
+
+                def once(layer: Conv1d = layer, x: torch.Tensor = x, bf16: bool = bf16) -> None:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        y = layer(x)
+                    y.float().sum().backward()
+
+                times[unfold] = 1000 * timeit(once, repeats, warmup=1)
+            rows.append((f"conv1d {c_in}->{c_out}, kernel {kernel}, length {length}, batch {batch}, "
+                         f"{'bf16' if bf16 else 'fp32'}: forward+backward, oneDNN / unfolded weight grad",
+                         f"{times[False]:.1f} / {times[True]:.1f} ms ({times[True] / times[False]:.2f}x)"))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats and smaller data")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--amp-only", action="store_true", help="only the train-step rows, fp32 and bf16")
+    parser.add_argument("--conv-grad-only", action="store_true",
+                        help="only the U-Net conv1d layers, oneDNN's weight gradient against the unfolded one")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 10
+    if args.conv_grad_only:
+        print_rows(conv_grad_rows(256, repeats) + conv_grad_rows(32, repeats))
+        return
     rng = np.random.default_rng(0)
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -269,3 +269,20 @@ def test_conv_weight_grad_modes_train_the_same_unet(store):
         torch.testing.assert_close(grad, grads["native"][name], rtol=1e-4, atol=1e-6, msg=name)
     with pytest.raises(ConfigError, match="trainer.conv_weight_grad must be one of"):
         set_conv_weight_grad(agent, "fast")
+
+
+def test_unfolded_conv_weight_gradient_traces_under_torch_compile():
+    # trainer.compile traces the loss through the custom autograd Function (aot_eager: no codegen, same tracing).
+    from robot_offrl.models.conv1d import Conv1d
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(Conv1d(8, 16, 5, padding=2), torch.nn.Mish(), Conv1d(16, 4, 1))
+    x = torch.randn(3, 8, 4)
+    net(x).sum().backward()
+    expected = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    compiled = torch.compile(net, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), net(x))
+    compiled(x).sum().backward()
+    for param, want in zip(net.parameters(), expected, strict=True):
+        torch.testing.assert_close(param.grad, want)
