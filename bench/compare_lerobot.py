@@ -348,6 +348,7 @@ def main() -> None:
                     "ours K=1 ddim10": select(bc, 1, 10, "ddim"),
                     "ours K=1 ddim10 bf16 autocast": select(bc, 1, 10, "ddim", True),
                     "ours K=1 ddim10 bf16 weights": select(bc16, 1, 10, "ddim", True),
+                    "ours K=1 ddim6 bf16 weights": select(bc16, 1, 6, "ddim", True),
                     "ours K=1 dpmsolver4": select(bc, 1, 4, "dpmsolver"),
                     "ours K=1 dpmsolver4 bf16 weights": select(bc16, 1, 4, "dpmsolver", True),
                 }
@@ -358,6 +359,7 @@ def main() -> None:
                     "ours rise K=32 ddim10": select(rise, 32, 10, "ddim"),
                     "ours rise K=32 ddim10 bf16 autocast": select(rise, 32, 10, "ddim", True),
                     "ours rise K=32 ddim10 bf16 weights": select(rise16, 32, 10, "ddim", True),
+                    "ours rise K=32 ddim6 bf16 weights": select(rise16, 32, 6, "ddim", True),
                     "ours rise K=32 dpmsolver4 prune1->4 bf16 weights": select(rise16, 32, 4, "dpmsolver", True, 1, 4),
                 }
                 if shared is not None:
