@@ -77,6 +77,7 @@ def _acting_options(args: argparse.Namespace) -> dict[str, Any]:
     """
     flags = {
         "--candidates": ("num_candidates", args.candidates), "--n-action-steps": ("n_action_steps", args.n_action_steps),
+        "--inference-steps": ("num_inference_steps", args.inference_steps),
         "--selection": ("selection", args.selection), "--temperature": ("temperature", args.temperature),
         "--amp": ("amp", args.amp),
     }
@@ -170,6 +171,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--record", default=None, help="also append every rollout to this store (policy_rollout)")
     sw.add_argument("--candidates", type=int, default=None,
                     help="K action chunks scored by the critic per plan (default: the checkpoint's)")
+    sw.add_argument("--inference-steps", type=int, default=None,
+                    help="denoising steps per sampled chunk (default: the checkpoint's, 10 unless trained otherwise)")
     sw.add_argument("--n-action-steps", type=int, default=None,
                     help="actions executed per plan before replanning (default: the checkpoint's)")
     sw.add_argument("--selection", default=None,  # checked against algos/selection.py's list, not a copy here

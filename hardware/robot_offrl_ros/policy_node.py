@@ -444,14 +444,19 @@ class PolicyNode(LifecycleNode):
             output, chunk_pub = self._output, self._chunk_pub
         if token is None or cfg is None or assembler is None or watchdog is None or policy is None or output is None:
             return
-        if not self._plan_due(token, cfg):
-            return  # the chunk being executed lasts long enough; the watchdog keeps its own timer
+        due = self._plan_due(token, cfg)
+        # Between plans the chunk being executed lasts long enough, but a policy that keeps a history
+        # (PolicyRuntime.observe, optional in the protocol) still gets this period's observation.
+        observe = getattr(policy, "observe", None)
+        if not due and observe is None:
+            return
         step_start = self._now()
         estimate = self._plan_latency.value()
         fast = estimate is not None and estimate < self._dt  # plans within a period: replan every period
         stale = watchdog.stale(step_start)
         if stale:
-            self._step_fault(token, "watchdog", "stale observations: " + "; ".join(str(s) for s in stale))
+            if due:  # between plans the watchdog's own timer holds; stale inputs never enter the history
+                self._step_fault(token, "watchdog", "stale observations: " + "; ".join(str(s) for s in stale))
             return
         try:
             obs, obs_stamp = assembler.build()
@@ -459,6 +464,9 @@ class PolicyNode(LifecycleNode):
             if self._reset_pending.is_set():
                 self._reset_pending.clear()
                 policy.reset()
+            if not due:
+                observe(obs)
+                return
             raw = policy.plan(obs)
             latency = time.perf_counter() - start
             chunk = check_chunk(raw, chunk_length_limit(policy, cfg), len(self._action_names))

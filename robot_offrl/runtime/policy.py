@@ -240,6 +240,15 @@ class PolicyRuntime:
             self._queue.extend(self._plan_from_history())
         return self._queue.popleft()
 
+    def observe(self, obs: Mapping[str, Any]) -> None:
+        """Add one control step's observation to the history without planning.
+
+        The policy was trained on consecutive steps (obs_horizon of them, one control period apart); an
+        executor that runs a chunk open-loop still calls this every period, so the next plan sees the
+        same spacing as ``act`` in a direct sweep, not frames a chunk apart.
+        """
+        self._push(obs)
+
     def plan(self, obs: Mapping[str, Any]) -> np.ndarray:
         """Push ``obs`` and plan now: (n_action_steps, A) actions in the action space's units."""
         self._push(obs)

@@ -55,7 +55,10 @@ class Policy(Protocol):
 @runtime_checkable
 class PlanningPolicy(Protocol):
     """A policy that states its inputs and outputs and plans a chunk of actions at once (what the ROS
-    node drives; ``PolicyRuntime`` is also a ``Policy``, a test double of the node need not be)."""
+    node drives; ``PolicyRuntime`` is also a ``Policy``, a test double of the node need not be).
+
+    Optional extras the node uses when present: ``n_action_steps``, ``scored_actions`` and
+    ``observe(obs)``, which adds a control period's observation to the history without planning."""
 
     obs_schema: Sequence[KeySpec]
     action_space: ActionSpace

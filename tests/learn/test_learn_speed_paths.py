@@ -286,3 +286,19 @@ def test_unfolded_conv_weight_gradient_traces_under_torch_compile():
     compiled(x).sum().backward()
     for param, want in zip(net.parameters(), expected, strict=True):
         torch.testing.assert_close(param.grad, want)
+
+
+def test_observe_adds_a_step_to_the_history_without_planning(store):
+    # An executor running a chunk open-loop (the ROS node) keeps the history one control period apart.
+    from robot_offrl.runtime import PolicyRuntime
+
+    agent, ds = _agent(store)
+    runtime = PolicyRuntime(agent, ds.norm_stats, ds.schema, ds.obs_keys, torch.device("cpu"), num_candidates=2)
+    first, second = {"pos": np.zeros(2, np.float32)}, {"pos": np.ones(2, np.float32)}
+    runtime.observe(first)
+    assert not runtime._queue
+    runtime.plan(second)
+    history = runtime._obs_tensors()["pos"][0].numpy()
+    stats = ds.norm_stats
+    expected = np.stack([stats.normalize("pos", first["pos"]), stats.normalize("pos", second["pos"])])
+    np.testing.assert_allclose(history, expected, atol=1e-6)

@@ -39,6 +39,11 @@ class ScriptedPolicy:
     calls: int = 0
     in_plan: bool = False  # True while a plan is being computed (to act during inference)
     last_obs: dict[str, np.ndarray] | None = None
+    events: list[str] = field(default_factory=list)  # "observe" / "plan", in call order
+
+    def observe(self, obs: Mapping[str, np.ndarray]) -> None:
+        """PolicyRuntime.observe: a control period's observation pushed into the history, no plan."""
+        self.events.append("observe")
 
     @property
     def obs_schema(self) -> list[KeySpec]:
@@ -61,6 +66,7 @@ class ScriptedPolicy:
 
     def plan(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         self.calls += 1
+        self.events.append("plan")
         self.last_obs = {k: np.array(v) for k, v in obs.items()}
         if self.mode == "raise":
             raise RuntimeError("scripted inference failure")

@@ -112,3 +112,8 @@ def test_chunk_mode_runs_chunks_like_the_runtime_and_auto_replans_every_period(r
         # 8 actions, the next plan timed by the slowest of the last plans (< a period here) to arrive
         # before the last one: at least 5 of each chunk run (7 when every plan is equally fast).
         assert min(executed) >= 5, executed
+        # Between plans every control period still hands the policy its observation, so the history a
+        # plan sees holds consecutive periods, as in training, not frames a chunk apart.
+        plans = [i for i, event in enumerate(policy.events) if event == "plan"]
+        between = [b - a - 1 for a, b in zip(plans[3:], plans[4:], strict=False)]
+        assert between and min(between) >= 4, between

@@ -100,11 +100,11 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
 
     sweep_out = tmp_path / "k2"
     argv = ["sweep", "--checkpoint", str(out / "runs" / "rise_s0"), "--task", "lift", "--grid", "1x1",
-            "--horizon", "5", "--quiet", "--candidates", "2", "--n-action-steps", "4", "--amp", "bf16",
+            "--horizon", "5", "--quiet", "--candidates", "2", "--n-action-steps", "4", "--amp", "bf16", "--inference-steps", "3",
             "--out", str(sweep_out)]
     assert main(argv) == 0
     assert json.loads((sweep_out / "sweep.json").read_text())["config"]["policy_kwargs"] == {
-        "n_action_steps": 4, "num_candidates": 2, "amp": "bf16"}
+        "n_action_steps": 4, "num_candidates": 2, "amp": "bf16", "num_inference_steps": 3}
     acting = json.loads((sweep_out / "timing.json").read_text())["acting"]
     assert (acting["num_candidates"], acting["amp"], acting["acting_dtype"]) == (2, "bf16", "bfloat16")
     capsys.readouterr()
@@ -113,7 +113,8 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     assert main(["sweep", "--policy", "scripted:lift", "--task", "lift", "--candidates", "2",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--checkpoint policies only" in capsys.readouterr().err
-    for flag, value in (("--candidates", "0"), ("--n-action-steps", "0"), ("--temperature", "0"), ("--amp", "fp16")):
+    for flag, value in (("--candidates", "0"), ("--n-action-steps", "0"), ("--temperature", "0"), ("--amp", "fp16"),
+                        ("--inference-steps", "0")):
         assert main([*argv[:-1], str(tmp_path / "bad"), flag, value]) == 2
         assert f"{flag} must be" in capsys.readouterr().err
 
