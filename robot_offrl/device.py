@@ -77,7 +77,7 @@ def cast_for_autocast_inference(module: torch.nn.Module, dtype: torch.dtype) -> 
     Autocast casts every fp32 weight to bf16 on every call, and its per-context cache skips weights
     that do not require grad (an acting copy's). At batch 1 those casts dominate: a 63.5 M-parameter
     U-Net reads 254 MB and writes 127 MB per denoising step just to cast (docs/benchmarks.md: with the
-    cast done once, a DDIM-10 chunk took 0.37x of fp32 against 0.53x for plain autocast). Autocast
+    cast done once, a DDIM-10 chunk took 0.36x of fp32 against 0.50x for plain autocast, compare_lerobot.py). Autocast
     rounds exactly as ``Tensor.to`` does, so the actions are the same bit for bit; only training
     would suffer (bf16 master weights), hence in place and for acting only.
     """

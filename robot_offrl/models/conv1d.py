@@ -1,10 +1,9 @@
 """A Conv1d whose CPU weight gradient, on short sequences, is one matmul over the unfolded input.
 
 oneDNN's conv1d weight-gradient kernel is slow for many channels over few time steps, which is
-exactly the U-Net's deepest levels (1024 channels x 4 steps at the issue's shapes): one such gradient
-took 394 ms in bf16 at batch 256 where the same sum written as one matmul over the unfolded input
-(batch x channels x steps x kernel) took 56 ms, while the forward pass took 35 ms
-(docs/benchmarks.md, "conv1d weight gradient"). The forward pass and the input gradient stay oneDNN's
+exactly the U-Net's deepest levels (1024 channels x 4 steps at the issue's shapes): forward and backward
+of one such layer took 519 ms in bf16 at batch 256 with oneDNN's weight gradient and 138 ms with this
+one (``bench/bench_learn.py --conv-grad-only``; docs/benchmarks.md). The forward pass and the input gradient stay oneDNN's
 (they are fast); only the weight gradient is computed differently, so results agree up to float
 summation order. The state dict is nn.Conv1d's, so checkpoints do not know which path trained them.
 """

@@ -38,7 +38,7 @@ ACTING_AMP = ("off", "bf16", "auto")
 # ``amp=auto`` acts in bf16 (where trainer.amp=auto would train in it) once a denoising step's matmul
 # work, counted as policy parameters x candidates, outweighs the activation casts autocast adds. Measured
 # on a CPU with AVX-512 BF16, DDIM 10, bf16 against fp32 (docs/benchmarks.md): 1.8 M x 1 1.26x (a loss),
-# 14.6 M x 1 0.94x, 17.6 M U-Net x 1 0.51x, 63.5 M U-Net x 1 0.37x, 1.8 M x 32 0.79x.
+# 14.6 M x 1 0.94x, 17.6 M U-Net x 1 0.51x, 63.5 M U-Net x 1 0.36x, 1.8 M x 32 0.79x.
 BF16_ACTING_MIN_WORK = 16_000_000
 
 
