@@ -35,6 +35,19 @@ AUGMENT_SCHEDULES = ("alternate", "mixed")
 # What the critic reads: its own encoder (own), or the EMA policy's encoder output without gradient
 # (policy_ema: no second image trunk to train or run; the policy's features are computed anyway when acting).
 CRITIC_FEATURES = ("own", "policy_ema")
+# The settings a run stores that say only how its policy acts (sampler, its step count, candidate
+# selection), each mapped to the PolicyRuntime option that overrides it at acting time. Training never
+# reads them (it always noises with DDPM), so resume and experiment reuse do not compare them, and an
+# experiment that now asks for other values passes them to its sweeps instead of retraining.
+ACTING_SETTINGS = {
+    "policy.num_inference_steps": "num_inference_steps",
+    "policy.scheduler": "scheduler",
+    "algo.selection.num_candidates": "num_candidates",
+    "algo.selection.mode": "selection",
+    "algo.selection.temperature": "temperature",
+    "algo.selection.prune_after": "prune_after",
+    "algo.selection.prune_keep": "prune_keep",
+}
 
 
 @dataclass(frozen=True)

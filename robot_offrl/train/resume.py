@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from robot_offrl.algos.config import ACTING_SETTINGS
 from robot_offrl.checkpoint import (
     CHECKPOINT_DIR,
     LATEST_FILE,
@@ -37,8 +38,6 @@ from robot_offrl.errors import ConfigError
 from robot_offrl.train.config import TrainerConfig, legacy_values
 from robot_offrl.train.settings import RESUME_IGNORED
 
-# Acting defaults stored with a run (K, argmax/softmax): they change no weights.
-ACTING_PREFIX = "algo.selection."
 # Settings that can be applied to a restored optimiser without rebuilding anything, mapped to the
 # parameter group each one sets.
 ADJUSTABLE = {"trainer.lr": "policy", "critic.lr": "critic"}
@@ -72,7 +71,21 @@ def config_differences(
     return {
         key: (old[key], new[key])
         for key in sorted(old.keys() & new.keys())
-        if key not in ignored and not key.startswith(ACTING_PREFIX) and old[key] != new[key]
+        if key not in ignored and key not in ACTING_SETTINGS and old[key] != new[key]
+    }
+
+
+def acting_differences(
+    saved: DictConfig | Mapping[str, Any], wanted: DictConfig | Mapping[str, Any]
+) -> dict[str, Any]:
+    """The acting settings (``ACTING_SETTINGS``) ``wanted`` asks for that a saved run differs in, as
+    PolicyRuntime options: {"num_inference_steps": 6}. A run acts with its own stored values unless told
+    otherwise, so a caller reusing it under a changed default passes these on to keep its word."""
+    old = flatten_config(_plain(saved))
+    new = flatten_config(_plain(wanted))
+    return {
+        option: new[key] for key, option in ACTING_SETTINGS.items()
+        if key in new and old.get(key) != new[key]
     }
 
 

@@ -8,7 +8,7 @@ initial condition, seed and generator details in attrs so it can be regenerated 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,10 +37,12 @@ def collect(
     progress: bool = False,
     extra_attrs: dict[str, Any] | None = None,
     checkpoint: str | None = None,
+    acting: Mapping[str, Any] | None = None,
 ) -> list[int]:
     """Append `episodes` episodes of `kind` to the store at `out`; returns their indices.
 
-    `checkpoint` is the policy `policy_rollout` episodes run. An episode of a kind that must never do
+    `checkpoint` is the policy `policy_rollout` episodes run, with the PolicyRuntime options `acting`
+    over its own. An episode of a kind that must never do
     the task (reset play) but did is not written: the next seed replaces it, at most `episodes` times.
     """
     from robot_offrl.data import EpisodeStore
@@ -61,7 +63,7 @@ def collect(
     # task's env then records the joint targets those steps reached).
     env.set_controller(env.spec.action if kind == "policy_rollout" else SCRIPTED_CONTROLLER)
     env.reset(0, region=region)
-    rollout_policy = None if checkpoint is None else load_rollout_policy(checkpoint, env.obs_shapes())
+    rollout_policy = None if checkpoint is None else load_rollout_policy(checkpoint, env.obs_shapes(), acting)
     store = EpisodeStore.open(out, mode="a", schema=env.store_schema())  # closed below: frees the write lock
     indices: list[int] = []
     discarded = 0

@@ -208,31 +208,45 @@ def _resolve(path: str, base: Path) -> Path:
     return p if p.is_absolute() or p.exists() else base / p
 
 
-def _train(exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path, log: Any) -> dict[str, Any]:
+def _train(
+    exp: Experiment, method: Method, seed: int, data: Path, run_dir: Path, log: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train the row's run, or reuse it; returns its summary and the acting options it must be swept with.
+
+    Those options are the acting settings (``ACTING_SETTINGS``: sampler, steps, selection) the row now
+    composes where a reused run stored others, e.g. after a default changed: training never reads them,
+    so the run is reused and its sweeps act as the row asks, instead of retraining it.
+    """
     from robot_offrl.checkpoint import latest_checkpoint, load_checkpoint
     from robot_offrl.config import compose
     from robot_offrl.train.loop import train
+    from robot_offrl.train.resume import acting_differences
 
     overrides = [f"task={exp.task}", f"data={data}", f"out={run_dir}", f"seed={seed}",
                  *exp.train_overrides, *method.overrides]
     cfg = compose("train", overrides)
     found = latest_checkpoint(run_dir)
     checkpoint = load_checkpoint(found) if found is not None else None
+    acting: dict[str, Any] = {}
     if checkpoint is not None:
-        changed = config_changes(checkpoint.config, OmegaConf.to_container(cfg, resolve=True))
+        wanted = OmegaConf.to_container(cfg, resolve=True)
+        changed = config_changes(checkpoint.config, wanted)
         if changed:
             raise ConfigError(f"{run_dir} was trained with other settings than {method.name!r} now asks for "
                               f"({'; '.join(changed)}); delete that folder to train it again")
+        acting = acting_differences(checkpoint.config, wanted)
     if checkpoint is not None and checkpoint.step >= int(cfg.trainer.steps):
-        log(f"  reuse {run_dir} (already trained to {cfg.trainer.steps} steps)")
+        told = f"; acts with {acting}" if acting else ""
+        log(f"  reuse {run_dir} (already trained to {cfg.trainer.steps} steps{told})")
         summary = run_dir / "train_summary.json"
-        return json.loads(summary.read_text()) if summary.is_file() else {"step": int(cfg.trainer.steps)}
+        found_summary = json.loads(summary.read_text()) if summary.is_file() else {"step": int(cfg.trainer.steps)}
+        return found_summary, acting
     t0 = time.monotonic()
     result = train(cfg)
     out = {"step": result.step, "losses": result.losses, "val_losses": result.val_losses,
            "seconds": round(time.monotonic() - t0, 1), "overrides": overrides}
     (run_dir / "train_summary.json").write_text(json.dumps(out, indent=1))
-    return out
+    return out, {}  # a resumed run saves the composed settings, so it acts with them
 
 
 def config_changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -247,20 +261,21 @@ def config_changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[
 
 
 def _sweep(exp: Experiment, method: Method, sweep: SweepSet, run_dir: Path, seed: int, out: Path,
-           log: Any) -> dict[str, Any]:
+           acting: dict[str, Any], log: Any) -> dict[str, Any]:
+    """Sweep ``run_dir`` with the acting options ``acting`` (the row's own over those its run needs)."""
     if (out / "sweep.json").is_file():
         summary = json.loads((out / "sweep.json").read_text())
         made_with = summary.get("config", {}).get("policy_kwargs", {})
-        if made_with != method.acting:
+        if made_with != acting:
             raise ConfigError(f"{out} was swept with acting options {made_with}, but {method.name!r} now asks "
-                              f"for {method.acting}; delete that folder to sweep again")
+                              f"for {acting}; delete that folder to sweep again")
         log(f"  reuse {out}")
         return summary
     config = SweepConfig(
         task=exp.task, policy=f"checkpoint:{run_dir}", region=sweep.region, grid=sweep.grid,
         episodes_per_cell=sweep.episodes_per_cell, perturbations=tuple(parse_perturbation(p) for p in sweep.perturb),
         seed=1000 + seed, horizon=sweep.horizon, workers=exp.workers, video=exp.video,
-        policy_kwargs=dict(method.acting),
+        policy_kwargs=dict(acting),
     )
     return run_sweep(config, out)
 
@@ -289,25 +304,27 @@ def run_experiment(exp: Experiment, out: str | Path, log: Any = print) -> dict[s
     timings["dataset_s"] = round(time.monotonic() - t0, 1)
 
     timings.update(train_s=0.0, sweep_s=0.0)
+    run_acting: dict[tuple[str, int], dict[str, Any]] = {}  # what each reused run must act with (_train)
     for seed, method in run_order(exp):  # the report is rewritten after every run: see run_order
         entry = results["methods"].setdefault(method.name, {"seeds": {}})
         if method.policy_from is None:
             run_dir = out / "runs" / f"{method.name}_s{seed}"
             log(f"[2/3] train {method.name} seed {seed} -> {run_dir}")
             t0 = time.monotonic()
-            trained = _train(exp, method, seed, data, run_dir, log)
+            trained, run_acting[(method.name, seed)] = _train(exp, method, seed, data, run_dir, log)
             timings["train_s"] = round(timings["train_s"] + time.monotonic() - t0, 1)
         else:
             run_dir = out / "runs" / f"{method.policy_from}_s{seed}"
             log(f"[2/3] {method.name} seed {seed}: no training, acts with {run_dir}")
             source = results["methods"][method.policy_from]["seeds"][str(seed)]["train"]
             trained = {"policy_from": method.policy_from, "step": source.get("step")}
-        entry["seeds"][str(seed)] = {"train": trained, "sweeps": {}}
+        acting = {**run_acting[(method.policy_from or method.name, seed)], **method.acting}
+        entry["seeds"][str(seed)] = {"train": trained, "sweeps": {}, **({"acting": acting} if acting else {})}
         t0 = time.monotonic()
         for sweep in exp.sweeps:
             sweep_dir = out / "sweeps" / sweep.name / f"{method.name}_s{seed}"
             log(f"[3/3] sweep {sweep.name}: {method.name} seed {seed} -> {sweep_dir}")
-            summary = _sweep(exp, method, sweep, run_dir, seed, sweep_dir, log)
+            summary = _sweep(exp, method, sweep, run_dir, seed, sweep_dir, acting, log)
             entry["seeds"][str(seed)]["sweeps"][sweep.name] = {
                 "rate": summary["totals"]["rate"], "narrow_rate": summary["narrow"]["rate"],
                 "episodes": summary["totals"]["episodes"], "dir": str(sweep_dir),
@@ -344,14 +361,14 @@ def _build_with_rollouts(exp: Experiment, recipe: Path, data: Path, out: Path, l
     method = next(m for m in exp.methods if m.name == stage.method)
     policy_dir = rollout_policy_dir(stage, out)
     log(f"[1/3] rollouts: train {method.name} seed {stage.seed} on the recipe's store -> {policy_dir}")
-    _train(exp, method, stage.seed, base, policy_dir, log)
+    _, acting = _train(exp, method, stage.seed, base, policy_dir, log)
     plan = load_recipe(recipe)
     log(f"[1/3] rollouts: {stage.episodes} episodes of {policy_dir.name} from region {stage.region} -> {data}")
     with build_beside(str(data), "experiment rollouts") as staged:
         copy_store(str(base), staged).close()
         collect(plan.task, "policy_rollout", stage.episodes, staged, region=stage.region, cameras=plan.cameras,
                 seed=zlib.crc32(f"{plan.seed}/rollouts/{stage.method}/{stage.seed}".encode()),
-                horizon=plan.horizon, checkpoint=str(policy_dir),
+                horizon=plan.horizon, checkpoint=str(policy_dir), acting=acting,
                 extra_attrs={"recipe": plan.name, "recipe_seed": plan.seed})
 
 

@@ -12,6 +12,7 @@ dataset.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,7 +227,9 @@ class SeededRollout:
         return np.asarray(self.runtime.act(obs), dtype=np.float32)
 
 
-def load_rollout_policy(checkpoint: str, obs_shapes: dict[str, tuple[int, ...]]) -> SeededRollout:
+def load_rollout_policy(
+    checkpoint: str, obs_shapes: dict[str, tuple[int, ...]], acting: Mapping[str, Any] | None = None
+) -> SeededRollout:
     """Load a checkpoint for `policy_rollout` episodes and check it can read this env's observations."""
     from pathlib import Path
 
@@ -234,7 +237,7 @@ def load_rollout_policy(checkpoint: str, obs_shapes: dict[str, tuple[int, ...]])
 
     if not Path(checkpoint).exists():
         raise ConfigError(f"policy_rollout checkpoint {checkpoint} not found (a run or checkpoint folder)")
-    runtime = PolicyRuntime.load(checkpoint)
+    runtime = PolicyRuntime.load(checkpoint, **(acting or {}))
     for key in runtime.obs_schema:
         if key.name not in obs_shapes:
             raise ConfigError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,24 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     Path(exp.source).write_text(yaml.safe_dump(changed))
     with pytest.raises(ConfigError, match=r"trained with other settings .*algo.lipschitz_weight: 0.1 -> 0.5"):
         run_experiment(load_experiment(exp.source), out, log=again.append)
+    # An acting setting the runs stored otherwise (a changed sampler default, say) retrains nothing:
+    # the runs are reused and swept as the file now asks, and the old sweeps are not passed off for it.
+    changed["methods"][1]["overrides"] = changed["methods"][1]["overrides"][:-1]
+    changed["train_overrides"] = [*changed["train_overrides"], "policy.num_inference_steps=3"]
+    Path(exp.source).write_text(yaml.safe_dump(changed))
+    with pytest.raises(ConfigError, match=r"swept with acting options \{\}, but 'bc_expert' now asks for "
+                                          r"\{'num_inference_steps': 3\}"):
+        run_experiment(load_experiment(exp.source), out, log=again.append)
+    shutil.rmtree(out / "sweeps")
+    resteps: list[str] = []
+    run_experiment(load_experiment(exp.source), out, log=resteps.append)
+    assert sum("already trained" in m and "acts with {'num_inference_steps': 3}" in m for m in resteps) == 2, resteps
+    k1 = json.loads((out / "sweeps" / "wide" / "rise_k1_s0" / "sweep.json").read_text())["config"]["policy_kwargs"]
+    assert k1 == {"num_inference_steps": 3, "num_candidates": 1}
+    acted = json.loads((out / "sweeps" / "wide" / "rise_s0" / "timing.json").read_text())["acting"]
+    assert acted["num_inference_steps"] == 3
+    assert json.loads((out / "results.json").read_text())["methods"]["rise"]["seeds"]["0"]["acting"] == {
+        "num_inference_steps": 3}
 
     # The benchmark's critic probe reads the same runs and store.
     probe = _bench_module("rise_sim/critic_probe.py")

@@ -170,3 +170,21 @@ def test_every_trainer_key_says_whether_it_changes_results():
     assert not unclassified, f"classify {sorted(unclassified)} in robot_offrl/train/settings.py"
     assert not RUN_PLACE_KEYS & TRAINED_KEYS
     assert "trainer.steps" in RESUME_IGNORED and "trainer.lr" not in RESUME_IGNORED
+
+
+def test_acting_settings_are_not_training_changes_but_are_handed_on():
+    """Sampler, step count and selection change no weight: a run is reused, and told how to act."""
+    from robot_offrl.algos.config import ACTING_SETTINGS
+    from robot_offrl.runtime.policy import ACTING_OPTIONS
+    from robot_offrl.train.resume import acting_differences, config_differences
+
+    assert set(ACTING_SETTINGS.values()) <= set(ACTING_OPTIONS)  # each one has a runtime override
+    saved = compose("train", ["data=/tmp/x.zarr", "algo=rise", "policy.num_inference_steps=10"])
+    wanted = compose("train", ["data=/tmp/x.zarr", "algo=rise", "policy.num_inference_steps=6",
+                               "policy.scheduler=dpmsolver", "algo.selection.num_candidates=8"])
+    assert config_differences(saved, wanted) == {}
+    assert acting_differences(saved, wanted) == {"num_inference_steps": 6, "scheduler": "dpmsolver",
+                                                 "num_candidates": 8}
+    assert acting_differences(saved, saved) == {}
+    trained = compose("train", ["data=/tmp/x.zarr", "algo=rise", "policy.num_train_timesteps=50"])
+    assert set(config_differences(saved, trained)) == {"policy.num_train_timesteps"}
