@@ -3,10 +3,12 @@
 Trains a short low-dim RISE checkpoint on a synthetic Lift-shaped store (so the critic exists),
 then times ``PolicyRuntime.plan`` — what the sweep and the ROS node call at every replanning step —
 for K = 1, 32, 128 with 10 DDIM steps and with 100 DDPM steps. Reports CUDA too when present.
-With ``--amp off,bf16`` each case runs once per acting precision, the calls alternating, and the
-table gives each one's p50 against the first's.
+With ``--amp off,bf16`` (or ``--conv1d native,auto``) each case runs once per acting variant, the calls
+alternating, and the table gives each one's p50 against the first's.
 
     PYTHONPATH=.:sim .venv/bin/python bench/bench_runtime.py [--repeats 30] [--device auto] [--amp off,bf16]
+    PYTHONPATH=.:sim .venv/bin/python bench/bench_runtime.py --amp off --conv1d native,auto \
+        --overrides policy.denoiser=unet --samplers ddim:10 --candidates 1,32
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=60)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="off", help="comma list of the runtime's acting amp values to alternate")
+    parser.add_argument("--conv1d", default="auto", help="comma list of the runtime's conv1d values to alternate")
     parser.add_argument("--samplers", default="ddim:10,ddpm:100")
     parser.add_argument("--candidates", default="1,32,128")
     parser.add_argument("--threads", type=int, default=None)
@@ -66,29 +69,32 @@ def main() -> None:
     train_rate = args.train_steps / (time.perf_counter() - t0)
     obs = {k: np.zeros(d, np.float32) for k, d in LOWDIM.items()}
     rows = []
-    amps = args.amp.split(",")
+    variants = [(amp, conv) for amp in args.amp.split(",") for conv in args.conv1d.split(",")]
+    labels = [f"amp={amp} conv1d={conv}" for amp, conv in variants]
     for sampler in args.samplers.split(","):
         scheduler, steps = sampler.split(":")
         for k in (int(c) for c in args.candidates.split(",")):
-            runtimes = {amp: PolicyRuntime.load(tmp / "run", device=args.device, num_candidates=k,
-                                                num_inference_steps=int(steps), scheduler=scheduler, amp=amp)
-                        for amp in amps}
-            times: dict[str, list[float]] = {amp: [] for amp in amps}
+            runtimes = {label: PolicyRuntime.load(tmp / "run", device=args.device, num_candidates=k,
+                                                  num_inference_steps=int(steps), scheduler=scheduler, amp=amp,
+                                                  conv1d=conv)
+                        for label, (amp, conv) in zip(labels, variants, strict=True)}
+            times: dict[str, list[float]] = {label: [] for label in labels}
             for policy in runtimes.values():
                 policy.plan(obs)  # warm-up
             for _ in range(args.repeats):
-                for amp, policy in runtimes.items():  # alternate, so load drifts hit every variant alike
+                for label, policy in runtimes.items():  # alternate, so load drifts hit every variant alike
                     t = time.perf_counter()
                     policy.plan(obs)
                     if policy.device.type == "cuda":
                         torch.cuda.synchronize()
-                    times[amp].append((time.perf_counter() - t) * 1000)
-            base = float(np.percentile(times[amps[0]], 50))
-            for amp, policy in runtimes.items():
-                p50 = float(np.percentile(times[amp], 50))
-                rows.append({"sampler": f"{scheduler}-{steps}", "K": k, "amp": amp, "p50_ms": round(p50, 1),
-                             "p99_ms": round(float(np.percentile(times[amp], 99)), 1),
-                             f"vs_{amps[0]}": round(p50 / base, 2), "device": str(policy.device)})
+                    times[label].append((time.perf_counter() - t) * 1000)
+            base = float(np.percentile(times[labels[0]], 50))
+            for label, policy in runtimes.items():
+                p50 = float(np.percentile(times[label], 50))
+                rows.append({"sampler": f"{scheduler}-{steps}", "K": k, "variant": label, "p50_ms": round(p50, 1),
+                             "p99_ms": round(float(np.percentile(times[label], 99)), 1),
+                             "vs_first": round(p50 / base, 2), "acting_dtype": policy.describe()["acting_dtype"],
+                             "device": str(policy.device)})
                 print(json.dumps(rows[-1]), flush=True)
     params = sum(p.numel() for p in policy.agent.policy.parameters())
     critic = sum(p.numel() for p in policy.agent.critic.parameters()) if policy.agent.critic is not None else 0

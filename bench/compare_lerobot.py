@@ -35,8 +35,8 @@ from bench_learn import make_store  # noqa: E402
 
 from robot_offrl.algos import build_agent  # noqa: E402
 from robot_offrl.data.sampler import WindowDataset  # noqa: E402
-from robot_offrl.device import cast_for_autocast_inference  # noqa: E402
-from robot_offrl.models.conv1d import set_conv_weight_grad  # noqa: E402
+from robot_offrl.device import cast_for_autocast_inference, cpu_has_native_bf16  # noqa: E402
+from robot_offrl.models.conv1d import set_conv_inference, set_conv_weight_grad  # noqa: E402
 from robot_offrl.train.config import RunConfig  # noqa: E402
 from robot_offrl.train.loop import clip_gradients, make_optimizer  # noqa: E402
 
@@ -286,7 +286,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cases, modalities = set(args.cases.split(",")), args.modalities.split(",")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats}", flush=True)
+    # bf16 rows only where the CPU runs bf16 natively: elsewhere torch emulates it, 10-100x slower, and
+    # amp=auto (training and acting) stays in fp32 there anyway.
+    bf16 = cpu_has_native_bf16()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats}, "
+          f"native bf16: {bf16}{'' if bf16 else ' (bf16 rows left out)'}", flush=True)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         for modality in modalities:
@@ -316,14 +320,20 @@ def main() -> None:
                     "lerobot": lerobot_train_step(theirs, their_batches),
                     "ours bc fp32, AdamW per-tensor, native conv grads": our_train_step(plain, plain_opt, batches, False),
                     "ours bc fp32, native conv grads": our_train_step(native, native_opt, batches, False),
-                    "ours bc bf16, native conv grads": our_train_step(native, native_opt, batches, True),
                     "ours bc fp32": our_train_step(bc, bc_opt, batches, False),
-                    "ours bc bf16": our_train_step(bc, bc_opt, batches, True),
                     "ours rise fp32": our_train_step(rise, rise_opt, batches, False),
-                    "ours rise bf16": our_train_step(rise, rise_opt, batches, True),
                 }
                 if shared is not None:
-                    fns["ours rise bf16, critic on policy features"] = our_train_step(shared, shared_opt, batches, True)
+                    fns["ours rise fp32, critic on policy features"] = our_train_step(shared, shared_opt, batches, False)
+                if bf16:
+                    fns.update({
+                        "ours bc bf16, native conv grads": our_train_step(native, native_opt, batches, True),
+                        "ours bc bf16": our_train_step(bc, bc_opt, batches, True),
+                        "ours rise bf16": our_train_step(rise, rise_opt, batches, True),
+                    })
+                    if shared is not None:
+                        fns["ours rise bf16, critic on policy features"] = our_train_step(
+                            shared, shared_opt, batches, True)
                 # No warm-up call: a step takes seconds, so first-call costs are lost in it.
                 report(f"train step, {modality}, batch {bsz}", alternate(fns, args.repeats, warmup=0), "lerobot")
             if "train_compile" in cases:
@@ -340,31 +350,46 @@ def main() -> None:
             # What the runtime acts with under amp=bf16 (and amp=auto for big enough work): the matmul weights
             # cast to bf16 once (robot_offrl.device.cast_for_autocast_inference); "autocast" rows re-cast them
             # at every call, as plain torch.autocast over fp32 weights does.
+            # fp32 acting with nn.Conv1d's kernels (the runtime's conv1d=native) against the default GEMM path.
             if cases & {"latency", "select"}:
+                bc_native, rise_native = (copy.deepcopy(a) for a in (bc, rise))
+                for agent in (bc_native, rise_native):
+                    set_conv_inference(agent, "native")
+            if cases & {"latency", "select"} and bf16:
                 bc16, rise16 = (cast_for_autocast_inference(copy.deepcopy(a), torch.bfloat16) for a in (bc, rise))
             if "latency" in cases:
                 fns = {
                     "lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0]),
-                    "ours K=1 ddim10": select(bc, 1, 10, "ddim"),
-                    "ours K=1 ddim10 bf16 autocast": select(bc, 1, 10, "ddim", True),
-                    "ours K=1 ddim10 bf16 weights": select(bc16, 1, 10, "ddim", True),
-                    "ours K=1 ddim6 bf16 weights": select(bc16, 1, 6, "ddim", True),
-                    "ours K=1 dpmsolver4": select(bc, 1, 4, "dpmsolver"),
-                    "ours K=1 dpmsolver4 bf16 weights": select(bc16, 1, 4, "dpmsolver", True),
+                    "ours K=1 ddim10 fp32, conv1d native": select(bc_native, 1, 10, "ddim"),
+                    "ours K=1 ddim10 fp32": select(bc, 1, 10, "ddim"),
+                    "ours K=1 ddim6 fp32": select(bc, 1, 6, "ddim"),
+                    "ours K=1 dpmsolver4 fp32": select(bc, 1, 4, "dpmsolver"),
                 }
+                if bf16:
+                    fns.update({
+                        "ours K=1 ddim10 bf16 autocast": select(bc, 1, 10, "ddim", True),
+                        "ours K=1 ddim10 bf16 weights": select(bc16, 1, 10, "ddim", True),
+                        "ours K=1 ddim6 bf16 weights": select(bc16, 1, 6, "ddim", True),
+                        "ours K=1 dpmsolver4 bf16 weights": select(bc16, 1, 4, "dpmsolver", True),
+                    })
                 report(f"chunk latency, {modality}, B=1", alternate(fns, args.repeats * 3), "lerobot K=1 ddim10")
             if "select" in cases:
                 fns = {
                     "lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0]),
-                    "ours rise K=32 ddim10": select(rise, 32, 10, "ddim"),
-                    "ours rise K=32 ddim10 bf16 autocast": select(rise, 32, 10, "ddim", True),
-                    "ours rise K=32 ddim10 bf16 weights": select(rise16, 32, 10, "ddim", True),
-                    "ours rise K=32 ddim6 bf16 weights": select(rise16, 32, 6, "ddim", True),
-                    "ours rise K=32 dpmsolver4 prune1->4 bf16 weights": select(rise16, 32, 4, "dpmsolver", True, 1, 4),
+                    "ours rise K=32 ddim10 fp32, conv1d native": select(rise_native, 32, 10, "ddim"),
+                    "ours rise K=32 ddim10 fp32": select(rise, 32, 10, "ddim"),
+                    "ours rise K=32 ddim6 fp32": select(rise, 32, 6, "ddim"),
                 }
-                if shared is not None:
-                    shared16 = cast_for_autocast_inference(copy.deepcopy(shared), torch.bfloat16)
-                    fns["ours rise(policy features) K=32 ddim10 bf16 weights"] = select(shared16, 32, 10, "ddim", True)
+                if bf16:
+                    fns.update({
+                        "ours rise K=32 ddim10 bf16 autocast": select(rise, 32, 10, "ddim", True),
+                        "ours rise K=32 ddim10 bf16 weights": select(rise16, 32, 10, "ddim", True),
+                        "ours rise K=32 ddim6 bf16 weights": select(rise16, 32, 6, "ddim", True),
+                        "ours rise K=32 dpmsolver4 prune1->4 bf16 weights": select(rise16, 32, 4, "dpmsolver", True, 1, 4),
+                    })
+                    if shared is not None:
+                        shared16 = cast_for_autocast_inference(copy.deepcopy(shared), torch.bfloat16)
+                        fns["ours rise(policy features) K=32 ddim10 bf16 weights"] = select(shared16, 32, 10, "ddim", True)
                 report(f"RISE selection, {modality}, B=1", alternate(fns, args.repeats * 3), "lerobot K=1 ddim10")
             if "prune" in cases:  # how far pruning can go: fewer solver steps and survivors
                 fns = {"lerobot K=1 ddim10": lerobot_chunk(theirs, their_batches[0])}

@@ -79,7 +79,7 @@ def _acting_options(args: argparse.Namespace) -> dict[str, Any]:
         "--candidates": ("num_candidates", args.candidates), "--n-action-steps": ("n_action_steps", args.n_action_steps),
         "--inference-steps": ("num_inference_steps", args.inference_steps),
         "--selection": ("selection", args.selection), "--temperature": ("temperature", args.temperature),
-        "--amp": ("amp", args.amp),
+        "--amp": ("amp", args.amp), "--conv1d": ("conv1d", args.conv1d),
     }
     given = {flag: kv for flag, kv in flags.items() if kv[1] is not None}
     if given and args.checkpoint is None:
@@ -180,6 +180,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
     sw.add_argument("--amp", default=None,  # checked against the runtime's list (runtime/policy.py)
                     help="acting precision: auto, bf16 or off (default: the runtime's, auto)")
+    sw.add_argument("--conv1d", default=None,  # checked against models/conv1d.py's list
+                    help="U-Net convolutions when acting in fp32: auto (one GEMM per short-sequence layer "
+                         "where measured faster) or native (nn.Conv1d's kernels) (default: auto)")
     sw.add_argument("--real-time-factor", type=float, default=None,
                     help="--backend ros: sim seconds per wall second (default 0.5)")
     sw.add_argument("--out", required=True)

@@ -115,6 +115,7 @@ class NodeConfig:
     num_inference_steps: int = param(0, "int", "denoising steps per sampled chunk (0: the checkpoint's)")
     n_action_steps: int = param(0, "int", "actions per chunk sent to the controller (0: the checkpoint's)")
     amp: str = param("", "string", "acting precision: off, bf16 or auto (empty: the runtime's default, auto)")
+    conv1d: str = param("", "string", "fp32 U-Net convolutions: auto or native (empty: the runtime's, auto)")
     control_rate_hz: float = param(0.0, "double", "inference and command rate; 0 uses the checkpoint's rate")
     autostart: bool = param(False, "bool", "configure at start-up and activate once observations are fresh")
     enable_control: bool = param(False, "bool", "false: dry run, nothing is sent to the controllers")
@@ -215,10 +216,11 @@ def parse_config(values: Mapping[str, Any]) -> NodeConfig:
     for name in positive:
         if not getattr(cfg, name) > 0:
             raise ConfigError(f"parameter {name} must be > 0, got {getattr(cfg, name)}")
-    if cfg.amp:
+    chosen = {name: getattr(cfg, name) for name in ("amp", "conv1d") if getattr(cfg, name)}
+    if chosen:
         from robot_offrl.runtime.policy import check_acting_options  # torch is imported only when asked
 
-        check_acting_options({"amp": cfg.amp}, shown={"amp": "parameter amp"})
+        check_acting_options(chosen, shown={name: f"parameter {name}" for name in chosen})
     if cfg.control_rate_hz < 0:
         raise ConfigError(f"control_rate_hz must be >= 0 (0: the checkpoint's rate), got {cfg.control_rate_hz}")
     if cfg.output_mode not in OUTPUT_MODES:

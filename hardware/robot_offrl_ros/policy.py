@@ -34,6 +34,7 @@ def load_runtime(cfg: NodeConfig) -> PlanningPolicy:
         num_inference_steps=cfg.num_inference_steps or None,
         n_action_steps=cfg.n_action_steps or None,
         amp=cfg.amp or None,
+        conv1d=cfg.conv1d or None,
     )
 
 

@@ -1,11 +1,21 @@
-"""A Conv1d whose CPU weight gradient, on short sequences, is one matmul over the unfolded input.
+"""A Conv1d that computes short sequences on the CPU as matmuls over the unfolded input where that
+was measured faster than oneDNN's convolution kernels.
 
-oneDNN's conv1d weight-gradient kernel is slow for many channels over few time steps, which is
-exactly the U-Net's deepest levels (1024 channels x 4 steps at the issue's shapes): forward and backward
-of one such layer took 519 ms in bf16 at batch 256 with oneDNN's weight gradient and 138 ms with this
-one (``bench/bench_learn.py --conv-grad-only``; docs/benchmarks.md). The forward pass and the input gradient stay oneDNN's
-(they are fast); only the weight gradient is computed differently, so results agree up to float
-summation order. The state dict is nn.Conv1d's, so checkpoints do not know which path trained them.
+Two paths, both for stride 1 with 'same' zero padding on sequences of at most ``UNFOLD_MAX_LENGTH``
+steps (the U-Net's deeper levels: 1024 channels x 4 steps at the issue's shapes):
+
+- training, the weight gradient: oneDNN's weight-gradient kernel is slow for many channels over few
+  time steps: forward and backward of one such layer took 519 ms in bf16 at batch 256 with it and
+  138 ms with one einsum over the unfolded input (``bench/bench_learn.py --conv-grad-only``;
+  docs/benchmarks.md). The forward pass and the input gradient stay oneDNN's.
+- acting in fp32, the forward pass: at batch 1 oneDNN's fp32 convolution runs these layers at a few
+  GFLOP/s, one GEMM of the unfolded input (B*T rows) against the flattened weight is about 3x faster
+  per layer on an AVX2 CPU without native bf16, where acting runs in fp32
+  (``bench/bench_runtime.py --conv1d native,auto``). Under bf16 autocast it stays oneDNN's, which was
+  measured fast.
+
+Results agree with nn.Conv1d up to float summation order, and the state dict is nn.Conv1d's, so
+checkpoints do not know which path trained or runs them.
 """
 
 from __future__ import annotations
@@ -20,7 +30,22 @@ from robot_offrl.errors import ConfigError
 # bf16, batch 256, kernels 1 and 5: every length <= 8 gained (0.14-0.83x of oneDNN's time), every
 # length-16 shape lost (1.03-1.65x).
 UNFOLD_MAX_LENGTH = 8
-WEIGHT_GRAD_MODES = ("auto", "native")  # trainer.conv_weight_grad
+# auto: the unfolded path where measured faster; native: always nn.Conv1d's. trainer.conv_weight_grad
+# chooses for the training weight gradient, the runtime's conv1d option for the acting forward pass.
+CONV1D_MODES = ("auto", "native")
+
+
+def gemm_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """conv1d (stride 1, 'same' zero padding) as one GEMM: (B*T, C_in*k) columns @ (C_in*k, C_out).
+
+    Every output step is a row, so at batch 1 the GEMM still has T rows and reads the weight once.
+    """
+    b, c, t = x.shape
+    kernel = weight.shape[-1]
+    columns = F.pad(x, (padding, padding)).unfold(2, kernel, 1).transpose(1, 2).reshape(b * t, c * kernel)
+    flat = weight.reshape(weight.shape[0], -1).t()
+    out = columns @ flat if bias is None else torch.addmm(bias, columns, flat)
+    return out.view(b, t, -1).transpose(1, 2)
 
 
 class _UnfoldedWeightGrad(torch.autograd.Function):
@@ -49,19 +74,19 @@ class _UnfoldedWeightGrad(torch.autograd.Function):
 
 
 class Conv1d(nn.Conv1d):
-    """nn.Conv1d that takes the unfolded weight gradient where it was measured faster.
+    """nn.Conv1d that takes the unfolded paths where they were measured faster (module docstring).
 
-    ``unfold_weight_grad`` (set from trainer.conv_weight_grad by ``set_conv_weight_grad``) turns it off.
+    ``unfold_weight_grad`` (trainer.conv_weight_grad, ``set_conv_weight_grad``) and ``gemm_inference``
+    (the runtime's conv1d option, ``set_conv_inference``) turn each off.
     """
 
     unfold_weight_grad: bool = True
+    gemm_inference: bool = True
 
-    def _unfolds(self, x: torch.Tensor) -> bool:
+    def _short_same(self, x: torch.Tensor) -> bool:
+        """A CPU input of at most UNFOLD_MAX_LENGTH steps, for this layer's stride-1 'same' padding."""
         return (
-            self.unfold_weight_grad
-            and x.device.type == "cpu"
-            and torch.is_grad_enabled()
-            and self.weight.requires_grad
+            x.device.type == "cpu"
             and x.dim() == 3
             and x.shape[-1] <= UNFOLD_MAX_LENGTH
             and self.stride == (1,) and self.dilation == (1,) and self.groups == 1
@@ -69,7 +94,21 @@ class Conv1d(nn.Conv1d):
             and isinstance(self.padding, tuple) and 2 * self.padding[0] == self.kernel_size[0] - 1
         )
 
+    def _unfolds(self, x: torch.Tensor) -> bool:
+        return self.unfold_weight_grad and torch.is_grad_enabled() and self.weight.requires_grad and self._short_same(x)
+
+    def _gemm_forward(self, x: torch.Tensor) -> bool:
+        return (
+            self.gemm_inference
+            and not torch.is_grad_enabled()
+            and x.dtype == torch.float32 and self.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+            and self._short_same(x)
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._gemm_forward(x):
+            return gemm_conv1d(x, self.weight, self.bias, self.padding[0])
         if not self._unfolds(x):
             return super().forward(x)
         # Do autocast's cast here (the autograd Function runs with autocast off) so the result has
@@ -80,10 +119,19 @@ class Conv1d(nn.Conv1d):
             return _UnfoldedWeightGrad.apply(x.to(dtype), self.weight.to(dtype), bias, self.padding[0])
 
 
-def set_conv_weight_grad(module: nn.Module, mode: str) -> None:
-    """Apply trainer.conv_weight_grad: ``auto`` unfolds where measured faster, ``native`` never does."""
-    if mode not in WEIGHT_GRAD_MODES:
-        raise ConfigError(f"trainer.conv_weight_grad must be one of {WEIGHT_GRAD_MODES}, got {mode!r}")
+def _set_mode(module: nn.Module, attribute: str, mode: str, setting: str) -> None:
+    if mode not in CONV1D_MODES:
+        raise ConfigError(f"{setting} must be one of {CONV1D_MODES}, got {mode!r}")
     for layer in module.modules():
         if isinstance(layer, Conv1d):
-            layer.unfold_weight_grad = mode == "auto"
+            setattr(layer, attribute, mode == "auto")
+
+
+def set_conv_weight_grad(module: nn.Module, mode: str) -> None:
+    """Apply trainer.conv_weight_grad: ``auto`` unfolds where measured faster, ``native`` never does."""
+    _set_mode(module, "unfold_weight_grad", mode, "trainer.conv_weight_grad")
+
+
+def set_conv_inference(module: nn.Module, mode: str) -> None:
+    """Apply the runtime's conv1d option: ``auto`` takes the fp32 GEMM forward where measured faster."""
+    _set_mode(module, "gemm_inference", mode, "conv1d")

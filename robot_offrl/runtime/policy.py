@@ -24,6 +24,7 @@ from robot_offrl.data import ActionSpace, KeySpec, NormStats, StoreSchema
 from robot_offrl.data.stats import ACTIONS_KEY
 from robot_offrl.device import autocast, autocast_dtype, cast_for_autocast_inference, select_device
 from robot_offrl.errors import ConfigError, NonFiniteActionError
+from robot_offrl.models.conv1d import CONV1D_MODES, set_conv_inference
 from robot_offrl.models.obs_info import ObsInfo
 from robot_offrl.runtime.observations import check_step, normalize_step
 from robot_offrl.runtime.protocol import Camera, cameras_of
@@ -32,7 +33,7 @@ from robot_offrl.runtime.protocol import Camera, cameras_of
 # trained critic can be evaluated at another K, replanning interval or selection rule.
 ACTING_OPTIONS = (
     "num_candidates", "num_inference_steps", "n_action_steps", "selection", "temperature", "scheduler",
-    "prune_after", "prune_keep", "amp",
+    "prune_after", "prune_keep", "amp", "conv1d",
 )
 ACTING_AMP = ("off", "bf16", "auto")
 # ``amp=auto`` acts in bf16 (where trainer.amp=auto would train in it) once a denoising step's matmul
@@ -73,7 +74,8 @@ def check_acting_options(options: Mapping[str, Any], shown: Mapping[str, str] | 
         low = 0 if key == "prune_after" else 1
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise ConfigError(f"{label[key]} must be an integer >= {low}, got {value!r}")
-    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULER_KINDS), ("amp", ACTING_AMP)):
+    for key, choices in (("selection", SELECTION_MODES), ("scheduler", SCHEDULER_KINDS), ("amp", ACTING_AMP),
+                         ("conv1d", CONV1D_MODES)):
         if options.get(key) is not None and options[key] not in choices:
             raise ConfigError(f"{label[key]} must be one of {list(choices)}, got {options[key]!r}")
     return dict(options)
@@ -114,6 +116,7 @@ class PolicyRuntime:
         prune_after: int | None = None,
         prune_keep: int | None = None,
         amp: str | None = None,
+        conv1d: str | None = None,
         source: str = "policy",
     ) -> None:
         check_finite_state(agent, stats, source)
@@ -137,10 +140,12 @@ class PolicyRuntime:
         self.prune_after = int(prune_after if prune_after is not None else sel.prune_after)
         self.prune_keep = int(prune_keep if prune_keep is not None else sel.prune_keep)
         self.amp = amp or "auto"
+        self.conv1d = conv1d or "auto"  # models/conv1d.py: the fp32 GEMM forward of short sequences
         check_acting_options({
             "num_candidates": self.num_candidates, "num_inference_steps": self.num_inference_steps,
             "selection": self.selection, "temperature": self.temperature, "scheduler": self.scheduler,
             "prune_after": self.prune_after, "prune_keep": self.prune_keep, "amp": self.amp,
+            "conv1d": self.conv1d,
         })
         policy_params = sum(p.numel() for p in agent.ema_policy.parameters())
         self._amp_dtype = acting_autocast_dtype(self.amp, device, policy_params, self.num_candidates)
@@ -164,7 +169,9 @@ class PolicyRuntime:
         self._queue: deque[np.ndarray] = deque()
         self._generator = torch.Generator(device=device)
         self.reset()
-        if self._amp_dtype is not None:  # last, once every check passed: the runtime owns its agent now
+        # Last, once every check passed: the runtime owns its agent now.
+        set_conv_inference(self.agent, self.conv1d)
+        if self._amp_dtype is not None:
             cast_for_autocast_inference(self.agent, self._amp_dtype)
 
     # -- loading ------------------------------------------------------------------------------------
@@ -173,7 +180,7 @@ class PolicyRuntime:
         """From a checkpoint folder or a run folder (its latest checkpoint); never unpickles.
 
         ``acting`` takes the keyword options of ``__init__`` (num_candidates, num_inference_steps,
-        n_action_steps, selection, temperature, seed, scheduler, prune_after, prune_keep, amp); None keeps
+        n_action_steps, selection, temperature, seed, scheduler, prune_after, prune_keep, amp, conv1d); None keeps
         the checkpoint's own.
         """
         ckpt = load_checkpoint(path)
@@ -304,6 +311,7 @@ class PolicyRuntime:
             "prune_keep": self.prune_keep,
             "amp": self.amp,
             "acting_dtype": str(self._amp_dtype or torch.float32).removeprefix("torch."),
+            "conv1d": self.conv1d,
             "n_action_steps": self.n_action_steps,
             "selection": self.selection,
             "device": str(self.device),

@@ -15,7 +15,7 @@ from typing import Any
 from robot_offrl.algos.config import GROUPS as AGENT_GROUPS
 from robot_offrl.algos.config import AgentConfig, EmaConfig
 from robot_offrl.errors import ConfigError
-from robot_offrl.models.conv1d import WEIGHT_GRAD_MODES
+from robot_offrl.models.conv1d import CONV1D_MODES
 from robot_offrl.train.gradients import GRAD_CLIP_MODES
 from robot_offrl.typed_config import TypedConfig, group, section, setting
 
@@ -52,7 +52,7 @@ class TrainerConfig(TypedConfig):
     optimizer_impl: str = setting("auto", choices=OPTIMIZER_IMPLS)  # auto | fused | foreach | plain
     # auto: the U-Net's conv1d weight gradients on short CPU sequences as one matmul (models/conv1d.py,
     # measured 3-7x faster there); native: oneDNN's everywhere. The same gradient up to float rounding.
-    conv_weight_grad: str = setting("auto", choices=WEIGHT_GRAD_MODES)
+    conv_weight_grad: str = setting("auto", choices=CONV1D_MODES)
     num_workers: int = setting(0, minimum=0)  # DataLoader worker processes
     cache_in_ram: Any = setting("auto", "any")  # auto | true | false: images kept in RAM
     val_fraction: float = setting(0.1, minimum=0.0, below=1.0, range_text="in [0, 1)")  # held-out episodes

@@ -151,7 +151,8 @@ def test_runtime_acting_options_for_speed(store):
     args = (agent, ds.norm_stats, ds.schema, ds.obs_keys, torch.device("cpu"))
     step = {"pos": np.zeros(2, np.float32)}
     for options in ({"amp": "bf16", "scheduler": "unipc", "num_inference_steps": 3},
-                    {"prune_after": 1, "prune_keep": 2, "scheduler": "dpmsolver", "num_inference_steps": 4}):
+                    {"prune_after": 1, "prune_keep": 2, "scheduler": "dpmsolver", "num_inference_steps": 4},
+                    {"conv1d": "native", "amp": "off"}):
         runtime = PolicyRuntime(_agent(store)[0], *args[1:], num_candidates=4, **options)  # a runtime owns its agent
         actions = runtime.plan(step)
         assert actions.shape == (2, 2) and np.isfinite(actions).all()
@@ -160,6 +161,8 @@ def test_runtime_acting_options_for_speed(store):
         assert linear.weight.dtype == (torch.bfloat16 if options.get("amp") == "bf16" else torch.float32)
     with pytest.raises(ConfigError, match="amp must be one of"):
         PolicyRuntime(*args, amp="fp16")
+    with pytest.raises(ConfigError, match="conv1d must be one of"):
+        PolicyRuntime(*args, conv1d="gemm")
     with pytest.raises(ConfigError, match="prune_after must be an integer >= 0"):
         PolicyRuntime(*args, prune_after=-1)
 
@@ -249,6 +252,47 @@ def test_unfolded_conv_weight_gradient_matches_onednns(amp, kernel):
     with torch.no_grad():
         assert not fast._unfolds(x)  # acting never takes it
     assert not fast._unfolds(torch.randn(2, 24, 16))  # long sequences: oneDNN's kernel measured faster
+
+
+@pytest.mark.parametrize("kernel", [1, 3, 5])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_gemm_forward_acts_as_onednns_conv(kernel, batch):
+    # The runtime's conv1d=auto changes how an fp32 acting forward is summed, not what it is.
+    from robot_offrl.models.conv1d import Conv1d, set_conv_inference
+
+    torch.manual_seed(0)
+    fast = Conv1d(24, 16, kernel, padding=kernel // 2)
+    native = torch.nn.Conv1d(24, 16, kernel, padding=kernel // 2)
+    native.load_state_dict(fast.state_dict())
+    x = torch.randn(batch, 24, 8)
+    with torch.no_grad():
+        assert fast._gemm_forward(x)
+        got = fast(x)
+        torch.testing.assert_close(got, native(x), rtol=1e-5, atol=1e-5)
+        assert not fast._gemm_forward(torch.randn(batch, 24, 16))  # long sequences stay oneDNN's
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fast._gemm_forward(x)  # bf16 acting stays oneDNN's (measured fast)
+        set_conv_inference(fast, "native")
+        assert not fast._gemm_forward(x)
+        set_conv_inference(fast, "auto")
+    assert not fast._gemm_forward(x)  # training forward stays oneDNN's
+    with pytest.raises(ConfigError, match="conv1d must be one of"):
+        set_conv_inference(fast, "gemm")
+
+
+def test_runtime_conv1d_option_plans_the_same_unet_chunks(store):
+    from robot_offrl.models.conv1d import Conv1d
+    from robot_offrl.runtime import PolicyRuntime
+
+    plans = {}
+    for mode in ("auto", "native"):
+        agent, ds = _agent(store, name="bc", denoiser="unet")
+        runtime = PolicyRuntime(agent, ds.norm_stats, ds.schema, ds.obs_keys, torch.device("cpu"), seed=3,
+                                amp="off", conv1d=mode)
+        layers = [m for m in runtime.agent.modules() if isinstance(m, Conv1d)]
+        assert layers and all(m.gemm_inference == (mode == "auto") for m in layers)
+        plans[mode] = runtime.plan({"pos": np.zeros(2, np.float32)})
+    np.testing.assert_allclose(plans["auto"], plans["native"], rtol=1e-4, atol=1e-5)
 
 
 def test_conv_weight_grad_modes_train_the_same_unet(store):

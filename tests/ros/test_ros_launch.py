@@ -152,6 +152,9 @@ def test_unknown_or_mistyped_parameters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="parameter amp must be one of"):
         parse_config({"amp": "fp16"})
     assert parse_config({"amp": "bf16"}).amp == "bf16"
+    with pytest.raises(ConfigError, match="parameter conv1d must be one of"):
+        parse_config({"conv1d": "gemm"})
+    assert parse_config({"conv1d": "native"}).conv1d == "native"
 
 
 def test_launch_description_builds_when_launch_ros_is_installed() -> None:

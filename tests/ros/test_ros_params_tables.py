@@ -21,6 +21,7 @@ POLICY_NODE = [
     ('num_inference_steps', 'int', 0),
     ('n_action_steps', 'int', 0),
     ('amp', 'string', ''),  # added after the snapshot: acting precision (issue #19)
+    ('conv1d', 'string', ''),  # added after the snapshot: the fp32 conv path when acting (issue #19)
     ('control_rate_hz', 'double', 0.0),
     ('autostart', 'bool', False),
     ('enable_control', 'bool', False),
