@@ -7,7 +7,9 @@ steps (the U-Net's deeper levels: 1024 channels x 4 steps at the issue's shapes)
 - training, the weight gradient: oneDNN's weight-gradient kernel is slow for many channels over few
   time steps: forward and backward of one such layer took 519 ms in bf16 at batch 256 with it and
   138 ms with one einsum over the unfolded input (``bench/bench_learn.py --conv-grad-only``;
-  docs/benchmarks.md). The forward pass and the input gradient stay oneDNN's.
+  docs/benchmarks.md). The forward pass and the input gradient stay oneDNN's, except in fp32 over at
+  most ``GEMM_TRAIN_MAX_LENGTH`` steps, where they are GEMMs too (oneDNN's fp32 kernels are slow there on
+  a CPU without native bf16, where training runs in fp32).
 - acting in fp32, the forward pass: at batch 1 oneDNN's fp32 convolution runs these layers at a few
   GFLOP/s, one GEMM of the unfolded input (B*T rows) against the flattened weight is about 3x faster
   per layer on an AVX2 CPU without native bf16, where acting runs in fp32
@@ -30,9 +32,26 @@ from robot_offrl.errors import ConfigError
 # bf16, batch 256, kernels 1 and 5: every length <= 8 gained (0.14-0.83x of oneDNN's time), every
 # length-16 shape lost (1.03-1.65x).
 UNFOLD_MAX_LENGTH = 8
+# In fp32 training, sequences up to this length also take the GEMM forward and input gradient
+# (_GemmConv1d). Measured per layer on an AVX2 CPU without native bf16, fp32, batch 256 and 32: at 4 steps
+# 0.26-0.40x of oneDNN's input gradient and 0.52-0.81x of its forward; at 8 steps mixed (0.79-2.06x).
+GEMM_TRAIN_MAX_LENGTH = 4
 # auto: the unfolded path where measured faster; native: always nn.Conv1d's. trainer.conv_weight_grad
 # chooses for the training weight gradient, the runtime's conv1d option for the acting forward pass.
 CONV1D_MODES = ("auto", "native")
+
+
+def _columns(x: torch.Tensor, kernel: int, padding: int) -> torch.Tensor:
+    """(B, C, T) -> (B*T, C*kernel): each output step's zero-padded receptive field as one row."""
+    b, c, t = x.shape
+    return F.pad(x, (padding, padding)).unfold(2, kernel, 1).transpose(1, 2).reshape(b * t, c * kernel)
+
+
+def _fold_columns(columns: torch.Tensor, batch: int, length: int, kernel: int, padding: int) -> torch.Tensor:
+    """The adjoint of ``_columns``: (B*T, C*kernel) rows summed back onto the (B, C, T) steps they read."""
+    rows = columns.view(batch, length, -1).transpose(1, 2)  # (B, C*kernel, T): F.fold's layout
+    summed = F.fold(rows, output_size=(1, length + 2 * padding), kernel_size=(1, kernel))
+    return summed[:, :, 0, padding:padding + length]
 
 
 def gemm_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
@@ -40,12 +59,40 @@ def gemm_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
 
     Every output step is a row, so at batch 1 the GEMM still has T rows and reads the weight once.
     """
-    b, c, t = x.shape
-    kernel = weight.shape[-1]
-    columns = F.pad(x, (padding, padding)).unfold(2, kernel, 1).transpose(1, 2).reshape(b * t, c * kernel)
+    b, _, t = x.shape
+    columns = _columns(x, weight.shape[-1], padding)
     flat = weight.reshape(weight.shape[0], -1).t()
     out = columns @ flat if bias is None else torch.addmm(bias, columns, flat)
     return out.view(b, t, -1).transpose(1, 2)
+
+
+class _GemmConv1d(torch.autograd.Function):
+    """conv1d (stride 1, 'same' zero padding) whose forward and both gradients are GEMMs over the columns."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
+        b, _, t = x.shape
+        columns = _columns(x, weight.shape[-1], padding)
+        ctx.save_for_backward(columns, weight)
+        ctx.shape = (b, t, padding)
+        ctx.has_bias = bias is not None
+        flat = weight.reshape(weight.shape[0], -1).t()
+        out = columns @ flat if bias is None else torch.addmm(bias, columns, flat)
+        return out.view(b, t, -1).transpose(1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        columns, weight = ctx.saved_tensors
+        b, t, pad = ctx.shape
+        rows = grad.transpose(1, 2).reshape(b * t, -1)  # (B*T, C_out)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _fold_columns(rows @ weight.reshape(weight.shape[0], -1), b, t, weight.shape[-1], pad)
+        if ctx.needs_input_grad[1]:
+            grad_w = (rows.t() @ columns).view_as(weight)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = rows.sum(0)
+        return grad_x, grad_w, grad_b, None
 
 
 class _UnfoldedWeightGrad(torch.autograd.Function):
@@ -115,8 +162,12 @@ class Conv1d(nn.Conv1d):
         # the dtype nn.Conv1d would give and the casts stay on the autograd graph.
         dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
         bias = None if self.bias is None else self.bias.to(dtype)
+        # fp32 over at most GEMM_TRAIN_MAX_LENGTH steps: everything as GEMMs (oneDNN's fp32 forward and
+        # input gradient are slow there too); otherwise only the weight gradient.
+        gemm = dtype == torch.float32 and x.shape[-1] <= GEMM_TRAIN_MAX_LENGTH
         with torch.autocast("cpu", enabled=False):
-            return _UnfoldedWeightGrad.apply(x.to(dtype), self.weight.to(dtype), bias, self.padding[0])
+            function = _GemmConv1d if gemm else _UnfoldedWeightGrad
+            return function.apply(x.to(dtype), self.weight.to(dtype), bias, self.padding[0])
 
 
 def _set_mode(module: nn.Module, attribute: str, mode: str, setting: str) -> None:

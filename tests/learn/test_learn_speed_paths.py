@@ -228,15 +228,16 @@ def test_bad_critic_features_are_refused(store):
 
 @pytest.mark.parametrize("amp", [False, True])
 @pytest.mark.parametrize("kernel", [1, 3, 5])
-def test_unfolded_conv_weight_gradient_matches_onednns(amp, kernel):
-    # trainer.conv_weight_grad=auto changes how the weight gradient is summed, not what it is.
+@pytest.mark.parametrize("length", [4, 8])  # fp32: 4 steps take the all-GEMM path, 8 the weight gradient only
+def test_unfolded_conv_weight_gradient_matches_onednns(amp, kernel, length):
+    # trainer.conv_weight_grad=auto changes how the gradients are summed, not what they are.
     from robot_offrl.models.conv1d import Conv1d
 
     torch.manual_seed(0)
     fast = Conv1d(24, 16, kernel, padding=kernel // 2)
     native = torch.nn.Conv1d(24, 16, kernel, padding=kernel // 2)
     native.load_state_dict(fast.state_dict())
-    x, weights = torch.randn(6, 24, 4), torch.randn(6, 16, 4)
+    x, weights = torch.randn(6, 24, length), torch.randn(6, 16, length)
     results = []
     for layer in (fast, native):
         xx = x.clone().requires_grad_()
@@ -245,7 +246,7 @@ def test_unfolded_conv_weight_gradient_matches_onednns(amp, kernel):
             y = layer(xx)
         (y.float() * weights).sum().backward()
         results.append((y, xx.grad, layer.weight.grad, layer.bias.grad))
-    tol = {"rtol": 2e-2, "atol": 2e-2} if amp else {"rtol": 1e-5, "atol": 1e-5}
+    tol = {"rtol": 2e-2, "atol": 4e-2} if amp else {"rtol": 1e-5, "atol": 1e-5}  # bf16: sums of 48-120 products
     assert results[0][0].dtype == results[1][0].dtype == (torch.bfloat16 if amp else torch.float32)
     for got, want in zip(results[0], results[1], strict=True):
         torch.testing.assert_close(got.float(), want.float(), **tol)
