@@ -104,20 +104,24 @@ def optimiser_variants(ds: WindowDataset) -> dict[str, Callable[[], object]]:
     return variants
 
 
-def our_train_step(agent: Any, opt: torch.optim.Optimizer, batches: list[dict], bf16: bool) -> Callable[[], None]:
-    """What Trainer._train_step does, minus data loading and logging: loss, backward, clip, AdamW, EMA."""
+def our_train_step(agent: Any, opt: torch.optim.Optimizer, batches: list[dict], bf16: bool,
+                   update_critic: bool = True) -> Callable[[], None]:
+    """What Trainer._train_step does, minus data loading and logging: loss, backward, clip, AdamW, EMA.
+
+    ``update_critic=False`` is an augmented-only step of RISE's default alternate schedule (half its steps).
+    """
     step = [0]
     agent.train()
 
     def once() -> None:
         batch = batches[step[0] % len(batches)]
         with autocast_cpu(bf16):
-            loss = agent.compute_losses(batch, step[0])["loss"]
+            loss = agent.compute_losses(batch, step[0], update_critic)["loss"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         clip_gradients(opt, 1.0, "per_group")
         opt.step()
-        agent.after_optimizer_step(step[0] + 1)
+        agent.after_optimizer_step(step[0] + 1, update_critic)
         step[0] += 1
 
     return once
@@ -322,6 +326,8 @@ def main() -> None:
                     "ours bc fp32, native conv grads": our_train_step(native, native_opt, batches, False),
                     "ours bc fp32": our_train_step(bc, bc_opt, batches, False),
                     "ours rise fp32": our_train_step(rise, rise_opt, batches, False),
+                    "ours rise fp32, augmented-only step (no critic)": our_train_step(
+                        rise, rise_opt, batches, False, update_critic=False),
                 }
                 if shared is not None:
                     fns["ours rise fp32, critic on policy features"] = our_train_step(shared, shared_opt, batches, False)

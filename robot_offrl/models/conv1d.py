@@ -1,17 +1,18 @@
 """A Conv1d that computes short sequences on the CPU as matmuls over the unfolded input where that
 was measured faster than oneDNN's convolution kernels.
 
-Two paths, both for stride 1 with 'same' zero padding on sequences of at most ``UNFOLD_MAX_LENGTH``
-steps (the U-Net's deeper levels: 1024 channels x 4 steps at the issue's shapes):
+All paths are for stride 1 with 'same' zero padding on sequences of at most ``UNFOLD_MAX_LENGTH`` steps
+(the U-Net's deeper levels: 1024 channels x 4 steps at the issue's shapes):
 
 - training, the weight gradient: oneDNN's weight-gradient kernel is slow for many channels over few
   time steps: forward and backward of one such layer took 519 ms in bf16 at batch 256 with it and
   138 ms with one einsum over the unfolded input (``bench/bench_learn.py --conv-grad-only``;
-  docs/benchmarks.md). The forward pass and the input gradient stay oneDNN's, except in fp32 over at
-  most ``GEMM_TRAIN_MAX_LENGTH`` steps, where they are GEMMs too (oneDNN's fp32 kernels are slow there on
-  a CPU without native bf16, where training runs in fp32).
+  docs/benchmarks.md). The forward pass and the input gradient stay oneDNN's,
+- except in fp32 training over at most ``GEMM_TRAIN_MAX_LENGTH`` steps, where all three are GEMMs
+  (``_GemmConv1d``): oneDNN's fp32 forward and input gradient are slow there too on a CPU without
+  native bf16, where training runs in fp32 (0.31-0.40x per layer at batch 256, same bench).
 - acting in fp32, the forward pass: at batch 1 oneDNN's fp32 convolution runs these layers at a few
-  GFLOP/s, one GEMM of the unfolded input (B*T rows) against the flattened weight is about 3x faster
+  GFLOP/s; one GEMM of the unfolded input (B*T rows) against the flattened weight is about 3x faster
   per layer on an AVX2 CPU without native bf16, where acting runs in fp32
   (``bench/bench_runtime.py --conv1d native,auto``). Under bf16 autocast it stays oneDNN's, which was
   measured fast.
@@ -54,16 +55,22 @@ def _fold_columns(columns: torch.Tensor, batch: int, length: int, kernel: int, p
     return summed[:, :, 0, padding:padding + length]
 
 
+def _times_weight(
+    columns: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, batch: int, length: int
+) -> torch.Tensor:
+    """(B*T, C_in*k) columns @ the flattened (C_in*k, C_out) weight (+ bias) -> (B, C_out, T)."""
+    flat = weight.reshape(weight.shape[0], -1).t()
+    out = columns @ flat if bias is None else torch.addmm(bias, columns, flat)
+    return out.view(batch, length, -1).transpose(1, 2)
+
+
 def gemm_conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: int) -> torch.Tensor:
-    """conv1d (stride 1, 'same' zero padding) as one GEMM: (B*T, C_in*k) columns @ (C_in*k, C_out).
+    """conv1d (stride 1, 'same' zero padding) as one GEMM over the unfolded input.
 
     Every output step is a row, so at batch 1 the GEMM still has T rows and reads the weight once.
     """
     b, _, t = x.shape
-    columns = _columns(x, weight.shape[-1], padding)
-    flat = weight.reshape(weight.shape[0], -1).t()
-    out = columns @ flat if bias is None else torch.addmm(bias, columns, flat)
-    return out.view(b, t, -1).transpose(1, 2)
+    return _times_weight(_columns(x, weight.shape[-1], padding), weight, bias, b, t)
 
 
 class _GemmConv1d(torch.autograd.Function):
@@ -76,9 +83,7 @@ class _GemmConv1d(torch.autograd.Function):
         ctx.save_for_backward(columns, weight)
         ctx.shape = (b, t, padding)
         ctx.has_bias = bias is not None
-        flat = weight.reshape(weight.shape[0], -1).t()
-        out = columns @ flat if bias is None else torch.addmm(bias, columns, flat)
-        return out.view(b, t, -1).transpose(1, 2)
+        return _times_weight(columns, weight, bias, b, t)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
