@@ -172,7 +172,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--candidates", type=int, default=None,
                     help="K action chunks scored by the critic per plan (default: the checkpoint's)")
     sw.add_argument("--inference-steps", type=int, default=None,
-                    help="denoising steps per sampled chunk (default: the checkpoint's, 10 unless trained otherwise)")
+                    help="denoising steps per sampled chunk (default: the checkpoint's: 6, or 10 for runs "
+                         "trained before 2026-12-02)")
     sw.add_argument("--n-action-steps", type=int, default=None,
                     help="actions executed per plan before replanning (default: the checkpoint's)")
     sw.add_argument("--selection", default=None,  # checked against algos/selection.py's list, not a copy here
