@@ -505,7 +505,10 @@ def write_markdown(exp: Experiment, results: dict[str, Any], out: Path) -> None:
     for method in exp.methods:
         if method.name not in results["methods"]:
             continue
-        acting = " ".join(f"{k}={v}" for k, v in sorted(method.acting.items()))
+        seeds = results["methods"][method.name]["seeds"]
+        # What the sweeps acted with: the row's own options over those its reused runs needed (_train).
+        used = next(iter(seeds.values())).get("acting", method.acting) if seeds else method.acting
+        acting = " ".join(f"{k}={v}" for k, v in sorted(used.items()))
         acting_text = f", acting `{acting}`" if acting else ""
         if method.policy_from is not None:
             lines.append(f"- {method.name}: the trained `{method.policy_from}` runs, no training of its own"

@@ -101,6 +101,8 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     assert acted["num_inference_steps"] == 3
     assert json.loads((out / "results.json").read_text())["methods"]["rise"]["seeds"]["0"]["acting"] == {
         "num_inference_steps": 3}
+    assert "rise_k1: the trained `rise` runs, no training of its own, acting `num_candidates=1 num_inference_steps=3`" in (
+        out / "results.md").read_text()
 
     # The benchmark's critic probe reads the same runs and store.
     probe = _bench_module("rise_sim/critic_probe.py")
