@@ -3,7 +3,7 @@
 Trains a short low-dim RISE checkpoint on a synthetic Lift-shaped store (so the critic exists),
 then times ``PolicyRuntime.plan`` — what the sweep and the ROS node call at every replanning step —
 for K = 1, 32, 128 with 10 DDIM steps and with 100 DDPM steps. Reports CUDA too when present.
-With ``--amp off,bf16`` (or ``--conv1d native,auto``) each case runs once per acting variant, the calls
+With ``--amp off,bf16`` (or ``--conv1d native,auto``, ``--prune-after 0,1``) each case runs once per acting variant, the calls
 alternating, and the table gives each one's p50 against the first's.
 
     PYTHONPATH=.:sim .venv/bin/python bench/bench_runtime.py [--repeats 30] [--device auto] [--amp off,bf16]
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--amp", default="off", help="comma list of the runtime's acting amp values to alternate")
     parser.add_argument("--conv1d", default="auto", help="comma list of the runtime's conv1d values to alternate")
+    parser.add_argument("--prune-after", default="",
+                        help="comma list of prune_after values to alternate (0 = off; default: the checkpoint's)")
     parser.add_argument("--samplers", default="ddim:10,ddpm:100")
     parser.add_argument("--candidates", default="1,32,128")
     parser.add_argument("--threads", type=int, default=None)
@@ -69,15 +71,17 @@ def main() -> None:
     train_rate = args.train_steps / (time.perf_counter() - t0)
     obs = {k: np.zeros(d, np.float32) for k, d in LOWDIM.items()}
     rows = []
-    variants = [(amp, conv) for amp in args.amp.split(",") for conv in args.conv1d.split(",")]
-    labels = [f"amp={amp} conv1d={conv}" for amp, conv in variants]
+    prunes: list[int | None] = [int(p) for p in args.prune_after.split(",")] if args.prune_after else [None]
+    variants = [(amp, conv, prune) for amp in args.amp.split(",") for conv in args.conv1d.split(",") for prune in prunes]
+    labels = [f"amp={amp} conv1d={conv}" + ("" if prune is None else f" prune_after={prune}")
+              for amp, conv, prune in variants]
     for sampler in args.samplers.split(","):
         scheduler, steps = sampler.split(":")
         for k in (int(c) for c in args.candidates.split(",")):
             runtimes = {label: PolicyRuntime.load(tmp / "run", device=args.device, num_candidates=k,
                                                   num_inference_steps=int(steps), scheduler=scheduler, amp=amp,
-                                                  conv1d=conv)
-                        for label, (amp, conv) in zip(labels, variants, strict=True)}
+                                                  conv1d=conv, prune_after=prune)
+                        for label, (amp, conv, prune) in zip(labels, variants, strict=True)}
             times: dict[str, list[float]] = {label: [] for label in labels}
             for policy in runtimes.values():
                 policy.plan(obs)  # warm-up

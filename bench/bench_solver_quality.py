@@ -2,8 +2,9 @@
 
 With several checkpoints (the same training in fp32 and in bf16, say) each one runs each setting. Every
 run runs the same sweep (same seed, so the same initial states episode for episode); the
-output is each setting's success with a 95% Wilson interval, and the paired count of episodes where the
-run and the first (reference) run disagree. Quality is judged by success, not by loss.
+output is each setting's success with a 95% Wilson interval, the episodes it won and lost against the same
+checkpoint's first setting and against the very first run (with an exact sign test), and its per-episode
+outcomes. Quality is judged by success, not by loss.
 
     PYTHONPATH=.:sim .venv/bin/python bench/bench_solver_quality.py --checkpoint RUN --task lift_pose \\
         --grid 4x4 --episodes-per-cell 2 --settings ddim:10 dpmsolver:4 unipc:4 dpmsolver:3
@@ -32,6 +33,22 @@ def outcomes(summary: dict) -> list[bool]:
     return [bool(e["success"]) for c in summary["cells"] for e in c["results"]]
 
 
+def sign_test(won: int, lost: int) -> float:
+    """Two-sided exact sign test on the episodes whose outcome changed (ties carry no information)."""
+    n = won + lost
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(won, lost) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired(got: list[bool], reference: list[bool]) -> dict[str, float]:
+    """Episodes this run won and lost against the reference run on the same starts, and the sign test."""
+    won = sum(g and not r for g, r in zip(got, reference, strict=True))
+    lost = sum(r and not g for g, r in zip(got, reference, strict=True))
+    return {"won": won, "lost": lost, "sign_test_p": round(sign_test(won, lost), 4)}
+
+
 def main() -> None:
     from robot_offrl_sim.regions import parse_grid
     from robot_offrl_sim.sweep import SweepConfig, run_sweep
@@ -48,7 +65,8 @@ def main() -> None:
     parser.add_argument("--settings", nargs="+", default=["ddim:10", "dpmsolver:4", "unipc:4"],
                         help="scheduler:steps[:key=value,...] acting options; the first is the reference")
     args = parser.parse_args()
-    reference: list[bool] | None = None
+    first_run: list[bool] | None = None  # the first checkpoint's first setting
+    own_reference: dict[str, list[bool]] = {}  # each checkpoint's first setting
     with tempfile.TemporaryDirectory() as tmp:
         runs = [(checkpoint, setting) for checkpoint in args.checkpoint for setting in args.settings]
         for i, (checkpoint, setting) in enumerate(runs):
@@ -63,11 +81,13 @@ def main() -> None:
             t = time.perf_counter()
             summary = run_sweep(config, Path(tmp) / str(i))
             got = outcomes(summary)
-            reference = got if reference is None else reference
+            first_run = got if first_run is None else first_run
+            reference = own_reference.setdefault(checkpoint, got)
             lo, hi = wilson(sum(got), len(got))
             print(json.dumps({"checkpoint": checkpoint, "setting": setting, "successes": sum(got), "episodes": len(got),
                               "rate": round(sum(got) / len(got), 3), "wilson95": [round(lo, 3), round(hi, 3)],
-                              "disagree_with_reference": sum(a != b for a, b in zip(got, reference, strict=True)),
+                              "vs_first_setting": paired(got, reference), "vs_first_run": paired(got, first_run),
+                              "outcomes": "".join("1" if g else "0" for g in got),
                               "elapsed_s": round(time.perf_counter() - t, 1)}), flush=True)
 
 

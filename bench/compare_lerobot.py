@@ -385,12 +385,17 @@ def main() -> None:
                     "ours rise K=32 ddim10 fp32, conv1d native": select(rise_native, 32, 10, "ddim"),
                     "ours rise K=32 ddim10 fp32": select(rise, 32, 10, "ddim"),
                     "ours rise K=32 ddim6 fp32": select(rise, 32, 6, "ddim"),
+                    # Early pruning under DDIM 6: all K for prune_after + 1 denoiser calls, then prune_keep.
+                    "ours rise K=32 ddim6 prune1->4 fp32": select(rise, 32, 6, "ddim", False, 1, 4),
+                    "ours rise K=32 ddim6 prune2->4 fp32": select(rise, 32, 6, "ddim", False, 2, 4),
                 }
                 if bf16:
                     fns.update({
                         "ours rise K=32 ddim10 bf16 autocast": select(rise, 32, 10, "ddim", True),
                         "ours rise K=32 ddim10 bf16 weights": select(rise16, 32, 10, "ddim", True),
                         "ours rise K=32 ddim6 bf16 weights": select(rise16, 32, 6, "ddim", True),
+                        "ours rise K=32 ddim6 prune1->4 bf16 weights": select(rise16, 32, 6, "ddim", True, 1, 4),
+                        "ours rise K=32 ddim6 prune2->4 bf16 weights": select(rise16, 32, 6, "ddim", True, 2, 4),
                         "ours rise K=32 dpmsolver4 prune1->4 bf16 weights": select(rise16, 32, 4, "dpmsolver", True, 1, 4),
                     })
                     if shared is not None:
