@@ -80,6 +80,7 @@ def _acting_options(args: argparse.Namespace) -> dict[str, Any]:
         "--inference-steps": ("num_inference_steps", args.inference_steps),
         "--selection": ("selection", args.selection), "--temperature": ("temperature", args.temperature),
         "--amp": ("amp", args.amp), "--conv1d": ("conv1d", args.conv1d),
+        "--prune-after": ("prune_after", args.prune_after), "--prune-keep": ("prune_keep", args.prune_keep),
     }
     given = {flag: kv for flag, kv in flags.items() if kv[1] is not None}
     if given and args.checkpoint is None:
@@ -179,6 +180,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sw.add_argument("--selection", default=None,  # checked against algos/selection.py's list, not a copy here
                     help="how the critic picks among candidates: argmax or softmax (default: the checkpoint's)")
     sw.add_argument("--temperature", type=float, default=None, help="softmax selection temperature")
+    sw.add_argument("--prune-after", type=int, default=None,
+                    help="rank the K candidates by Q after this many denoising steps and finish only "
+                         "--prune-keep of them; 0 turns pruning off (default: the checkpoint's)")
+    sw.add_argument("--prune-keep", type=int, default=None,
+                    help="candidates that survive pruning (default: the checkpoint's)")
     sw.add_argument("--amp", default=None,  # checked against the runtime's list (runtime/policy.py)
                     help="acting precision: auto, bf16 or off (default: the runtime's, auto)")
     sw.add_argument("--conv1d", default=None,  # checked against models/conv1d.py's list

@@ -116,6 +116,12 @@ class NodeConfig:
     n_action_steps: int = param(0, "int", "actions per chunk sent to the controller (0: the checkpoint's)")
     amp: str = param("", "string", "acting precision: off, bf16 or auto (empty: the runtime's default, auto)")
     conv1d: str = param("", "string", "fp32 U-Net convolutions: auto or native (empty: the runtime's, auto)")
+    prune_after: int = param(
+        -1, "int",
+        "rank the candidates by Q after this many denoising steps and finish only prune_keep of them "
+        "(0: off; -1: the checkpoint's own setting)",
+    )
+    prune_keep: int = param(0, "int", "candidates that survive pruning (0: the checkpoint's own setting)")
     control_rate_hz: float = param(0.0, "double", "inference and command rate; 0 uses the checkpoint's rate")
     autostart: bool = param(False, "bool", "configure at start-up and activate once observations are fresh")
     enable_control: bool = param(False, "bool", "false: dry run, nothing is sent to the controllers")
@@ -207,9 +213,13 @@ def coerce_param(spec: ParamSpec, value: Any, what: str = "parameter") -> Any:
 def parse_config(values: Mapping[str, Any]) -> NodeConfig:
     """Validate raw parameter values into a NodeConfig; every mistake names the parameter."""
     cfg = parse_params(NodeConfig, PARAMS, values, "parameter")
-    for name in ("num_candidates", "num_inference_steps", "n_action_steps"):
+    for name in ("num_candidates", "num_inference_steps", "n_action_steps", "prune_keep"):
         if getattr(cfg, name) < 0:
             raise ConfigError(f"parameter {name} must be >= 0 (0: the checkpoint's own setting), got {getattr(cfg, name)}")
+    if cfg.prune_after < -1:
+        raise ConfigError(
+            f"parameter prune_after must be >= -1 (0: off, -1: the checkpoint's own setting), got {cfg.prune_after}"
+        )
     positive = ("forward_rate_hz",
                 "image_timeout_s", "joint_state_timeout_s", "pose_timeout_s", "hold_time_s",
                 "diagnostics_rate_hz", "servo_linear_scale", "servo_angular_scale")

@@ -35,6 +35,8 @@ def load_runtime(cfg: NodeConfig) -> PlanningPolicy:
         n_action_steps=cfg.n_action_steps or None,
         amp=cfg.amp or None,
         conv1d=cfg.conv1d or None,
+        prune_after=None if cfg.prune_after < 0 else cfg.prune_after,
+        prune_keep=cfg.prune_keep or None,
     )
 
 

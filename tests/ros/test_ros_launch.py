@@ -155,6 +155,11 @@ def test_unknown_or_mistyped_parameters_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="parameter conv1d must be one of"):
         parse_config({"conv1d": "gemm"})
     assert parse_config({"conv1d": "native"}).conv1d == "native"
+    with pytest.raises(ConfigError, match="parameter prune_after must be >= -1"):
+        parse_config({"prune_after": -2})
+    with pytest.raises(ConfigError, match="parameter prune_keep must be >= 0"):
+        parse_config({"prune_keep": -1})
+    assert parse_config({"prune_after": 0}).prune_after == 0  # 0 is "off", not "the checkpoint's"
 
 
 def test_launch_description_builds_when_launch_ros_is_installed() -> None:

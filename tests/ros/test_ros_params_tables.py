@@ -22,6 +22,8 @@ POLICY_NODE = [
     ('n_action_steps', 'int', 0),
     ('amp', 'string', ''),  # added after the snapshot: acting precision (issue #19)
     ('conv1d', 'string', ''),  # added after the snapshot: the fp32 conv path when acting (issue #19)
+    ('prune_after', 'int', -1),  # added after the snapshot: early pruning of the candidates (issue #19)
+    ('prune_keep', 'int', 0),  # added after the snapshot (issue #19)
     ('control_rate_hz', 'double', 0.0),
     ('autostart', 'bool', False),
     ('enable_control', 'bool', False),

@@ -122,13 +122,15 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
     sweep_out = tmp_path / "k2"
     argv = ["sweep", "--checkpoint", str(out / "runs" / "rise_s0"), "--task", "lift", "--grid", "1x1",
             "--horizon", "5", "--quiet", "--candidates", "2", "--n-action-steps", "4", "--amp", "bf16", "--inference-steps", "3", "--conv1d", "native",
-            "--out", str(sweep_out)]
+            "--prune-after", "1", "--prune-keep", "1", "--out", str(sweep_out)]
     assert main(argv) == 0
     assert json.loads((sweep_out / "sweep.json").read_text())["config"]["policy_kwargs"] == {
-        "n_action_steps": 4, "num_candidates": 2, "amp": "bf16", "num_inference_steps": 3, "conv1d": "native"}
+        "n_action_steps": 4, "num_candidates": 2, "amp": "bf16", "num_inference_steps": 3, "conv1d": "native",
+        "prune_after": 1, "prune_keep": 1}
     acting = json.loads((sweep_out / "timing.json").read_text())["acting"]
     assert (acting["num_candidates"], acting["amp"], acting["acting_dtype"], acting["conv1d"]) == (
         2, "bf16", "bfloat16", "native")
+    assert (acting["prune_after"], acting["prune_keep"]) == (1, 1)
     capsys.readouterr()
     assert main([*argv[:2], str(out / "runs" / "bc_expert_s0"), *argv[3:-1], str(tmp_path / "bc_k2")]) == 2
     assert "needs a critic" in capsys.readouterr().err
@@ -136,7 +138,8 @@ def test_experiment_runs_end_to_end_and_reuses_finished_stages(tmp_path, capsys)
                  "--out", str(tmp_path / "x")]) == 2
     assert "--checkpoint policies only" in capsys.readouterr().err
     for flag, value in (("--candidates", "0"), ("--n-action-steps", "0"), ("--temperature", "0"), ("--amp", "fp16"),
-                        ("--inference-steps", "0"), ("--conv1d", "gemm")):
+                        ("--inference-steps", "0"), ("--conv1d", "gemm"), ("--prune-after", "-1"),
+                        ("--prune-keep", "0")):
         assert main([*argv[:-1], str(tmp_path / "bad"), flag, value]) == 2
         assert f"{flag} must be" in capsys.readouterr().err
 
