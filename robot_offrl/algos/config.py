@@ -77,8 +77,9 @@ class SelectionConfig(TypedConfig):
     temperature: float = setting(1.0, above=0.0)
     mode: str = setting("argmax", choices=SELECTION_MODES)
     # Early pruning (0: off): after prune_after denoising steps, keep the prune_keep candidates whose
-    # predicted clean chunks score highest, and finish only those. Faster, but it lost 19 points of sweep
-    # success under K = 64 selection with DPM-Solver++ 4 (docs/benchmarks.md), hence off.
+    # predicted clean chunks score highest, and finish only those. Off here, for runs that stored no value;
+    # configs/algo/idql.yaml (and so rise) turns it on with DDIM 6, where it kept sweep success; with
+    # DPM-Solver++ 4 the sampler itself lost under selection (docs/benchmarks.md).
     prune_after: int = setting(0, minimum=0)
     prune_keep: int = setting(4, minimum=1)
 

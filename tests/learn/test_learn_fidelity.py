@@ -263,6 +263,7 @@ def test_a_legacy_checkpoint_without_the_new_keys_loads_and_acts_the_same(lines,
     aug = config.algo.nn_augment
     assert (config.algo.lipschitz_form, aug.search, aug.schedule, aug.skip_first, aug.skip_first_expert,
             aug.max_fraction) == ("hinge", "combined", "mixed", 1, 0, 0.5)
+    assert config.algo.selection.prune_after == 0  # stored no pruning setting: acts unpruned, as it did
     save_checkpoint(tmp_path / "old", 1, agent.state_dict(), legacy, lines.norm_stats().to_dict(),
                     checkpoint_schema(lines, ds))
     runtime = PolicyRuntime.load(tmp_path / "old", device="cpu")
@@ -280,7 +281,7 @@ def test_the_rise_config_carries_the_reference_defaults():
     assert (a.lipschitz_form, a.lipschitz_weight, a.lipschitz_hidden) == ("hinge", 0.1, 512)
     assert (aug.search, aug.k, aug.skip_first, aug.skip_first_expert, aug.max_fraction) == ("separate", 15, 50, 20, 1.0)
     assert (aug.schedule, aug.augmented_share, aug.block_steps) == ("alternate", 0.5, 100)
-    assert a.selection.num_candidates == 64
+    assert (a.selection.num_candidates, a.selection.prune_after, a.selection.prune_keep) == (64, 1, 4)
     idql = AgentConfig.from_cfg(compose("train", ["algo=idql", "data=unused.zarr"])).algo
     assert idql.lipschitz_form == "hinge" and idql.lipschitz_weight == 0.0  # same network, no penalty
     assert compose("train", ["algo=rise", "data=unused.zarr"]).trainer.grad_clip_mode == "per_group"
