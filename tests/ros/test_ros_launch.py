@@ -162,6 +162,18 @@ def test_unknown_or_mistyped_parameters_are_config_errors() -> None:
     assert parse_config({"prune_after": 0}).prune_after == 0  # 0 is "off", not "the checkpoint's"
 
 
+def test_acting_parameters_reach_the_runtime_and_unset_ones_keep_the_checkpoints() -> None:
+    from robot_offrl_ros.policy import load_runtime
+
+    fixture = str(Path(__file__).resolve().parents[1] / "fixtures" / "checkpoint_v2_rise")
+    kept = load_runtime(parse_config({"checkpoint": fixture})).describe()
+    assert (kept["num_candidates"], kept["prune_after"], kept["prune_keep"]) == (8, 0, 4)  # as it was saved
+    chosen = load_runtime(parse_config({"checkpoint": fixture, "num_candidates": 6, "prune_after": 1,
+                                        "prune_keep": 2, "conv1d": "native"})).describe()
+    assert (chosen["num_candidates"], chosen["prune_after"], chosen["prune_keep"], chosen["conv1d"]) == (
+        6, 1, 2, "native")
+
+
 def test_launch_description_builds_when_launch_ros_is_installed() -> None:
     pytest.importorskip("launch_ros")  # absent on PyPI-only machines; present on a ROS 2 install
     import importlib.util
