@@ -8,6 +8,9 @@ outcomes. Quality is judged by success, not by loss.
 
     PYTHONPATH=.:sim .venv/bin/python bench/bench_solver_quality.py --checkpoint RUN --task lift_pose \\
         --grid 4x4 --episodes-per-cell 2 --settings ddim:10 dpmsolver:4 unipc:4 dpmsolver:3
+
+Name every option a comparison turns on or off in each setting (``ddim:6:prune_after=0`` against
+``ddim:6:prune_after=1``): unnamed ones are the checkpoint's. Each line's ``acted`` says what ran.
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ def main() -> None:
                                  seed=args.seed, horizon=args.horizon, policy_kwargs=acting)
             t = time.perf_counter()
             summary = run_sweep(config, Path(tmp) / str(i))
+            # How it really acted: a setting names only what it changes, the rest is the checkpoint's own
+            # (a run trained with pruning on prunes under a bare "ddim:6" too).
+            acted = json.loads((Path(tmp) / str(i) / "timing.json").read_text()).get("acting", {})
             got = outcomes(summary)
             first_run = got if first_run is None else first_run
             reference = own_reference.setdefault(checkpoint, got)
@@ -88,6 +94,8 @@ def main() -> None:
                               "rate": round(sum(got) / len(got), 3), "wilson95": [round(lo, 3), round(hi, 3)],
                               "vs_first_setting": paired(got, reference), "vs_first_run": paired(got, first_run),
                               "outcomes": "".join("1" if g else "0" for g in got),
+                              "acted": {k: acted.get(k) for k in ("scheduler", "num_inference_steps", "num_candidates",
+                                                                  "prune_after", "prune_keep", "acting_dtype")},
                               "elapsed_s": round(time.perf_counter() - t, 1)}), flush=True)
 
 
